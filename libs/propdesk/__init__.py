@@ -1,0 +1,1 @@
+"""propdesk shared library: settings, tenancy, database, event bus, telemetry, service factory."""

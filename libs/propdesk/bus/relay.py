@@ -1,0 +1,214 @@
+"""The outbox relay: publishes committed outbox rows to JetStream, then marks them sent.
+
+- Woken by LISTEN/NOTIFY (the outbox trigger), with a polling fallback in case a
+  notification is missed (connection drop, relay restart).
+- Rows are claimed with FOR UPDATE SKIP LOCKED, so several relay replicas share the work.
+- Each message carries `Nats-Msg-Id` = event id: if the relay dies after publishing and
+  before marking, the re-publish is dropped by the stream's duplicate window, and any
+  copy beyond it is dropped by the consumers' inbox.
+- While NATS is unreachable, rows simply wait; the relay retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+
+import asyncpg
+import orjson
+from nats.aio.client import Client as NATS
+from nats.js.api import PubAck
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from propdesk.bus.faults import crash_point
+from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.telemetry.propagation import extract, inject_current
+
+log = logging.getLogger("propdesk.bus.relay")
+tracer = trace.get_tracer("propdesk.bus")
+
+
+class Relay:
+    def __init__(self, schema: str, settings: Settings, nc: NATS) -> None:
+        self.schema = schema
+        self.settings = settings
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.channel = f"{schema}_outbox"
+        self._wake = asyncio.Event()
+        self._pool: asyncpg.Pool | None = None
+        self.published_total = 0
+        s = f'"{schema}"'
+        self._claim = (
+            f"SELECT id, event_id, event_type, subject, envelope::text AS envelope, trace_context"
+            f" FROM {s}.outbox WHERE published_at IS NULL ORDER BY id LIMIT $1"
+            f" FOR UPDATE SKIP LOCKED"
+        )
+        self._mark = f"UPDATE {s}.outbox SET published_at = clock_timestamp() WHERE id = ANY($1)"
+        self._fail = (
+            f"UPDATE {s}.outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)"
+        )
+
+    async def _connect_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                asyncpg_dsn(self.settings.app_db_url), min_size=1, max_size=2
+            )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def publish_batch(self) -> int:
+        """Publish one batch of pending rows. Returns how many were published."""
+        pool = await self._connect_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('app.system', 'on', true)")
+            rows = await conn.fetch(self._claim, self.settings.outbox_batch_size)
+            if not rows:
+                return 0
+            results = await asyncio.gather(
+                *(self._publish(r) for r in rows), return_exceptions=True
+            )
+            ok = [r["id"] for r, res in zip(rows, results, strict=True) if isinstance(res, PubAck)]
+            failed = [r["id"] for r, res in zip(rows, results, strict=True) if r["id"] not in ok]
+            crash_point("relay.after_publish")
+            if ok:
+                await conn.execute(self._mark, ok)
+            if failed:
+                first_error = next(e for e in results if isinstance(e, BaseException))
+                await conn.execute(self._fail, failed, repr(first_error)[:500])
+                log.warning(
+                    "publish failed for %d of %d outbox rows: %r",
+                    len(failed),
+                    len(rows),
+                    first_error,
+                )
+            self.published_total += len(ok)
+            return len(ok)
+
+    async def _publish(self, row: Mapping) -> PubAck:
+        trace_context = row["trace_context"]
+        if isinstance(trace_context, str):
+            trace_context = orjson.loads(trace_context)
+        with tracer.start_as_current_span(
+            f"publish {row['event_type']}",
+            context=extract(trace_context or {}),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": row["subject"],
+                "messaging.message.id": str(row["event_id"]),
+            },
+        ):
+            headers = {"Nats-Msg-Id": str(row["event_id"]), **inject_current()}
+            return await self.js.publish(
+                row["subject"],
+                row["envelope"].encode(),
+                timeout=5,
+                stream=self.settings.stream_name,
+                headers=headers,
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop` is set. Survives database and NATS outages."""
+        listener = asyncio.create_task(self._listen(stop))
+        delay = 0.1
+        try:
+            while not stop.is_set():
+                try:
+                    if not self.nc.is_connected:
+                        await _wait(stop, 0.2)
+                        continue
+                    n = await self.publish_batch()
+                    delay = 0.1
+                    if n >= self.settings.outbox_batch_size:
+                        continue  # more waiting: no sleep
+                    if n == 0:
+                        self._wake.clear()
+                        await _wait_any(
+                            stop, self._wake, self.settings.outbox_poll_interval_seconds
+                        )
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("relay %s: %r; retrying in %.1fs", self.schema, exc, delay)
+                    await _wait(stop, delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self.close()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Keep a LISTEN connection; reconnect if it drops. Polling covers the gaps."""
+        while not stop.is_set():
+            conn = None
+            try:
+                conn = await asyncpg.connect(asyncpg_dsn(self.settings.app_db_url))
+                await conn.add_listener(self.channel, lambda *_: self._wake.set())
+                self._wake.set()  # catch up on anything committed before we listened
+                while not stop.is_set() and not conn.is_closed():
+                    await _wait(stop, 5)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("relay listener %s: %r", self.schema, exc)
+                await _wait(stop, 1)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+
+
+async def prune_published(settings: Settings, schema: str) -> int:
+    """Delete published rows older than the retention period. Returns rows deleted."""
+    conn = await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.system', 'on', true)")
+            status = await conn.execute(
+                f'DELETE FROM "{schema}".outbox WHERE published_at IS NOT NULL'
+                " AND published_at < now() - make_interval(secs => $1)",
+                settings.outbox_retention_days * 86400,
+            )
+        return int(status.split()[-1])
+    finally:
+        await conn.close()
+
+
+async def republish(settings: Settings, schema: str, since: datetime, until: datetime) -> int:
+    """Queue already-published events of [since, until) again (e.g. after a stream loss).
+
+    Consumers' inboxes make the second delivery harmless.
+    """
+    conn = await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.system', 'on', true)")
+            status = await conn.execute(
+                f'UPDATE "{schema}".outbox SET published_at = NULL'
+                " WHERE created_at >= $1 AND created_at < $2 AND published_at IS NOT NULL",
+                since,
+                until,
+            )
+            await conn.execute(f"SELECT pg_notify('{schema}_outbox', '')")
+        return int(status.split()[-1])
+    finally:
+        await conn.close()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    tasks = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
+    try:
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -1,0 +1,73 @@
+"""The bus tables every service schema carries: outbox, inbox, dead letters.
+
+Frozen as `bus_tables_sql` version 1: a released migration calls it, so it must never
+change. A later change to the bus tables gets a new function and a new migration.
+"""
+
+from __future__ import annotations
+
+from propdesk.db.rls import enable_rls_sql, rls_function_sql
+
+
+def bus_tables_sql(schema: str) -> list[str]:
+    s = f'"{schema}"'
+    return [
+        *rls_function_sql(schema),
+        f"""
+        CREATE TABLE {s}.outbox (
+            id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            event_id      uuid NOT NULL UNIQUE,
+            tenant_id     uuid NOT NULL,
+            project_id    uuid,
+            event_type    text NOT NULL,
+            subject       text NOT NULL,
+            envelope      jsonb NOT NULL,
+            trace_context jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+            published_at  timestamptz,
+            attempts      integer NOT NULL DEFAULT 0,
+            last_error    text
+        )""",
+        f"CREATE INDEX outbox_unpublished ON {s}.outbox (id) WHERE published_at IS NULL",
+        f"CREATE INDEX outbox_created_at ON {s}.outbox (created_at)",
+        *enable_rls_sql(schema, "outbox", allow_system=True),
+        # Tell the relay there is work, once per transaction (NOTIFY collapses duplicates).
+        f"""
+        CREATE OR REPLACE FUNCTION {s}.outbox_notify() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+          PERFORM pg_notify('{schema}_outbox', '');
+          RETURN NULL;
+        END $$""",
+        f"""
+        CREATE TRIGGER outbox_notify AFTER INSERT ON {s}.outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION {s}.outbox_notify()""",
+        f"""
+        CREATE TABLE {s}.inbox (
+            consumer    text NOT NULL,
+            event_id    uuid NOT NULL,
+            tenant_id   uuid NOT NULL,
+            project_id  uuid,
+            event_type  text NOT NULL,
+            handled_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (consumer, event_id)
+        )""",
+        f"CREATE INDEX inbox_handled_at ON {s}.inbox (handled_at)",
+        *enable_rls_sql(schema, "inbox"),
+        f"""
+        CREATE TABLE {s}.dead_letters (
+            id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            consumer     text NOT NULL,
+            event_id     uuid,
+            tenant_id    uuid,
+            project_id   uuid,
+            subject      text NOT NULL,
+            deliveries   integer NOT NULL,
+            error        text NOT NULL,
+            data         bytea NOT NULL,
+            headers      jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+            created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+            replayed_at  timestamptz
+        )""",
+        *enable_rls_sql(schema, "dead_letters", allow_system=True),
+    ]

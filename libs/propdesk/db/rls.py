@@ -1,0 +1,75 @@
+"""Row-level security for tenant tables, as SQL for Alembic migrations.
+
+Every tenant table gets ENABLE + FORCE ROW LEVEL SECURITY (FORCE so even the table owner
+is bound) and one policy that admits a row only when its tenant is the transaction's
+tenant and its project is inside the transaction's project scope. The scope comes from
+`app.*` settings that `propdesk.db.session.tenant_transaction` sets per transaction.
+With no context set, `app.tenant_id` is empty and no row is visible or writable.
+"""
+
+from __future__ import annotations
+
+
+def _q(ident: str) -> str:
+    if not ident.replace("_", "").isalnum():
+        raise ValueError(f"unsafe SQL identifier {ident!r}")
+    return f'"{ident}"'
+
+
+def rls_function_sql(schema: str) -> list[str]:
+    """Create `<schema>.tenant_visible(tenant, project)` and `<schema>.system_context()`.
+
+    Plain SQL, STABLE: the planner inlines them into policies, and
+    `tenant_id = <stable expression>` can use an index on tenant_id.
+    """
+    s = _q(schema)
+    return [
+        f"""
+        CREATE OR REPLACE FUNCTION {s}.current_tenant() RETURNS uuid
+        LANGUAGE sql STABLE PARALLEL SAFE AS $$
+          SELECT nullif(current_setting('app.tenant_id', true), '')::uuid
+        $$""",
+        f"""
+        CREATE OR REPLACE FUNCTION {s}.tenant_visible(row_tenant uuid, row_project uuid)
+        RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+          SELECT row_tenant = nullif(current_setting('app.tenant_id', true), '')::uuid
+             AND (row_project IS NULL
+                  OR CASE coalesce(current_setting('app.project_ids', true), '')
+                       WHEN '*' THEN true
+                       WHEN '' THEN false
+                       ELSE row_project = ANY (string_to_array(
+                              current_setting('app.project_ids', true), ',')::uuid[])
+                     END)
+        $$""",
+        f"""
+        CREATE OR REPLACE FUNCTION {s}.system_context() RETURNS boolean
+        LANGUAGE sql STABLE PARALLEL SAFE AS $$
+          SELECT coalesce(current_setting('app.system', true), '') = 'on'
+        $$""",
+    ]
+
+
+def enable_rls_sql(
+    schema: str,
+    table: str,
+    *,
+    tenant_column: str = "tenant_id",
+    project_column: str | None = "project_id",
+    allow_system: bool = False,
+) -> list[str]:
+    """ENABLE + FORCE RLS and the tenant policy on `schema.table`.
+
+    `project_column=None` for tenant-wide tables. `allow_system=True` also admits the
+    platform's own machinery (outbox relay, dead letters), which sets `app.system`.
+    """
+    s, t = _q(schema), _q(table)
+    project = _q(project_column) if project_column else "NULL::uuid"
+    predicate = f"{s}.tenant_visible({_q(tenant_column)}, {project})"
+    if allow_system:
+        predicate = f"({s}.system_context() OR {predicate})"
+    return [
+        f"ALTER TABLE {s}.{t} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {s}.{t} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS tenant_isolation ON {s}.{t}",
+        f"CREATE POLICY tenant_isolation ON {s}.{t} USING ({predicate}) WITH CHECK ({predicate})",
+    ]

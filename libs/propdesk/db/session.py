@@ -1,0 +1,69 @@
+"""Async SQLAlchemy engine and the tenant-scoped transaction.
+
+The tenant is set with `set_config(name, value, true)` (the function form of SET LOCAL):
+it lives exactly as long as the transaction, so a pooled connection (or PgBouncer in
+transaction mode) never carries one tenant's context into another's work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from propdesk.settings import Settings, async_url
+from propdesk.tenancy.context import TenantContext, use_context
+
+_SET_CONTEXT = text(
+    "SELECT set_config('app.tenant_id', :tenant_id, true),"
+    " set_config('app.project_ids', :project_ids, true),"
+    " set_config('app.actor', :actor, true),"
+    " set_config('app.roles', :roles, true),"
+    " set_config('app.system', :system, true)"
+)
+
+
+def create_engine(settings: Settings, *, url: str | None = None, **kwargs) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url or settings.app_db_url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=False,
+        **kwargs,
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def apply_context(session: AsyncSession, ctx: TenantContext) -> None:
+    s = ctx.settings()
+    await session.execute(
+        _SET_CONTEXT,
+        {
+            "tenant_id": s["app.tenant_id"],
+            "project_ids": s["app.project_ids"],
+            "actor": s["app.actor"],
+            "roles": s["app.roles"],
+            "system": s["app.system"],
+        },
+    )
+
+
+@asynccontextmanager
+async def tenant_transaction(
+    sessions: async_sessionmaker[AsyncSession], ctx: TenantContext
+) -> AsyncIterator[AsyncSession]:
+    """One transaction under `ctx`: commits on success, rolls back on error."""
+    with use_context(ctx):
+        async with sessions() as session, session.begin():
+            await apply_context(session, ctx)
+            yield session

@@ -1,0 +1,179 @@
+"""Complaint (case) events, produced by the intake service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from propdesk.events.envelope import EventPayload
+
+
+class ComplaintReceived(EventPayload):
+    event_type = "complaint.received"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    channel: str
+    received_at: datetime
+    recorded_at: datetime
+    category: str | None = None
+    unit_id: UUID | None = None
+    building: str | None = None
+    place: str | None = None
+    summary: str
+    receiver: str | None = None
+    external_reference: str | None = None
+    # The full record, so dispatch, callback and reporting never read intake's tables.
+    project_code: str | None = None
+    room: str | None = None
+    household_id: UUID | None = None
+    complainant_name: str | None = None
+    complainant_phone: str | None = None
+    occurred_at: datetime | None = None
+    content: str | None = None
+    demand: str | None = None
+    attachments: list[dict[str, str | None]] = []
+    duplicate_of: UUID | None = None
+    group_case_id: UUID | None = None
+
+
+class ComplaintClassified(EventPayload):
+    event_type = "complaint.classified"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    channel: str
+    category: str
+    grade: str
+    grade_reasons: list[str]
+    category_reason: str
+    received_at: datetime
+    recorded_at: datetime
+    building: str | None = None
+    unit_id: UUID | None = None
+    group_case_id: UUID | None = None
+
+
+class ComplaintRegraded(EventPayload):
+    event_type = "complaint.regraded"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    previous_grade: str | None
+    grade: str
+    grade_reasons: list[str]
+    reason: str
+    group_case_id: UUID | None = None
+
+
+class ComplaintGrouped(EventPayload):
+    """The complaint is part of a group case (群体性投诉): three or more households on the
+    same matter. `notify_complainant` asks whoever talks to the caller to tell them."""
+
+    event_type = "complaint.grouped"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    group_case_id: UUID
+    group_reference: str
+    household_count: int
+    member_ids: list[UUID]
+    category: str | None = None
+    notify_complainant: bool = True
+    notify_reason: str = "group_case"
+
+
+class ComplaintDuplicateJoined(EventPayload):
+    """A repeat of an open complaint from the same household on the same matter: recorded,
+    and linked to the original so the matter is handled once."""
+
+    event_type = "complaint.duplicate_joined"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    duplicate_of: UUID
+    original_reference: str
+    reason: str
+
+
+class ComplaintOverridden(EventPayload):
+    """Staff corrected the category and/or grade, with a reason."""
+
+    event_type = "complaint.overridden"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    previous_category: str | None
+    category: str | None
+    previous_grade: str | None
+    grade: str | None
+    reason: str
+    by: str
+
+
+class ComplaintInvalidationRequested(EventPayload):
+    event_type = "complaint.invalidation_requested"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    request_id: UUID
+    reason: str
+    requested_by: str
+
+
+class ComplaintInvalidationApproved(EventPayload):
+    """Abnormal closure (非正常关闭) approved: the complaint is invalid and closed."""
+
+    event_type = "complaint.invalidation_approved"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    request_id: UUID
+    reason: str
+    requested_by: str
+    decided_by: str
+    comment: str | None = None
+
+
+class ComplaintInvalidationRejected(EventPayload):
+    event_type = "complaint.invalidation_rejected"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    request_id: UUID
+    reason: str
+    requested_by: str
+    decided_by: str
+    comment: str | None = None
+
+
+class ComplaintFlagged(EventPayload):
+    """Marked malicious or defamatory: kept, never deleted."""
+
+    event_type = "complaint.flagged"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    flag: str
+    reason: str
+    by: str

@@ -1,0 +1,63 @@
+"""Tenant directory events: property companies, projects, departments, staff."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from propdesk.events.envelope import EventPayload
+
+
+class TenantUpserted(EventPayload):
+    event_type = "tenant.upserted"
+    aggregate = "tenant"
+
+    tenant_id: UUID
+    code: str
+    name: str
+    settings: dict[str, object] = {}
+
+
+class ProjectUpserted(EventPayload):
+    event_type = "project.upserted"
+    aggregate = "project"
+
+    project_id: UUID
+    code: str
+    name: str
+    city: str | None = None
+    time_zone: str = "Asia/Shanghai"
+    calendar: str = "cn"
+
+
+class DepartmentUpserted(EventPayload):
+    event_type = "department.upserted"
+    aggregate = "department"
+
+    department_id: UUID
+    project_id: UUID | None
+    code: str
+    name: str
+    kind: str
+
+
+class StaffUpserted(EventPayload):
+    event_type = "staff.upserted"
+    aggregate = "staff"
+
+    staff_id: UUID
+    project_ids: list[UUID]
+    department_id: UUID | None
+    name: str
+    roles: list[str]
+    skills: list[str] = []
+    active: bool = True
+
+
+class RoutingHintsUpserted(EventPayload):
+    """The tenant's routing hints from onboarding, opaque to intake: dispatch reads them."""
+
+    event_type = "tenant.routing_upserted"
+    aggregate = "tenant"
+
+    tenant_id: UUID
+    hints: list[dict[str, object]]

@@ -1,0 +1,41 @@
+"""All event payload models, by (type, schema_version)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from propdesk.events import contracts
+from propdesk.events.envelope import Envelope, EventPayload
+
+REGISTRY: dict[tuple[str, int], type[EventPayload]] = {}
+
+
+def _load() -> None:
+    for mod in pkgutil.iter_modules(contracts.__path__):
+        module = importlib.import_module(f"{contracts.__name__}.{mod.name}")
+        for obj in vars(module).values():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, EventPayload)
+                and obj is not EventPayload
+                and hasattr(obj, "event_type")
+            ):
+                key = (obj.event_type, obj.schema_version)
+                if key in REGISTRY and REGISTRY[key] is not obj:
+                    raise RuntimeError(f"event {key} defined twice")
+                REGISTRY[key] = obj
+
+
+def payload_model(event_type: str, schema_version: int) -> type[EventPayload]:
+    try:
+        return REGISTRY[(event_type, schema_version)]
+    except KeyError:
+        raise KeyError(f"unknown event {event_type} v{schema_version}") from None
+
+
+def parse_payload(envelope: Envelope) -> EventPayload:
+    return payload_model(envelope.type, envelope.schema_version).model_validate(envelope.payload)
+
+
+_load()

@@ -1,0 +1,140 @@
+"""`propdesk-service NAME`: one service process: HTTP API, outbox relay, consumers, jobs.
+
+Every part can be switched off (`--no-api`, `--no-relay`, `--no-consumers`) so a service
+can be scaled by role; by default one process runs them all. SIGINT/SIGTERM stop
+everything in order: stop taking work, finish what is in hand, close connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+
+import uvicorn
+
+from propdesk.bus.consumer import ConsumerRunner
+from propdesk.bus.relay import Relay
+from propdesk.service.resources import ServiceResources
+from propdesk.service.spec import PeriodicTask, ServiceSpec
+from propdesk.settings import SERVICE_NAMES, Settings, get_settings
+
+log = logging.getLogger("propdesk.runner")
+
+
+def load_spec(name: str) -> ServiceSpec:
+    module = importlib.import_module(f"{name}.service")
+    spec = module.SPEC
+    if not isinstance(spec, ServiceSpec):
+        raise TypeError(f"{name}.service.SPEC is not a ServiceSpec")
+    return spec
+
+
+async def _periodic(task: PeriodicTask, res: ServiceResources, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await task.run(res)
+        except Exception:
+            log.exception("periodic task %s failed", task.name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=task.interval_seconds)
+
+
+async def serve(
+    spec: ServiceSpec,
+    settings: Settings,
+    *,
+    api: bool = True,
+    relay: bool = True,
+    consumers: bool = True,
+    port: int | None = None,
+) -> None:
+    from propdesk.service.logging import configure_logging
+    from propdesk.telemetry import setup_telemetry
+
+    configure_logging(spec.name, settings)
+    setup_telemetry(spec.name, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    res = await ServiceResources.open(spec.name, settings)
+    tasks: list[asyncio.Task] = []
+    server: uvicorn.Server | None = None
+    try:
+        if spec.on_start is not None:
+            await spec.on_start(res)
+        assert res.nc is not None
+        if relay and spec.relay:
+            tasks.append(asyncio.create_task(Relay(spec.name, settings, res.nc).run(stop)))
+        if consumers:
+            for c in spec.consumers(res):
+                runner = ConsumerRunner(c, settings, res.sessions, res.nc)
+                tasks.append(asyncio.create_task(runner.run(stop), name=f"consumer:{c.name}"))
+            for p in spec.periodic:
+                tasks.append(asyncio.create_task(_periodic(p, res, stop), name=p.name))
+        if api:
+            app = spec.create_app(res)
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=port or settings.port_for(spec.name),
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                proxy_headers=False,
+            )
+            server = uvicorn.Server(config)
+            # uvicorn installs its own signal handlers; ours must win so every part stops.
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            tasks.append(asyncio.create_task(server.serve(), name="http"))
+        log.info("service %s started (%d tasks)", spec.name, len(tasks))
+        done_waiter = asyncio.create_task(stop.wait())
+        finished, _ = await asyncio.wait([done_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in finished:
+            if t is not done_waiter and t.exception() is not None:
+                log.error("task %s crashed: %r", t.get_name(), t.exception())
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                log.error("shutdown: %r", r)
+        await res.close()
+        log.info("service %s stopped", spec.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="propdesk-service")
+    parser.add_argument("service", choices=SERVICE_NAMES)
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--no-api", action="store_true")
+    parser.add_argument("--no-relay", action="store_true")
+    parser.add_argument("--no-consumers", action="store_true")
+    args = parser.parse_args(argv)
+    spec = load_spec(args.service)
+    try:
+        asyncio.run(
+            serve(
+                spec,
+                get_settings(),
+                api=not args.no_api,
+                relay=not args.no_relay,
+                consumers=not args.no_consumers,
+                port=args.port,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""Settings for every propdesk process, read from the environment with the PROPDESK_ prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+SERVICE_NAMES = ("intake", "dispatch", "sla", "callback", "reporting")
+DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "sla": 8003, "callback": 8004, "reporting": 8005}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROPDESK_", extra="ignore")
+
+    environment: str = "development"
+
+    # PostgreSQL. `database_url` carries credentials that may create roles and run
+    # migrations; services at run time connect as `app_db_user`, a role that owns nothing
+    # and is subject to row-level security (see docs/architecture.md, "Tenancy").
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/propdesk"
+    app_database_url: str | None = None
+    app_db_user: str = "propdesk_app"
+    app_db_password: str = "propdesk_app"
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # JetStream: one stream for all events, subjects pd.<type>.<tenant>.<project>.
+    stream_name: str = "PROPDESK"
+    stream_subjects: str = "pd.>"
+    stream_replicas: int = 1
+    stream_max_age_days: float = 30.0
+    stream_duplicate_window_seconds: float = 600.0
+    consumer_max_deliver: int = 8
+    consumer_ack_wait_seconds: float = 30.0
+    consumer_backoff_seconds: list[float] = Field(default_factory=lambda: [1, 2, 5, 15, 30, 60])
+
+    # Outbox relay.
+    outbox_batch_size: int = 256
+    outbox_poll_interval_seconds: float = 1.0
+    outbox_retention_days: float = 14.0
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    intake_port: int = DEFAULT_PORTS["intake"]
+    dispatch_port: int = DEFAULT_PORTS["dispatch"]
+    sla_port: int = DEFAULT_PORTS["sla"]
+    callback_port: int = DEFAULT_PORTS["callback"]
+    reporting_port: int = DEFAULT_PORTS["reporting"]
+    max_body_bytes: int = 256 * 1024
+
+    # Signing key for staff bearer tokens (HMAC-SHA256). Override in production.
+    token_secret: str = "dev-only-not-a-secret-change-me"
+    token_ttl_seconds: int = 8 * 3600
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    def port_for(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    @property
+    def app_db_url(self) -> str:
+        """The URL services use at run time: the app role on the same server and database."""
+        if self.app_database_url:
+            return self.app_database_url
+        url = make_url(self.database_url)
+        return url.set(username=self.app_db_user, password=self.app_db_password).render_as_string(
+            hide_password=False
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def async_url(url: str) -> str:
+    """The SQLAlchemy asyncpg flavour of a postgresql:// URL."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+asyncpg")
+    return u.render_as_string(hide_password=False)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A plain postgresql:// DSN for asyncpg.connect (no +driver suffix)."""
+    u = make_url(url).set(drivername="postgresql")
+    return u.render_as_string(hide_password=False)
