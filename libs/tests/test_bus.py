@@ -65,14 +65,14 @@ async def bus(settings: Settings, bus_schema: str):
     await engine.dispose()
 
 
-async def eventually(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(predicate, within=10.0):
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = await predicate()
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value {result!r}")
+            raise AssertionError(f"condition not met within {within}s; last value {result!r}")
         await asyncio.sleep(0.05)
 
 
@@ -189,7 +189,7 @@ async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(bus, se
             await conn.close()
         return {r["event_id"]: r for r in rows} if len(rows) == 2 else None
 
-    rows = await eventually(dead_rows, timeout=20)
+    rows = await eventually(dead_rows, within=20)
     assert rows[poison.id]["deliveries"] == 1
     assert "poison" in rows[poison.id]["error"]
     assert rows[hopeless.id]["deliveries"] == runner.max_deliver
