@@ -47,3 +47,12 @@ class ServiceResources:
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.engine.dispose()
+
+    def readiness_checks(self) -> dict:
+        """/readyz checks for every connection this process holds."""
+        from propdesk.service.readiness import nats_check, postgres_check, redis_check
+
+        checks = {"postgres": postgres_check(self.engine), "redis": redis_check(self.redis)}
+        if self.nc is not None:
+            checks["nats"] = nats_check(self.nc)
+        return checks

@@ -28,3 +28,19 @@ class ServiceSpec:
     periodic: Sequence[PeriodicTask] = field(default_factory=tuple)
     relay: bool = True
     on_start: Callable[[ServiceResources], Awaitable[None]] | None = None
+
+
+def resources_app(res: ServiceResources, routers: Sequence = (), **kwargs) -> FastAPI:
+    """The service app wired to a process's resources: readiness for each connection,
+    and the resources on `app.state.resources` for the routers' dependencies."""
+    from propdesk.service.app import create_service_app
+
+    app = create_service_app(
+        res.name,
+        settings=res.settings,
+        routers=routers,
+        readiness=res.readiness_checks(),
+        **kwargs,
+    )
+    app.state.resources = res
+    return app

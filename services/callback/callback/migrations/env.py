@@ -1,0 +1,3 @@
+from propdesk.db.migrations import run_env
+
+run_env("callback")
