@@ -14,3 +14,12 @@ def settings() -> Settings:
     if not os.environ.get("PROPDESK_DATABASE_URL"):
         pytest.skip("integration test: needs the real stack (run `make test`)")
     return Settings()
+
+
+@pytest.fixture(scope="session")
+async def bus_schema(settings: Settings) -> str:
+    """The `bus_test` schema (bus tables + RLS tables), created once per test session."""
+    from propdesk.testing.bus_schema import SCHEMA, create_bus_test_schema
+
+    await create_bus_test_schema(settings)
+    return SCHEMA

@@ -1,0 +1,47 @@
+"""`python -m propdesk.testing.probe_consumer NAME TENANT`: a consumer process for the
+fault tests. Applies `bustest` events of one tenant into bus_test.applied; prints its
+counters when stopped with SIGTERM. Honours PROPDESK_FAULT like any propdesk process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from propdesk.bus.consumer import Consumer, ConsumerRunner
+from propdesk.bus.streams import connect, ensure_stream
+from propdesk.db.session import create_engine, session_factory
+from propdesk.settings import get_settings
+from propdesk.testing.bus_schema import SCHEMA, applied_recorder
+
+
+async def main(name: str, tenant: str) -> None:
+    settings = get_settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    engine = create_engine(settings)
+    nc = await connect(settings, name=f"probe-{name}")
+    await ensure_stream(nc.jetstream(), settings)
+    runner = ConsumerRunner(
+        Consumer(
+            name=name,
+            schema=SCHEMA,
+            subjects=[f"pd.bustest.*.{tenant}.>"],
+            handler=applied_recorder(name),
+        ),
+        settings,
+        session_factory(engine),
+        nc,
+    )
+    print("ready", flush=True)
+    try:
+        await runner.run(stop)
+    finally:
+        print(f"handled={runner.handled} duplicates={runner.duplicates}", flush=True)
+        await nc.close()
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

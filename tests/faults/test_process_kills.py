@@ -1,0 +1,175 @@
+"""Processes killed with SIGKILL at the worst line: no event lost, none applied twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from propdesk.bus.consumer import Consumer, ConsumerRunner
+from propdesk.bus.outbox import Outbox
+from propdesk.bus.relay import Relay
+from propdesk.bus.streams import connect, ensure_stream
+from propdesk.db.session import create_engine, session_factory, tenant_transaction
+from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.tenancy import TenantContext
+from propdesk.testing.bus_schema import (
+    SCHEMA,
+    applied_recorder,
+    count_applied,
+    note_event,
+)
+
+pytestmark = pytest.mark.faults
+
+
+async def _write(settings: Settings, tenant, n: int):
+    engine = create_engine(settings)
+    envs = [note_event(tenant, None) for _ in range(n)]
+    try:
+        async with tenant_transaction(
+            session_factory(engine), TenantContext.for_tenant(tenant)
+        ) as s:
+            await Outbox(SCHEMA).add(s, *envs)
+    finally:
+        await engine.dispose()
+    return envs
+
+
+async def _unpublished(settings: Settings, ids) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        return await conn.fetchval(
+            f"SELECT count(*) FROM {SCHEMA}.outbox WHERE event_id = ANY($1)"
+            " AND published_at IS NULL",
+            [e.id for e in ids],
+        )
+    finally:
+        await conn.close()
+
+
+async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def _eventually(predicate, within: float = 15.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not (result := await predicate()):
+        if loop.time() > deadline:
+            raise AssertionError(f"not reached within {within}s")
+        await asyncio.sleep(0.1)
+    return result
+
+
+async def test_relay_killed_after_publish_before_marking_delivers_each_event_once(
+    settings: Settings, bus_schema: str, tmp_path: Path
+):
+    tenant = uuid4()
+    name = f"kill-relay-{uuid4().hex[:8]}"
+    envs = await _write(settings, tenant, 25)
+    want = {str(e.id) for e in envs}
+
+    # A consumer already waiting for the events.
+    engine = create_engine(settings)
+    nc = await connect(settings, "fault-test")
+    await ensure_stream(nc.jetstream(), settings)
+    stop = asyncio.Event()
+    runner = ConsumerRunner(
+        Consumer(name, SCHEMA, [f"pd.bustest.*.{tenant}.>"], applied_recorder(name)),
+        settings,
+        session_factory(engine),
+        nc,
+    )
+    consumer = asyncio.create_task(runner.run(stop))
+    try:
+        marker = tmp_path / "relay-crashed"
+        crash_env = {"PROPDESK_FAULT": "relay.after_publish", "PROPDESK_FAULT_MARKER": str(marker)}
+        relay = await _spawn("-m", "propdesk.bus.cli", "relay", SCHEMA, env=crash_env)
+        out, _ = await asyncio.wait_for(relay.communicate(), 30)
+        assert relay.returncode == -signal.SIGKILL, out.decode()[-2000:]
+        assert marker.exists()
+        # JetStream has the batch, the outbox still says unpublished: the dangerous window.
+        assert await _unpublished(settings, envs) == len(envs)
+
+        relay = await _spawn("-m", "propdesk.bus.cli", "relay", SCHEMA, env=crash_env)
+        try:
+            await _eventually(lambda: _unpublished_is_zero(settings, envs))
+            got = await _eventually(lambda: _applied(settings, name, want))
+        finally:
+            relay.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(relay.wait(), 15)
+        assert {e: got[e] for e in want} == dict.fromkeys(want, 1)
+        # The re-publish after the crash was dropped by JetStream's duplicate window.
+        info = await nc.jetstream().stream_info(
+            settings.stream_name, subjects_filter=f"pd.bustest.*.{tenant}.>"
+        )
+        assert sum((info.state.subjects or {}).values()) == len(envs)
+    finally:
+        stop.set()
+        await consumer
+        await nc.close()
+        await engine.dispose()
+
+
+async def _unpublished_is_zero(settings, envs) -> bool:
+    return await _unpublished(settings, envs) == 0
+
+
+async def _applied(settings, name, want):
+    got = await count_applied(settings, name)
+    return got if want <= got.keys() else None
+
+
+async def test_consumer_killed_after_write_before_ack_applies_event_once(
+    settings: Settings, bus_schema: str, tmp_path: Path
+):
+    tenant = uuid4()
+    name = f"kill-consumer-{uuid4().hex[:8]}"
+    marker = tmp_path / "consumer-crashed"
+    env = {
+        "PROPDESK_FAULT": "consumer.before_ack",
+        "PROPDESK_FAULT_MARKER": str(marker),
+        # Redelivery of the unacked message happens after ack_wait.
+        "PROPDESK_CONSUMER_ACK_WAIT_SECONDS": "2",
+    }
+    envs = await _write(settings, tenant, 5)
+    want = {str(e.id) for e in envs}
+
+    nc = await connect(settings, "fault-test-relay")
+    stop = asyncio.Event()
+    relay = asyncio.create_task(Relay(SCHEMA, settings, nc).run(stop))
+    try:
+        probe = await _spawn("-m", "propdesk.testing.probe_consumer", name, str(tenant), env=env)
+        out, _ = await asyncio.wait_for(probe.communicate(), 30)
+        assert probe.returncode == -signal.SIGKILL, out.decode()[-2000:]
+        # The first event's write committed before the kill; it was never acked.
+        first = await count_applied(settings, name)
+        assert len(first) == 1 and set(first.values()) == {1}
+
+        probe = await _spawn("-m", "propdesk.testing.probe_consumer", name, str(tenant), env=env)
+        try:
+            got = await _eventually(lambda: _applied(settings, name, want))
+            await asyncio.sleep(3)  # past ack_wait: any stray redelivery would have landed
+        finally:
+            probe.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(probe.communicate(), 15)
+        assert {e: got[e] for e in want} == dict.fromkeys(want, 1)
+        assert (await count_applied(settings, name)) == got
+        # The restarted consumer saw the killed delivery again and skipped it via the inbox.
+        assert "duplicates=1" in out.decode(), out.decode()[-2000:]
+    finally:
+        stop.set()
+        await relay
+        await nc.close()
