@@ -1,0 +1,142 @@
+"""FastAPI dependencies that turn a request's credential into a `TenantContext`.
+
+Authentication is a list of `Authenticator`s on `app.state.authenticators`, tried in order;
+the first that recognises a credential decides. The service factory installs the staff
+bearer-token authenticator; a service adds its own (intake: API keys from its own table)
+with `app.state.authenticators.append(...)` and no change here.
+
+    @router.get("/complaints")
+    async def list_complaints(ctx: TenantContext = require_staff(Role.INTAKE_CLERK)): ...
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol, runtime_checkable
+
+from fastapi import Depends
+from opentelemetry import trace
+from starlette.requests import Request
+
+from propdesk.auth.roles import Role
+from propdesk.auth.tokens import TokenError, verify_token
+from propdesk.service.problems import ProblemError
+from propdesk.service.request_context import bind_tenant
+from propdesk.settings import Settings
+from propdesk.tenancy import TenantContext
+
+BEARER_REALM = 'Bearer realm="propdesk"'
+
+
+@runtime_checkable
+class Authenticator(Protocol):
+    # The WWW-Authenticate challenge announcing this scheme on a 401.
+    challenge: str
+
+    async def authenticate(self, request: Request) -> TenantContext | None:
+        """None when the request carries no credential of this kind; a context when it
+        carries a valid one; raise `unauthenticated(...)` when it carries a bad one."""
+        ...
+
+
+def unauthenticated(detail: str, challenge: str | None = None) -> ProblemError:
+    return ProblemError(
+        401,
+        "Authentication required",
+        code="unauthenticated",
+        detail=detail,
+        headers={"WWW-Authenticate": challenge or BEARER_REALM},
+    )
+
+
+def forbidden(detail: str, required_roles: list[str]) -> ProblemError:
+    return ProblemError(
+        403,
+        "Forbidden",
+        code="forbidden",
+        detail=detail,
+        extensions={"required_roles": required_roles},
+    )
+
+
+class BearerTokenAuthenticator:
+    """Staff tokens from `propdesk.auth.tokens` in `Authorization: Bearer <token>`."""
+
+    challenge = BEARER_REALM
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def authenticate(self, request: Request) -> TenantContext | None:
+        header = request.headers.get("authorization")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        try:
+            claims = verify_token(self.settings, token.strip())
+        except TokenError as exc:
+            # RFC 6750 §3: say why, so clients know to refresh rather than retry.
+            raise unauthenticated(
+                f"The bearer token was rejected: {exc.reason}.",
+                f'{BEARER_REALM}, error="invalid_token", error_description="{exc.reason}"',
+            ) from exc
+        return claims.to_context()
+
+
+def authenticators_of(request: Request) -> list[Authenticator]:
+    return list(getattr(request.app.state, "authenticators", ()))
+
+
+async def authenticate(request: Request) -> TenantContext:
+    """The context of the first authenticator that recognises the request; 401 if none."""
+    authenticators = authenticators_of(request)
+    for authenticator in authenticators:
+        ctx = await authenticator.authenticate(request)
+        if ctx is not None:
+            return ctx
+    challenges = ", ".join(a.challenge for a in authenticators) or BEARER_REALM
+    raise unauthenticated("This endpoint needs a credential.", challenges)
+
+
+def authorize(ctx: TenantContext, roles: tuple[str, ...]) -> None:
+    """403 unless `ctx` holds one of `roles` (any role when none are named).
+
+    Operator credentials carry no tenant and count only where the operator role is asked
+    for: everywhere else a context without a tenant would mean "no RLS scope".
+    """
+    wanted = sorted(str(r) for r in roles)
+    if ctx.tenant_id is None and not ctx.system and Role.OPERATOR not in roles:
+        raise forbidden("Operator credentials are valid only on operator endpoints.", wanted)
+    if roles and not ctx.has_role(*roles):
+        names = ", ".join(wanted)
+        raise forbidden(
+            f"This endpoint requires the role {names}."
+            if len(wanted) == 1
+            else f"This endpoint requires one of the roles {names}.",
+            wanted,
+        )
+
+
+def require_staff(*roles: str) -> Any:
+    """A `Depends` resolving to the caller's TenantContext, requiring any one of `roles`."""
+
+    async def dependency(request: Request) -> TenantContext:
+        ctx = await authenticate(request)
+        authorize(ctx, roles)
+        bind_tenant(ctx)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("propdesk.tenant_id", str(ctx.tenant_id or ""))
+            span.set_attribute("propdesk.actor", ctx.actor)
+        return ctx
+
+    return Depends(dependency)
+
+
+def require_operator() -> Any:
+    return require_staff(Role.OPERATOR)
+
+
+# Any authenticated tenant staff member, whatever their role.
+StaffContext = Annotated[TenantContext, require_staff()]

@@ -1,0 +1,214 @@
+"""Staff bearer tokens: compact JWS (RFC 7515) signed with HMAC-SHA256.
+
+Written against the standard library rather than a JWT package because propdesk needs one
+algorithm and one issuer, and a verifier that accepts exactly that: the header must say
+HS256 (never "none", never a public-key algorithm), the issuer must be propdesk, and the
+signature is compared in constant time before any claim is trusted.
+
+Claims: sub, tenant_id (null only for the platform operator), project_ids (a list, or null
+for every project of the tenant), roles, iat, exp, iss.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from propdesk.auth.roles import Role
+from propdesk.settings import Settings
+from propdesk.tenancy import TenantContext
+
+ISSUER = "propdesk"
+ALGORITHM = "HS256"
+DEFAULT_LEEWAY_SECONDS = 30  # clock skew tolerated between the issuing and verifying hosts
+_HEADER = {"alg": ALGORITHM, "typ": "JWT"}
+_DEV_SECRET = Settings.model_fields["token_secret"].default
+
+
+class TokenError(ValueError):
+    """A token that must not be trusted; `reason` is safe to show to the client."""
+
+    reason = "invalid token"
+
+    def __init__(self, reason: str | None = None) -> None:
+        if reason:
+            self.reason = reason
+        super().__init__(self.reason)
+
+
+class MalformedToken(TokenError):
+    reason = "malformed token"
+
+
+class BadSignature(TokenError):
+    reason = "bad signature"
+
+
+class TokenExpired(TokenError):
+    reason = "token expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    sub: str
+    tenant_id: UUID | None
+    project_ids: frozenset[UUID] | None
+    roles: frozenset[str]
+    iat: int
+    exp: int
+    iss: str = ISSUER
+
+    @property
+    def is_operator(self) -> bool:
+        return Role.OPERATOR in self.roles
+
+    def to_context(self) -> TenantContext:
+        return TenantContext(
+            tenant_id=self.tenant_id,
+            project_ids=self.project_ids,
+            actor=self.sub,
+            roles=self.roles,
+        )
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(part: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedToken("malformed token: bad base64url") from exc
+
+
+def _key(settings: Settings) -> bytes:
+    if settings.environment == "production" and settings.token_secret == _DEV_SECRET:
+        raise RuntimeError("PROPDESK_TOKEN_SECRET must be set in production")
+    return settings.token_secret.encode()
+
+
+def _sign(key: bytes, signing_input: bytes) -> bytes:
+    return hmac.new(key, signing_input, hashlib.sha256).digest()
+
+
+def _check_role_scope(tenant_id: UUID | None, roles: frozenset[str]) -> None:
+    # The operator works across tenants and only there; a tenant's staff always belong
+    # to exactly one tenant. Mixing the two would let one token do both.
+    if Role.OPERATOR in roles:
+        if tenant_id is not None or len(roles) != 1:
+            raise MalformedToken("an operator token has no tenant and no other role")
+    elif tenant_id is None:
+        raise MalformedToken("a staff token needs a tenant_id")
+
+
+def issue_token(
+    settings: Settings,
+    *,
+    tenant_id: UUID | None,
+    subject: str,
+    roles: Iterable[str],
+    project_ids: Iterable[UUID] | None = None,
+    ttl: timedelta | float | None = None,
+    now: float | None = None,
+) -> str:
+    role_set = frozenset(str(r) for r in roles)
+    _check_role_scope(tenant_id, role_set)
+    issued = int(now if now is not None else time.time())
+    lifetime = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    expires = issued + int(lifetime if lifetime is not None else settings.token_ttl_seconds)
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": subject,
+        "tenant_id": str(tenant_id) if tenant_id else None,
+        "project_ids": sorted(str(p) for p in project_ids) if project_ids is not None else None,
+        "roles": sorted(role_set),
+        "iat": issued,
+        "exp": expires,
+    }
+    header = _b64encode(json.dumps(_HEADER, separators=(",", ":")).encode())
+    payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}".encode("ascii")
+    return f"{header}.{payload}.{_b64encode(_sign(_key(settings), signing_input))}"
+
+
+def verify_token(
+    settings: Settings,
+    token: str,
+    *,
+    now: float | None = None,
+    leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+) -> Claims:
+    """The claims of a genuine, unexpired propdesk token; TokenError (a subclass naming the
+    reason) otherwise."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise MalformedToken("malformed token: expected three base64url parts")
+    header_part, payload_part, signature_part = parts
+    try:
+        signing_input = f"{header_part}.{payload_part}".encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise MalformedToken() from exc
+    header = _json_object(_b64decode(header_part))
+    if header.get("alg") != ALGORITHM:
+        raise MalformedToken(f"unsupported algorithm, expected {ALGORITHM}")
+    expected = _sign(_key(settings), signing_input)
+    if not hmac.compare_digest(expected, _b64decode(signature_part)):
+        raise BadSignature()
+    claims = _json_object(_b64decode(payload_part))
+    try:
+        if claims.get("iss") != ISSUER:
+            raise MalformedToken("wrong issuer")
+        sub = claims["sub"]
+        iat = claims["iat"]
+        exp = claims["exp"]
+        roles = claims["roles"]
+        if (
+            not isinstance(sub, str)
+            or not isinstance(iat, int)
+            or not isinstance(exp, int)
+            or not isinstance(roles, list)
+            or not all(isinstance(r, str) for r in roles)
+        ):
+            raise MalformedToken("malformed claims")
+        tenant_id = UUID(claims["tenant_id"]) if claims.get("tenant_id") is not None else None
+        raw_projects = claims.get("project_ids")
+        if raw_projects is not None and not isinstance(raw_projects, list):
+            raise MalformedToken("malformed claims: project_ids")
+        project_ids = frozenset(UUID(p) for p in raw_projects) if raw_projects is not None else None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, TokenError):
+            raise
+        raise MalformedToken("malformed claims") from exc
+    current = now if now is not None else time.time()
+    if current > exp + leeway_seconds:
+        raise TokenExpired()
+    role_set = frozenset(roles)
+    _check_role_scope(tenant_id, role_set)
+    return Claims(
+        sub=sub,
+        tenant_id=tenant_id,
+        project_ids=project_ids,
+        roles=role_set,
+        iat=iat,
+        exp=exp,
+    )
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedToken("malformed token: not JSON") from exc
+    if not isinstance(value, dict):
+        raise MalformedToken("malformed token: not a JSON object")
+    return value

@@ -1,0 +1,255 @@
+"""RFC 9457 problem details: every error a propdesk API returns is application/problem+json.
+
+Body: type, title, status, detail, instance (the request path), code (stable, for clients
+to branch on), errors ([{field, rule, message}] naming what was wrong with the input), and
+request_id. Raise `ProblemError` from any handler or dependency for a 4xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, TypedDict
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from propdesk.service.request_context import current_request_id
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://propdesk.dev/problems/"
+
+log = logging.getLogger("propdesk.service.problems")
+
+
+class FieldError(TypedDict):
+    field: str
+    rule: str
+    message: str
+
+
+def field_error(field: str, rule: str, message: str) -> FieldError:
+    return {"field": field, "rule": rule, "message": message}
+
+
+class ProblemError(Exception):
+    """A request the service refuses, rendered as problem+json with `status`."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        *,
+        code: str,
+        detail: str | None = None,
+        errors: Sequence[FieldError] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {detail or title}")
+        self.status = status
+        self.title = title
+        self.code = code
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers) if headers else None
+        self.extensions = dict(extensions) if extensions else None
+
+    @property
+    def type_uri(self) -> str:
+        return problem_type(self.code)
+
+
+def problem_type(code: str) -> str:
+    return PROBLEM_TYPE_BASE + code
+
+
+def status_code_slug(status: int) -> str:
+    """'not-found' for 404, 'method-not-allowed' for 405: the default code for a status."""
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+    except ValueError:
+        return "error"
+
+
+def status_title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_body(
+    status: int,
+    title: str,
+    *,
+    code: str,
+    detail: str | None = None,
+    instance: str | None = None,
+    errors: Iterable[FieldError] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": problem_type(code),
+        "title": title,
+        "status": status,
+        "code": code,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    if instance is not None:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = list(errors)
+    if extensions:
+        # Extension members never overwrite the standard ones.
+        body.update({k: v for k, v in extensions.items() if k not in body})
+    body["request_id"] = current_request_id()
+    return body
+
+
+def problem_response(
+    status: int,
+    title: str,
+    *,
+    code: str,
+    detail: str | None = None,
+    instance: str | None = None,
+    errors: Iterable[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Response:
+    body = problem_body(
+        status,
+        title,
+        code=code,
+        detail=detail,
+        instance=instance,
+        errors=errors,
+        extensions=extensions,
+    )
+    return Response(
+        orjson.dumps(body, default=str),
+        status_code=status,
+        headers=dict(headers) if headers else None,
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+class PayloadTooLarge(StarletteHTTPException):
+    """Raised from the body-limit middleware's receive(); an HTTPException so that FastAPI's
+    body parsing lets it through instead of turning it into a generic 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body exceeds {limit} bytes.")
+        self.limit = limit
+
+
+def payload_too_large_response(limit: int, instance: str | None) -> Response:
+    return problem_response(
+        413,
+        "Request body too large",
+        code="payload-too-large",
+        detail=f"The request body exceeds {limit} bytes.",
+        instance=instance,
+        errors=[field_error("body", "max_bytes", f"at most {limit} bytes are accepted")],
+    )
+
+
+def _loc_to_field(loc: Sequence[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+def validation_errors(exc: RequestValidationError) -> list[FieldError]:
+    out: list[FieldError] = []
+    for err in exc.errors():
+        out.append(
+            field_error(_loc_to_field(err.get("loc", ())), str(err.get("type")), err.get("msg", ""))
+        )
+    return out
+
+
+async def handle_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProblemError)
+    return problem_response(
+        exc.status,
+        exc.title,
+        code=exc.code,
+        detail=exc.detail,
+        instance=request.url.path,
+        errors=exc.errors,
+        headers=exc.headers,
+        extensions=exc.extensions,
+    )
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    malformed = [e for e in errors if e.get("type") == "json_invalid"]
+    if malformed:
+        reason = (malformed[0].get("ctx") or {}).get("error") or "invalid JSON"
+        loc = malformed[0].get("loc", ())
+        position = f" at position {loc[1]}" if len(loc) > 1 else ""
+        return problem_response(
+            400,
+            "Malformed JSON",
+            code="malformed-json",
+            detail=f"The request body is not valid JSON: {reason}{position}.",
+            instance=request.url.path,
+            errors=[field_error("body", "json", f"{reason}{position}")],
+        )
+    return problem_response(
+        422,
+        "Request validation failed",
+        code="validation-failed",
+        detail=f"{len(errors)} field(s) failed validation.",
+        instance=request.url.path,
+        errors=validation_errors(exc),
+    )
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, PayloadTooLarge):
+        return payload_too_large_response(exc.limit, request.url.path)
+    status = exc.status_code
+    phrase = status_title(status)
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None
+    return problem_response(
+        status,
+        phrase,
+        code=status_code_slug(status),
+        detail=detail,
+        instance=request.url.path,
+        headers=exc.headers,
+    )
+
+
+def internal_error_response(instance: str | None) -> Response:
+    # Nothing about the failure goes to the client; the log line has it, under the same
+    # request and trace ids the client can quote.
+    return problem_response(
+        500,
+        "Internal Server Error",
+        code="internal-error",
+        detail="The server failed to handle this request; quote the request_id to support.",
+        instance=instance,
+    )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc)
+    return internal_error_response(request.url.path)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, handle_problem)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(Exception, handle_unexpected)

@@ -1,0 +1,77 @@
+"""The process-wide tracer and meter providers."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from propdesk.settings import Settings
+
+OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
+_test_exporter: InMemorySpanExporter | None = None
+
+
+def setup_telemetry(service_name: str, settings: Settings | None = None) -> None:
+    """Install the SDK tracer provider once per process; later calls are no-ops.
+
+    OpenTelemetry allows the global provider to be set only once, and the runner starts the
+    API, relay and consumers of one service in one process, so the first caller names it.
+    """
+    global _provider
+    with _lock:
+        if _provider is not None:
+            return
+        attributes: dict[str, str] = {SERVICE_NAME: service_name}
+        if settings is not None:
+            attributes["deployment.environment.name"] = settings.environment
+        resource = Resource.create(attributes)
+        provider = TracerProvider(resource=resource)
+        if os.environ.get(OTLP_ENDPOINT_ENV):
+            _enable_otlp_export(provider, resource)
+        trace.set_tracer_provider(provider)
+        _provider = provider
+
+
+def _enable_otlp_export(provider: TracerProvider, resource: Resource) -> None:
+    # Imported lazily: the exporters pull in protobuf and requests, which a process without
+    # a collector never needs.
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+def get_tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def install_test_exporter() -> InMemorySpanExporter:
+    """An in-memory exporter fed synchronously with every finished span (tests only).
+
+    Always the same exporter, cleared on each call, so tests that call it repeatedly do not
+    stack processors.
+    """
+    global _test_exporter
+    setup_telemetry("propdesk-test")
+    with _lock:
+        if _test_exporter is None:
+            _test_exporter = InMemorySpanExporter()
+            provider = trace.get_tracer_provider()
+            if not isinstance(provider, TracerProvider):
+                raise RuntimeError("a non-SDK tracer provider was installed before propdesk's")
+            provider.add_span_processor(SimpleSpanProcessor(_test_exporter))
+        _test_exporter.clear()
+        return _test_exporter
