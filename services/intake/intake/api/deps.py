@@ -1,0 +1,36 @@
+"""Request-scoped handles the routers need, taken from `app.state` (set by `intake.app`)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from propdesk.auth.roles import SUPERVISOR_ROLES, Role
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+
+RECORD_ROLES = (
+    Role.INTAKE_CLERK,
+    Role.AFFAIRS_ASSISTANT,
+    Role.CS_SUPERVISOR,
+    Role.DIRECTOR,
+    Role.TENANT_ADMIN,
+    Role.DUTY_LEADER,
+    Role.QUALITY,
+    Role.INTEGRATION,
+)
+OVERRIDE_ROLES = (Role.AFFAIRS_ASSISTANT, *sorted(SUPERVISOR_ROLES))
+REQUEST_INVALIDATION_ROLES = (
+    Role.INTAKE_CLERK,
+    Role.AFFAIRS_ASSISTANT,
+    Role.DEPARTMENT_HEAD,
+    *sorted(SUPERVISOR_ROLES),
+)
+DECIDE_ROLES = tuple(sorted(SUPERVISOR_ROLES))
+FLAG_ROLES = OVERRIDE_ROLES
+
+
+def sessions_of(request: Request) -> async_sessionmaker[AsyncSession]:
+    return request.app.state.sessions
+
+
+def redis_of(request: Request) -> aioredis.Redis | None:
+    return getattr(request.app.state, "redis", None)

@@ -1,0 +1,397 @@
+"""Open311 GeoReport v2 under /open311/v2 (http://wiki.open311.org/GeoReport_v2/).
+
+Thin: authenticate, parse, call the same recording flow as /v1/complaints, render JSON or
+XML. Mounted by intake.app as `intake.api.open311.router`.
+
+Conventions and deliberate deviations from the public-city reading of the spec:
+- jurisdiction_id is the project code (or id); optional when the key sees one project.
+- Every endpoint needs a credential: `api_key` (query or form field, as the spec says),
+  or the `X-API-Key` header, or a staff bearer token. Complaints are private data, so
+  GET services/requests are not anonymous. An invalid key is 403 as in the spec.
+- POST answers 201 with service_request_id at once (services are `realtime`); tokens
+  are the caller's own ticket id (attribute[ticket_id]) or the Idempotency-Key it sent.
+- A location is optional: a complaint about staff attitude has none.
+- Errors are the spec's list of {code, description}, in the requested format.
+- Plus mySociety's `servicerequestupdates.{fmt}` (the complaint timeline as updates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from propdesk.auth.dependencies import authenticate, authorize
+from propdesk.db.session import tenant_transaction
+from propdesk.service.problems import ProblemError
+from propdesk.service.request_context import bind_tenant
+from propdesk.tenancy import TenantContext
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+
+from intake import ratelimit
+from intake.api.deps import RECORD_ROLES, redis_of, sessions_of
+from intake.api.schemas import ComplaintIn
+from intake.auth import ApiKeyAuthenticator, context_for
+from intake.domain.rules import TenantRules
+from intake.flows.record_complaint import load_rules, record_complaint
+from intake.open311 import catalog, lookups
+from intake.open311.errors import Open311Error, Open311Errors, from_field_errors, open311_field
+from intake.open311.rendering import Format, parse_format, render, render_errors
+from intake.open311.service_requests import (
+    parse_request_query,
+    request_update,
+    service_notice,
+    service_request,
+)
+from intake.open311.submission import flatten, parse_submission
+from intake.store import tenants as directory
+
+router = APIRouter(prefix="/open311/v2", tags=["open311"])
+
+MAX_BODY_FIELDS = 100
+MAX_IDEMPOTENCY_KEY = 255
+
+Handler = Callable[[Format], Awaitable[Response]]
+
+
+def _response(fmt: Format, body: bytes, status: int = 200, **headers: str) -> Response:
+    return Response(body, status_code=status, media_type=fmt.media_type, headers=headers or None)
+
+
+def _errors_response(fmt: Format, exc: Open311Errors) -> Response:
+    return Response(
+        render_errors(fmt, exc.errors),
+        status_code=exc.status,
+        media_type=fmt.media_type,
+        headers=exc.headers,
+    )
+
+
+async def _answer(raw_format: str, handler: Handler) -> Response:
+    """Run `handler`, answering every refusal in the Open311 error format."""
+    fmt = parse_format(raw_format)
+    if fmt is None:
+        return _errors_response(
+            Format.JSON,
+            Open311Errors([Open311Error(404, f"format: {raw_format!r} is not json or xml")]),
+        )
+    try:
+        return await handler(fmt)
+    except Open311Errors as exc:
+        return _errors_response(fmt, exc)
+    except ProblemError as exc:
+        converted = from_field_errors(exc.status, exc.detail or exc.title, exc.errors)
+        converted.headers = exc.headers
+        return _errors_response(fmt, converted)
+
+
+def _api_key_authenticator(request: Request) -> ApiKeyAuthenticator | None:
+    for authenticator in getattr(request.app.state, "authenticators", ()):
+        if isinstance(authenticator, ApiKeyAuthenticator):
+            return authenticator
+    return None
+
+
+async def _context(
+    request: Request, api_key: str | None, roles: tuple[str, ...] = ()
+) -> TenantContext:
+    # The spec's api_key parameter, or the header the native API uses.
+    api_key = api_key or request.headers.get("x-api-key")
+    if api_key:
+        authenticator = _api_key_authenticator(request)
+        identity = await authenticator.identify(api_key.strip()) if authenticator else None
+        if identity is None:
+            raise Open311Errors([Open311Error(403, "api_key: invalid")])
+        wait = await ratelimit.retry_after(
+            redis_of(request),
+            identity.tenant_id,
+            identity.key_id,
+            identity.rate_limit_per_minute,
+        )
+        if wait is not None:
+            raise Open311Errors(
+                [
+                    Open311Error(
+                        429,
+                        f"api_key: at most {identity.rate_limit_per_minute} requests per "
+                        f"minute; retry in {wait} s",
+                    )
+                ],
+                headers={"Retry-After": str(wait)},
+            )
+        ctx = context_for(identity)
+    else:
+        try:
+            ctx = await authenticate(request)
+        except ProblemError as exc:
+            if exc.status == 401 and "needs a credential" in (exc.detail or ""):
+                raise Open311Errors(
+                    [Open311Error(401, "api_key: required")], headers=exc.headers
+                ) from None
+            raise
+    authorize(ctx, roles)
+    bind_tenant(ctx)
+    return ctx
+
+
+async def _project(
+    s: AsyncSession, jurisdiction_id: str | None, *, required: bool = True
+) -> Any | None:
+    """The project a jurisdiction_id names (RLS limits it to what the caller may see);
+    without one, the caller's only project, or None when it sees several and
+    `required` is False."""
+    if jurisdiction_id:
+        project = await directory.project_by_ref(s, jurisdiction_id)
+        if project is None:
+            raise Open311Errors(
+                [Open311Error(404, f"jurisdiction_id: {jurisdiction_id!r} not found")]
+            )
+        return project
+    visible = await lookups.visible_projects(s)
+    if len(visible) == 1:
+        return await directory.project_by_id(s, visible[0].id)
+    if not visible:
+        raise Open311Errors([Open311Error(404, "jurisdiction_id: no project is visible")])
+    if required:
+        raise Open311Errors(
+            [
+                Open311Error(
+                    400, "jurisdiction_id: required (the credential serves several projects)"
+                )
+            ]
+        )
+    return None
+
+
+async def _rules(s: AsyncSession, ctx: TenantContext) -> TenantRules:
+    assert ctx.tenant_id is not None
+    overrides, _settings = await directory.tenant_rules(s, ctx.tenant_id)
+    return load_rules(overrides)
+
+
+@router.get("/services.{fmt}")
+async def list_services(
+    request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
+) -> Response:
+    async def handle(f: Format) -> Response:
+        ctx = await _context(request, api_key)
+        async with tenant_transaction(sessions_of(request), ctx) as s:
+            await _project(s, jurisdiction_id)
+            rules = await _rules(s, ctx)
+        return _response(f, render(f, "services", "service", catalog.service_list(rules)))
+
+    return await _answer(fmt, handle)
+
+
+@router.get("/services/{service_code}.{fmt}")
+async def service_definition(
+    request: Request,
+    service_code: str,
+    fmt: str,
+    jurisdiction_id: str | None = None,
+    api_key: str | None = None,
+) -> Response:
+    async def handle(f: Format) -> Response:
+        ctx = await _context(request, api_key)
+        category = catalog.category_of(service_code)
+        if category is None:
+            raise Open311Errors([Open311Error(404, f"service_code: {service_code!r} not found")])
+        async with tenant_transaction(sessions_of(request), ctx) as s:
+            await _project(s, jurisdiction_id)
+        return _response(
+            f, render(f, "service_definition", None, catalog.service_definition(category))
+        )
+
+    return await _answer(fmt, handle)
+
+
+async def _submitted_fields(request: Request) -> dict[str, Any]:
+    """Query string, then the form-encoded (spec) or JSON body; the body wins."""
+    items: list[tuple[str, Any]] = list(request.query_params.multi_items())
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            raise Open311Errors([Open311Error(400, f"body: not valid JSON ({exc})")]) from None
+        if not isinstance(body, dict):
+            raise Open311Errors([Open311Error(400, "body: must be a JSON object")])
+        items.extend(body.items())
+    elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form(max_fields=MAX_BODY_FIELDS)
+        items.extend((k, v) for k, v in form.multi_items() if isinstance(v, str))
+    elif content_type:
+        raise Open311Errors(
+            [
+                Open311Error(
+                    400,
+                    f"body: unsupported content type {content_type!r} "
+                    "(use application/x-www-form-urlencoded or application/json)",
+                )
+            ]
+        )
+    if len(items) > MAX_BODY_FIELDS:
+        raise Open311Errors([Open311Error(400, f"body: at most {MAX_BODY_FIELDS} fields")])
+    return flatten(items)
+
+
+def _complaint_in(fields: Mapping[str, Any]) -> ComplaintIn:
+    try:
+        return ComplaintIn.model_validate(fields)
+    except ValidationError as exc:
+        raise Open311Errors(
+            [
+                Open311Error(
+                    400,
+                    f"{open311_field('.'.join(str(p) for p in e['loc']))}: {e['msg']}",
+                )
+                for e in exc.errors()
+            ]
+        ) from None
+
+
+def _idempotency_key(request: Request, ticket: str | None) -> str | None:
+    header = request.headers.get("idempotency-key")
+    if header is not None:
+        if not header.strip() or len(header) > MAX_IDEMPOTENCY_KEY or not header.isprintable():
+            raise Open311Errors(
+                [
+                    Open311Error(
+                        400, f"Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+                    )
+                ]
+            )
+        return header
+    return f"open311:{ticket}" if ticket else None
+
+
+@router.post("/requests.{fmt}")
+async def create_request(request: Request, fmt: str) -> Response:
+    async def handle(f: Format) -> Response:
+        fields = await _submitted_fields(request)
+        api_key = fields.get("api_key")
+        ctx = await _context(request, api_key if isinstance(api_key, str) else None, RECORD_ROLES)
+        submission = parse_submission(fields)
+        async with tenant_transaction(sessions_of(request), ctx) as s:
+            project = await _project(s, submission.jurisdiction_id)
+        assert project is not None
+        body = _complaint_in({**submission.complaint, "project": str(project.id)})
+        key = _idempotency_key(request, submission.idempotency_seed)
+        try:
+            result = await record_complaint(sessions_of(request), redis_of(request), ctx, body, key)
+        except ProblemError as exc:
+            if (
+                exc.code == "idempotency-key-reused"
+                and request.headers.get("idempotency-key") is None
+            ):
+                raise Open311Errors(
+                    [
+                        Open311Error(
+                            409,
+                            "attribute[ticket_id]: this ticket id was already submitted with "
+                            "different fields",
+                        )
+                    ]
+                ) from None
+            raise
+        created = result.body
+        answer = [
+            {
+                "service_request_id": created["id"],
+                "service_notice": service_notice(created),
+                "account_id": submission.account_id,
+            }
+        ]
+        headers = {"Location": f"/open311/v2/requests/{created['id']}.{f.value}"}
+        if result.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return _response(
+            f, render(f, "service_requests", "request", answer), result.status, **headers
+        )
+
+    return await _answer(fmt, handle)
+
+
+@router.get("/requests.{fmt}")
+async def list_requests(
+    request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
+) -> Response:
+    async def handle(f: Format) -> Response:
+        ctx = await _context(request, api_key)
+        query = parse_request_query(request.query_params, datetime.now(UTC))
+        async with tenant_transaction(sessions_of(request), ctx) as s:
+            project = await _project(s, jurisdiction_id, required=False)
+            rows = await lookups.find_requests(s, project.id if project else None, query)
+        items = [service_request(r._mapping, r.agency) for r in rows]
+        return _response(f, render(f, "service_requests", "request", items))
+
+    return await _answer(fmt, handle)
+
+
+@router.get("/requests/{service_request_id}.{fmt}")
+async def get_request(
+    request: Request,
+    service_request_id: str,
+    fmt: str,
+    jurisdiction_id: str | None = None,
+    api_key: str | None = None,
+) -> Response:
+    async def handle(f: Format) -> Response:
+        ctx = await _context(request, api_key)
+        query = parse_request_query({"service_request_id": service_request_id}, datetime.now(UTC))
+        async with tenant_transaction(sessions_of(request), ctx) as s:
+            project = await _project(s, jurisdiction_id, required=False)
+            rows = await lookups.find_requests(s, project.id if project else None, query)
+        if not rows:
+            raise Open311Errors(
+                [Open311Error(404, f"service_request_id: {service_request_id!r} not found")]
+            )
+        items = [service_request(r._mapping, r.agency) for r in rows]
+        return _response(f, render(f, "service_requests", "request", items))
+
+    return await _answer(fmt, handle)
+
+
+@router.get("/tokens/{token}.{fmt}")
+async def get_token(
+    request: Request,
+    token: str,
+    fmt: str,
+    jurisdiction_id: str | None = None,
+    api_key: str | None = None,
+) -> Response:
+    async def handle(f: Format) -> Response:
+        ctx = await _context(request, api_key)
+        async with tenant_transaction(sessions_of(request), ctx) as s:
+            project = await _project(s, jurisdiction_id, required=False)
+            row = await lookups.request_for_token(s, project.id if project else None, token)
+        if row is None:
+            raise Open311Errors([Open311Error(404, f"token: {token!r} not found")])
+        items = [{"service_request_id": str(row.id), "token": token}]
+        return _response(f, render(f, "service_requests", "request", items))
+
+    return await _answer(fmt, handle)
+
+
+@router.get("/servicerequestupdates.{fmt}")
+async def list_updates(
+    request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
+) -> Response:
+    """mySociety's extension: what happened to requests between start_date and end_date."""
+
+    async def handle(f: Format) -> Response:
+        ctx = await _context(request, api_key)
+        params = {k: v for k, v in request.query_params.items() if k in ("start_date", "end_date")}
+        query = parse_request_query(params, datetime.now(UTC))
+        async with tenant_transaction(sessions_of(request), ctx) as s:
+            project = await _project(s, jurisdiction_id, required=False)
+            rows = await lookups.find_updates(s, project.id if project else None, query)
+        items = [request_update(r._mapping) for r in rows]
+        return _response(f, render(f, "service_request_updates", "request_update", items))
+
+    return await _answer(fmt, handle)

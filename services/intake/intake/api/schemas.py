@@ -1,0 +1,139 @@
+"""Request and response bodies of the native intake API (kept apart from the tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from intake.domain.vocabulary import Category, Channel, Grade
+
+MAX_CONTENT = 4000
+MAX_ATTACHMENTS = 20
+
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ComplainantIn(_In):
+    name: Short | None = None
+    phone: (
+        Annotated[str, StringConstraints(max_length=40, pattern=r"^[0-9+\-() ]{3,40}$")] | None
+    ) = None
+    # The household: a unit id of this project, when the caller knows it.
+    household_id: UUID | None = None
+
+
+class UnitIn(_In):
+    id: UUID | None = None
+    building: Short | None = None
+    room: Short | None = None
+
+    @model_validator(mode="after")
+    def _id_or_building_room(self) -> UnitIn:
+        if self.id is None and not (self.building and self.room):
+            raise ValueError("give either `id` or both `building` and `room`")
+        return self
+
+
+class AttachmentIn(_In):
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    kind: Literal["photo", "letter", "audio", "video", "document", "other"] = "other"
+    name: Short | None = None
+
+    @model_validator(mode="after")
+    def _url_or_ref(self) -> AttachmentIn:
+        if not self.url and not self.ref:
+            raise ValueError("an attachment needs a `url` or a `ref`")
+        return self
+
+
+class ComplaintIn(_In):
+    project: Short = Field(description="Project code or id")
+    channel: Channel
+    content: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CONTENT)
+    ]
+    received_at: datetime | None = Field(
+        default=None, description="When the complaint was received; defaults to now"
+    )
+    occurred_at: datetime | None = None
+    complainant: ComplainantIn | None = None
+    unit: UnitIn | None = None
+    place: Short | None = None
+    demand: Text | None = None
+    receiver: Short | None = None
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
+    external_reference: Short | None = None
+    category: Category | None = None
+
+
+class ClassificationOverrideIn(_In):
+    category: Category | None = None
+    grade: Grade | None = None
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _something(self) -> ClassificationOverrideIn:
+        if self.category is None and self.grade is None:
+            raise ValueError("give a `category`, a `grade`, or both")
+        return self
+
+
+class InvalidationIn(_In):
+    reason: Reason
+
+
+class DecisionIn(_In):
+    comment: Text | None = None
+
+
+class FlagIn(_In):
+    flag: Literal["malicious", "defamatory"]
+    reason: Reason
+
+
+class ApiKeyIn(_In):
+    name: Short
+    projects: list[Short] | None = Field(
+        default=None, description="Project codes or ids; omit for every project"
+    )
+    rate_limit_per_minute: int = Field(default=6000, ge=1, le=1_000_000)
+
+
+class ComplaintOut(BaseModel):
+    id: UUID
+    reference: str
+    project_id: UUID
+    project: str | None = None
+    channel: str
+    status: str
+    validity: str
+    category: str | None
+    category_source: str | None
+    category_reason: str | None
+    grade: str | None
+    grade_reasons: list[str]
+    complainant: dict[str, object | None]
+    unit: dict[str, object | None]
+    received_at: datetime
+    recorded_at: datetime
+    occurred_at: datetime | None
+    place: str | None
+    content: str
+    demand: str | None
+    receiver: str | None
+    attachments: list[dict[str, object | None]]
+    external_reference: str | None
+    duplicate_of: UUID | None
+    group_case_id: UUID | None
+    flags: list[str]
+    version: int

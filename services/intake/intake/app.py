@@ -1,0 +1,37 @@
+"""The intake FastAPI app: the platform factory plus intake's routers and API-key auth."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from propdesk.service.app import create_service_app
+from propdesk.service.readiness import postgres_check, redis_check
+from propdesk.service.resources import ServiceResources
+
+from intake.api import apikeys, complaints, onboarding, validity
+from intake.auth import ApiKeyAuthenticator
+
+ROUTERS = [complaints.router, validity.router, onboarding.router, apikeys.router]
+
+
+def _optional_routers() -> list:
+    # Open311 is written by another part of the team; mount it when present.
+    try:
+        from intake.api import open311
+    except ImportError:
+        return []
+    return [open311.router]
+
+
+def create_app(res: ServiceResources) -> FastAPI:
+    app = create_service_app(
+        "intake",
+        settings=res.settings,
+        routers=[*ROUTERS, *_optional_routers()],
+        readiness={"postgres": postgres_check(res.engine), "redis": redis_check(res.redis)},
+        configure_logs=False,
+    )
+    app.state.sessions = res.sessions
+    app.state.redis = res.redis
+    app.state.resources = res
+    app.state.authenticators.append(ApiKeyAuthenticator(res.sessions, res.redis))
+    return app

@@ -1,0 +1,88 @@
+"""API-key authentication (`X-API-Key`) for call centers and partner systems, plugged into
+the platform's authenticator list next to staff bearer tokens."""
+
+from __future__ import annotations
+
+import time
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from propdesk.auth.dependencies import unauthenticated
+from propdesk.db.session import tenant_transaction
+from propdesk.service.problems import ProblemError
+from propdesk.tenancy import TenantContext
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+
+from intake import ratelimit
+from intake.store import apikeys
+
+API_KEY_HEADER = "x-api-key"
+CHALLENGE = 'ApiKey header="X-API-Key"'
+# A revoked key keeps working for at most this long on a replica that has it cached.
+CACHE_SECONDS = 30.0
+_CACHE_MAX = 10_000
+
+
+class ApiKeyAuthenticator:
+    challenge = CHALLENGE
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], redis: aioredis.Redis | None
+    ) -> None:
+        self.sessions = sessions
+        self.redis = redis
+        self._cache: dict[bytes, tuple[float, apikeys.KeyIdentity]] = {}
+
+    async def identify(self, key: str) -> apikeys.KeyIdentity | None:
+        digest = apikeys.hash_key(key)
+        hit = self._cache.get(digest)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with tenant_transaction(
+            self.sessions, TenantContext(tenant_id=None, actor="apikey-auth")
+        ) as session:
+            identity = await apikeys.authenticate(session, key)
+        if identity is not None:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[digest] = (now + CACHE_SECONDS, identity)
+        return identity
+
+    async def authenticate(self, request: Request) -> TenantContext | None:
+        key = request.headers.get(API_KEY_HEADER)
+        if key is None:
+            return None
+        identity = await self.identify(key.strip())
+        if identity is None:
+            raise unauthenticated("The API key is not valid.", CHALLENGE)
+        wait = await ratelimit.retry_after(
+            self.redis,
+            identity.tenant_id,
+            identity.key_id,
+            identity.rate_limit_per_minute,
+        )
+        if wait is not None:
+            raise ProblemError(
+                429,
+                "Too Many Requests",
+                code="rate-limited",
+                detail=f"This API key may make {identity.rate_limit_per_minute} requests per "
+                f"minute; retry in {wait} s.",
+                headers={"Retry-After": str(wait)},
+            )
+        return context_for(identity)
+
+
+def context_for(identity: apikeys.KeyIdentity) -> TenantContext:
+    return TenantContext(
+        tenant_id=identity.tenant_id,
+        project_ids=identity.project_ids,
+        actor=f"apikey:{identity.key_id}",
+        roles=identity.roles,
+    )
+
+
+def key_scope(project_ids: frozenset[UUID] | None) -> list[str] | None:
+    return sorted(str(p) for p in project_ids) if project_ids is not None else None

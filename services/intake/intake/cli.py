@@ -1,0 +1,228 @@
+"""`propdesk`: the operator's command line for onboarding companies, API keys and tokens.
+
+    propdesk onboard FILE.yaml [--json]
+    propdesk apikey create --tenant CODE [--project CODE ...] [--name N] [--json]
+    propdesk token --tenant CODE --role ROLE [--project CODE ...] [--subject S] [--json]
+
+It connects as the application role (row-level security applies): the company is found by
+code through a narrow lookup function, and everything else runs in that tenant's context.
+Exit status: 0 done, 2 bad input (a bad file names each line and field), 1 other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from propdesk.auth.roles import Role
+from propdesk.auth.tokens import issue_token
+from propdesk.db.session import create_engine, session_factory, tenant_transaction
+from propdesk.settings import Settings, get_settings
+from propdesk.tenancy import TenantContext
+
+from intake.onboarding.apply import apply_document
+from intake.onboarding.document import DocumentError, parse_document
+from intake.store import apikeys
+from intake.store import tenants as directory
+
+ACTOR = "cli:operator"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(text)
+
+
+async def _with_sessions(settings: Settings, work: Any) -> Any:
+    engine = create_engine(settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 0}))
+    try:
+        return await work(session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+async def _resolve(
+    sessions: Any, tenant_code: str, project_codes: list[str]
+) -> tuple[UUID, list[UUID] | None]:
+    async with tenant_transaction(sessions, TenantContext(tenant_id=None, actor=ACTOR)) as s:
+        tenant_id = await directory.tenant_id_by_code(s, tenant_code)
+    if tenant_id is None:
+        raise CliError(f"unknown tenant {tenant_code!r}")
+    if not project_codes:
+        return tenant_id, None
+    async with tenant_transaction(sessions, TenantContext.for_tenant(tenant_id, actor=ACTOR)) as s:
+        found = await directory.project_ids_by_codes(s, project_codes)
+    missing = [c for c in project_codes if c not in found]
+    if missing:
+        raise CliError(f"unknown project(s) of {tenant_code}: {', '.join(missing)}")
+    return tenant_id, [found[c] for c in project_codes]
+
+
+def cmd_onboard(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.file)
+    try:
+        source = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        doc = parse_document(source)
+    except DocumentError as exc:
+        if args.json:
+            print(
+                json.dumps(
+                    {"file": str(path), "errors": [i.as_field_error() for i in exc.issues]},
+                    ensure_ascii=False,
+                    indent=2,
+                )
+            )
+        for issue in exc.issues:
+            where = f"{path}:{issue.line}" if issue.line is not None else str(path)
+            print(f"{where}: {issue.field}: {issue.message} [{issue.rule}]", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not UTF-8") from None
+
+    async def work(sessions: Any) -> Any:
+        return await apply_document(sessions, doc, actor=ACTOR)
+
+    report = asyncio.run(_with_sessions(settings, work))
+    data = report.as_dict()
+    lines = [f"tenant {report.tenant_code} ({report.tenant_id})"]
+    for kind in ("created", "changed", "unchanged"):
+        items = data[kind]
+        lines.append(
+            f"  {kind}: {len(items)}"
+            + (
+                f"  ({', '.join(items[:20])}" + (", …)" if len(items) > 20 else ")")
+                if items and kind != "unchanged"
+                else ""
+            )
+        )
+    _print(data, args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(sessions: Any) -> Any:
+        tenant_id, project_ids = await _resolve(sessions, args.tenant, args.project or [])
+        async with tenant_transaction(
+            sessions, TenantContext.for_tenant(tenant_id, actor=ACTOR)
+        ) as s:
+            new = await apikeys.create_key(
+                s,
+                tenant_id=tenant_id,
+                name=args.name,
+                project_ids=project_ids,
+                created_by=ACTOR,
+                rate_limit_per_minute=args.rate_limit,
+            )
+        return tenant_id, project_ids, new
+
+    tenant_id, project_ids, new = asyncio.run(_with_sessions(settings, work))
+    data = {
+        "id": str(new.id),
+        "key_id": new.key_id,
+        "key": new.secret,
+        "name": args.name,
+        "tenant": args.tenant,
+        "tenant_id": str(tenant_id),
+        "project_ids": [str(p) for p in project_ids] if project_ids is not None else None,
+        "rate_limit_per_minute": args.rate_limit,
+    }
+    _print(data, args.json, f"{new.secret}\n(shown once; send it as the X-API-Key header)")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    roles: list[str] = []
+    for value in args.role:
+        for r in value.split(","):
+            try:
+                roles.append(Role(r.strip()).value)
+            except ValueError:
+                raise CliError(
+                    f"unknown role {r!r}; one of {', '.join(x.value for x in Role)}"
+                ) from None
+    if Role.OPERATOR in roles:
+        tenant_id, project_ids = None, None
+    else:
+        if not args.tenant:
+            raise CliError("--tenant is required for a staff token")
+        tenant_id, project_ids = asyncio.run(
+            _with_sessions(settings, lambda s: _resolve(s, args.tenant, args.project or []))
+        )
+    subject = args.subject or f"dev:{'+'.join(roles)}"
+    token = issue_token(
+        settings,
+        tenant_id=tenant_id,
+        subject=subject,
+        roles=roles,
+        project_ids=project_ids,
+        ttl=args.ttl,
+    )
+    data = {
+        "token": token,
+        "tenant": args.tenant,
+        "tenant_id": str(tenant_id) if tenant_id else None,
+        "project_ids": [str(p) for p in project_ids] if project_ids is not None else None,
+        "roles": roles,
+        "subject": subject,
+    }
+    _print(data, args.json, token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="propdesk", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    onboard = sub.add_parser("onboard", help="create or update a company from a YAML file")
+    onboard.add_argument("file")
+    onboard.add_argument("--json", action="store_true")
+    onboard.set_defaults(func=cmd_onboard)
+
+    apikey = sub.add_parser("apikey", help="API keys")
+    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
+    create = apikey_sub.add_parser("create", help="create an API key (shown once)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--project", action="append", help="limit to a project (repeatable)")
+    create.add_argument("--name", default="integration")
+    create.add_argument("--rate-limit", type=int, default=6000, help="requests per minute")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_apikey_create)
+
+    token = sub.add_parser("token", help="a signed staff token for development")
+    token.add_argument("--tenant")
+    token.add_argument("--role", action="append", required=True, help="repeatable or a,b")
+    token.add_argument("--project", action="append")
+    token.add_argument("--subject")
+    token.add_argument("--ttl", type=float, default=None, help="seconds")
+    token.add_argument("--json", action="store_true")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, get_settings()))
+    except CliError as exc:
+        print(f"propdesk: {exc}", file=sys.stderr)
+        return exc.status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

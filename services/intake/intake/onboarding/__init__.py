@@ -1,0 +1,2 @@
+"""Onboarding a property company from one document: parse (with line numbers), validate,
+apply idempotently, report what changed."""

@@ -1,0 +1,280 @@
+"""The onboarding document (YAML or JSON) and its parser, which names the line and field at
+fault. Shape (deploy/demo/company.yaml is one):
+
+    tenant: {code: DEMO, name: 示范物业有限公司, settings: {}, rules: {}}
+    projects:
+      - {code: SUNRISE, name: 阳光花园, city: 上海, time_zone: Asia/Shanghai, calendar: cn,
+         buildings: [{code: "1", name: 1号楼, units: ["101", "102"]}]}
+    departments: [{code: cs, name: 客服部, kind: customer_service, project: SUNRISE}]
+    staff: [{code: S001, name: 王敏, roles: [intake_clerk], department: cs, projects: [SUNRISE]}]
+    routing: []   # opaque to intake; handed to dispatch in an event
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from propdesk.auth.roles import Role
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from intake.domain.rules import RulesError, TenantRules
+
+
+def _code_from_scalar(value: Any) -> Any:
+    # YAML reads `101` and `1` as integers; a unit or building code is a string.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Code = Annotated[
+    str,
+    BeforeValidator(_code_from_scalar),
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"),
+]
+Name = Annotated[str, BeforeValidator(_code_from_scalar), Field(min_length=1, max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TenantDoc(_Strict):
+    code: Code
+    name: Name
+    settings: dict[str, Any] = Field(default_factory=dict)
+    rules: dict[str, Any] = Field(default_factory=dict)
+
+
+class BuildingDoc(_Strict):
+    code: Code
+    name: Name | None = None
+    units: list[Code] = Field(default_factory=list, max_length=5000)
+
+
+class ProjectDoc(_Strict):
+    code: Code
+    name: Name
+    city: str | None = None
+    time_zone: str = "Asia/Shanghai"
+    calendar: str = Field(default="cn", min_length=1, max_length=64)
+    buildings: list[BuildingDoc] = Field(default_factory=list, max_length=1000)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class DepartmentDoc(_Strict):
+    code: Code
+    name: Name
+    kind: str = Field(min_length=1, max_length=64)
+    project: Code | None = None
+
+
+class StaffDoc(_Strict):
+    code: Code
+    name: Name
+    roles: list[Role] = Field(min_length=1)
+    department: Code | None = None
+    projects: list[Code] = Field(default_factory=list)
+    skills: list[str] = Field(default_factory=list)
+    active: bool = True
+
+    @field_validator("roles")
+    @classmethod
+    def _no_operator(cls, value: list[Role]) -> list[Role]:
+        if Role.OPERATOR in value:
+            raise ValueError("the operator role belongs to the platform, not to a company")
+        return value
+
+
+class CompanyDocument(_Strict):
+    tenant: TenantDoc
+    projects: list[ProjectDoc] = Field(default_factory=list)
+    departments: list[DepartmentDoc] = Field(default_factory=list)
+    staff: list[StaffDoc] = Field(default_factory=list)
+    routing: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentIssue:
+    field: str  # dotted path, e.g. "projects[0].time_zone"
+    rule: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def as_field_error(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "rule": self.rule, "message": self.message}
+        if self.line is not None:
+            out["line"] = self.line
+            out["column"] = self.column
+        return out
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.field}: {self.message}"
+
+
+class DocumentError(ValueError):
+    def __init__(self, issues: Sequence[DocumentIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("; ".join(str(i) for i in issues))
+
+
+def _path(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _node_at(root: yaml.Node | None, loc: Sequence[str | int]) -> yaml.Node | None:
+    """The deepest node of the composed YAML tree along `loc` (for its line number)."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next(
+                (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part),
+                None,
+            )
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            nxt = node.value[part] if 0 <= part < len(node.value) else None
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node = nxt
+    return node
+
+
+def _issue(
+    root: yaml.Node | None, loc: Sequence[str | int], rule: str, message: str
+) -> DocumentIssue:
+    node = _node_at(root, loc)
+    line = node.start_mark.line + 1 if node is not None else None
+    column = node.start_mark.column + 1 if node is not None else None
+    return DocumentIssue(_path(loc) or "document", rule, message, line, column)
+
+
+def parse_document(source: str | bytes) -> CompanyDocument:
+    """Parse and validate an onboarding document; `DocumentError` names line and field."""
+    text = source.decode("utf-8") if isinstance(source, bytes) else source
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise DocumentError(
+            [
+                DocumentIssue(
+                    "document",
+                    "yaml",
+                    f"{exc.problem or 'invalid YAML'}"
+                    + (f" ({exc.context})" if exc.context else ""),
+                    mark.line + 1 if mark else None,
+                    mark.column + 1 if mark else None,
+                )
+            ]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise DocumentError([DocumentIssue("document", "yaml", str(exc))]) from None
+    return validate_document(data, root)
+
+
+def validate_document(data: Any, root: yaml.Node | None = None) -> CompanyDocument:
+    if not isinstance(data, dict):
+        raise DocumentError(
+            [_issue(root, (), "type", "the document must be a mapping with a `tenant` key")]
+        )
+    try:
+        doc = CompanyDocument.model_validate(data)
+    except ValidationError as exc:
+        issues = [
+            _issue(root, err["loc"], err["type"], err["msg"].removeprefix("Value error, "))
+            for err in exc.errors()
+        ]
+        raise DocumentError(issues) from None
+    issues = _cross_reference_issues(doc, root)
+    if issues:
+        raise DocumentError(issues)
+    return doc
+
+
+def _cross_reference_issues(doc: CompanyDocument, root: yaml.Node | None) -> list[DocumentIssue]:
+    issues: list[DocumentIssue] = []
+
+    def duplicates(kind: str, codes: list[str], loc_of: Any) -> None:
+        seen: set[str] = set()
+        for i, code in enumerate(codes):
+            if code in seen:
+                issues.append(_issue(root, loc_of(i), "unique", f"{kind} {code!r} appears twice"))
+            seen.add(code)
+
+    project_codes = {p.code for p in doc.projects}
+    department_codes = {d.code for d in doc.departments}
+    duplicates("project", [p.code for p in doc.projects], lambda i: ("projects", i, "code"))
+    duplicates(
+        "department", [d.code for d in doc.departments], lambda i: ("departments", i, "code")
+    )
+    duplicates("staff member", [s.code for s in doc.staff], lambda i: ("staff", i, "code"))
+    for pi, p in enumerate(doc.projects):
+        duplicates(
+            "building",
+            [b.code for b in p.buildings],
+            lambda i, pi=pi: ("projects", pi, "buildings", i, "code"),
+        )
+        for bi, b in enumerate(p.buildings):
+            duplicates(
+                "unit",
+                list(b.units),
+                lambda i, pi=pi, bi=bi: ("projects", pi, "buildings", bi, "units", i),
+            )
+    for i, d in enumerate(doc.departments):
+        if d.project is not None and d.project not in project_codes:
+            issues.append(
+                _issue(
+                    root,
+                    ("departments", i, "project"),
+                    "reference",
+                    f"unknown project {d.project!r} (not in `projects`)",
+                )
+            )
+    for i, s in enumerate(doc.staff):
+        if s.department is not None and s.department not in department_codes:
+            issues.append(
+                _issue(
+                    root,
+                    ("staff", i, "department"),
+                    "reference",
+                    f"unknown department {s.department!r} (not in `departments`)",
+                )
+            )
+        for j, code in enumerate(s.projects):
+            if code not in project_codes:
+                issues.append(
+                    _issue(
+                        root,
+                        ("staff", i, "projects", j),
+                        "reference",
+                        f"unknown project {code!r} (not in `projects`)",
+                    )
+                )
+    try:
+        TenantRules.from_overrides(doc.tenant.rules or None)
+    except RulesError as exc:
+        for v in exc.violations:
+            # v.field is "rules.<field>..."; point at the rules mapping's own key when we can.
+            parts: list[str | int] = ["tenant", *v.field.split(".")]
+            issues.append(_issue(root, parts, v.rule, v.message))
+    return issues

@@ -1,0 +1,27 @@
+"""What `propdesk-service intake` runs: the API, the outbox relay, and the sweep of
+expired idempotency keys."""
+
+from __future__ import annotations
+
+from propdesk.db.session import tenant_transaction
+from propdesk.service.resources import ServiceResources
+from propdesk.service.spec import PeriodicTask, ServiceSpec
+from propdesk.tenancy import system_context
+
+from intake.app import create_app
+from intake.store.idempotency import sweep_expired
+
+# Clients are promised 24 h; keep twice that so a retry at 23:59 still finds its key.
+IDEMPOTENCY_RETENTION_HOURS = 48.0
+
+
+async def sweep_idempotency_keys(res: ServiceResources) -> None:
+    async with tenant_transaction(res.sessions, system_context("idempotency-sweep")) as s:
+        await sweep_expired(s, IDEMPOTENCY_RETENTION_HOURS)
+
+
+SPEC = ServiceSpec(
+    name="intake",
+    create_app=create_app,
+    periodic=(PeriodicTask("idempotency-sweep", 3600.0, sweep_idempotency_keys),),
+)

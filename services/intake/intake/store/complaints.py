@@ -1,0 +1,251 @@
+"""Queries over complaints, their history, group cases and reference numbers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Row, and_, func, or_, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from intake.store.tables import (
+    complaint_events,
+    complaint_flags,
+    complaints,
+    group_cases,
+    invalidation_requests,
+    projects,
+    reference_counters,
+)
+
+
+async def lock_project_matters(session: AsyncSession, project_id: UUID) -> None:
+    """Serialise duplicate and group detection within one project, so two complaints about
+    the same matter recorded at the same instant see each other."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"intake:matter:{project_id}"},
+    )
+
+
+async def next_reference_number(
+    session: AsyncSession, tenant_id: UUID, project_id: UUID, day: date
+) -> int:
+    stmt = (
+        insert(reference_counters)
+        .values(tenant_id=tenant_id, project_id=project_id, day=day, last=1)
+        .on_conflict_do_update(
+            index_elements=[reference_counters.c.project_id, reference_counters.c.day],
+            set_={"last": reference_counters.c.last + 1},
+        )
+        .returning(reference_counters.c.last)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def recent_in_project(
+    session: AsyncSession,
+    project_id: UUID,
+    category: str,
+    around: datetime,
+    hours: int,
+    limit: int = 500,
+) -> list[Row]:
+    """Cases of the same project and category received within `hours` of `around`."""
+    q = (
+        select(
+            complaints.c.id,
+            complaints.c.project_id,
+            complaints.c.household_id,
+            complaints.c.unit_id,
+            complaints.c.complainant_phone,
+            complaints.c.category,
+            complaints.c.building,
+            complaints.c.place,
+            complaints.c.content,
+            complaints.c.received_at,
+            complaints.c.status,
+            complaints.c.validity,
+            complaints.c.group_case_id,
+            complaints.c.grade,
+            complaints.c.grade_reasons,
+            complaints.c.reference,
+            complaints.c.version,
+        )
+        .where(
+            complaints.c.project_id == project_id,
+            complaints.c.category == category,
+            complaints.c.received_at >= around - timedelta(hours=hours),
+            complaints.c.received_at <= around + timedelta(hours=hours),
+            complaints.c.validity != "invalid",
+        )
+        .order_by(complaints.c.received_at.desc())
+        .limit(limit)
+    )
+    return list(await session.execute(q))
+
+
+async def insert_complaint(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(complaints.insert().values(**values))
+
+
+async def get_complaint(
+    session: AsyncSession, complaint_id: UUID, *, for_update: bool = False
+) -> Row | None:
+    q = (
+        select(complaints, projects.c.code.label("project_code"))
+        .join(projects, projects.c.id == complaints.c.project_id)
+        .where(complaints.c.id == complaint_id)
+    )
+    if for_update:
+        q = q.with_for_update(of=complaints)
+    return (await session.execute(q)).first()
+
+
+async def update_complaint(
+    session: AsyncSession, complaint_id: UUID, values: dict[str, Any]
+) -> None:
+    await session.execute(
+        update(complaints)
+        .where(complaints.c.id == complaint_id)
+        .values(**values, updated_at=func.now())
+    )
+
+
+async def append_event(
+    session: AsyncSession,
+    *,
+    tenant_id: UUID,
+    project_id: UUID,
+    complaint_id: UUID,
+    type: str,
+    actor: str,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await session.execute(
+        complaint_events.insert().values(
+            tenant_id=tenant_id,
+            project_id=project_id,
+            complaint_id=complaint_id,
+            type=type,
+            actor=actor,
+            reason=reason,
+            data=data or {},
+        )
+    )
+
+
+async def timeline(session: AsyncSession, complaint_id: UUID) -> list[Row]:
+    q = (
+        select(complaint_events)
+        .where(complaint_events.c.complaint_id == complaint_id)
+        .order_by(complaint_events.c.id)
+    )
+    return list(await session.execute(q))
+
+
+def _like(q: str) -> str:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_complaints(
+    session: AsyncSession,
+    *,
+    project_id: UUID | None = None,
+    status: str | None = None,
+    grade: str | None = None,
+    category: str | None = None,
+    channel: str | None = None,
+    received_from: datetime | None = None,
+    received_to: datetime | None = None,
+    q: str | None = None,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 50,
+) -> list[Row]:
+    """Newest first; `after` is the (received_at, id) of the last row of the previous page."""
+    conds = []
+    if project_id is not None:
+        conds.append(complaints.c.project_id == project_id)
+    for column, value in (
+        (complaints.c.status, status),
+        (complaints.c.grade, grade),
+        (complaints.c.category, category),
+        (complaints.c.channel, channel),
+    ):
+        if value is not None:
+            conds.append(column == value)
+    if received_from is not None:
+        conds.append(complaints.c.received_at >= received_from)
+    if received_to is not None:
+        conds.append(complaints.c.received_at < received_to)
+    if q:
+        pattern = _like(q)
+        conds.append(
+            or_(
+                complaints.c.content.ilike(pattern, escape="\\"),
+                complaints.c.place.ilike(pattern, escape="\\"),
+                complaints.c.demand.ilike(pattern, escape="\\"),
+                complaints.c.complainant_name.ilike(pattern, escape="\\"),
+                complaints.c.reference.ilike(pattern, escape="\\"),
+            )
+        )
+    if after is not None:
+        conds.append(tuple_(complaints.c.received_at, complaints.c.id) < tuple_(*after))
+    stmt = (
+        select(complaints, projects.c.code.label("project_code"))
+        .join(projects, projects.c.id == complaints.c.project_id)
+        .where(and_(True, *conds))
+        .order_by(complaints.c.received_at.desc(), complaints.c.id.desc())
+        .limit(limit)
+    )
+    return list(await session.execute(stmt))
+
+
+async def insert_group_case(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(group_cases.insert().values(**values))
+
+
+async def get_group_case(session: AsyncSession, group_id: UUID) -> Row | None:
+    return (await session.execute(select(group_cases).where(group_cases.c.id == group_id))).first()
+
+
+async def update_group_case(session: AsyncSession, group_id: UUID, household_count: int) -> None:
+    await session.execute(
+        update(group_cases)
+        .where(group_cases.c.id == group_id)
+        .values(household_count=household_count, updated_at=func.now())
+    )
+
+
+async def pending_invalidation(session: AsyncSession, complaint_id: UUID) -> Row | None:
+    q = (
+        select(invalidation_requests)
+        .where(
+            invalidation_requests.c.complaint_id == complaint_id,
+            invalidation_requests.c.status == "pending",
+        )
+        .with_for_update()
+    )
+    return (await session.execute(q)).first()
+
+
+async def insert_invalidation(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(invalidation_requests.insert().values(**values))
+
+
+async def decide_invalidation(
+    session: AsyncSession, request_id: UUID, status: str, decided_by: str, comment: str | None
+) -> None:
+    await session.execute(
+        update(invalidation_requests)
+        .where(invalidation_requests.c.id == request_id)
+        .values(status=status, decided_by=decided_by, decided_at=func.now(), comment=comment)
+    )
+
+
+async def insert_flag(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(complaint_flags.insert().values(**values))

@@ -1,0 +1,104 @@
+"""The tenant directory: companies, projects, buildings, units, departments, staff."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Row, Table, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from intake.store.tables import buildings, projects, tenants, units
+
+
+async def tenant_id_by_code(session: AsyncSession, code: str) -> UUID | None:
+    """Resolve a company code before any tenant context exists (operator tools)."""
+    return (
+        await session.execute(text("SELECT intake.tenant_id_by_code(:c)"), {"c": code})
+    ).scalar_one_or_none()
+
+
+async def get_tenant(session: AsyncSession, tenant_id: UUID) -> Row | None:
+    return (await session.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
+
+
+async def tenant_rules(session: AsyncSession, tenant_id: UUID) -> tuple[dict, dict]:
+    """(rules overrides, settings) of the tenant; empty when it has none."""
+    row = (
+        await session.execute(
+            select(tenants.c.rules, tenants.c.settings).where(tenants.c.id == tenant_id)
+        )
+    ).first()
+    if row is None:
+        return {}, {}
+    return dict(row.rules or {}), dict(row.settings or {})
+
+
+async def project_by_ref(session: AsyncSession, ref: str) -> Row | None:
+    """A project by its code or its id, among the projects the context may see."""
+    try:
+        as_id: UUID | None = UUID(ref)
+    except ValueError:
+        as_id = None
+    cond = projects.c.id == as_id if as_id is not None else projects.c.code == ref
+    return (await session.execute(select(projects).where(cond))).first()
+
+
+async def project_by_id(session: AsyncSession, project_id: UUID) -> Row | None:
+    return (await session.execute(select(projects).where(projects.c.id == project_id))).first()
+
+
+async def project_ids_by_codes(session: AsyncSession, codes: list[str]) -> dict[str, UUID]:
+    rows = await session.execute(
+        select(projects.c.code, projects.c.id).where(projects.c.code.in_(codes))
+    )
+    return {r.code: r.id for r in rows}
+
+
+async def find_unit(
+    session: AsyncSession, project_id: UUID, building: str, room: str
+) -> Row | None:
+    """The unit `room` of `building` (by building code or name) in the project."""
+    q = (
+        select(units.c.id, units.c.code.label("room"), buildings.c.code.label("building"))
+        .join(buildings, buildings.c.id == units.c.building_id)
+        .where(
+            units.c.project_id == project_id,
+            (buildings.c.code == building) | (buildings.c.name == building),
+            units.c.code == room,
+        )
+    )
+    return (await session.execute(q)).first()
+
+
+async def unit_by_id(session: AsyncSession, unit_id: UUID) -> Row | None:
+    q = (
+        select(
+            units.c.id,
+            units.c.project_id,
+            units.c.code.label("room"),
+            buildings.c.code.label("building"),
+        )
+        .join(buildings, buildings.c.id == units.c.building_id)
+        .where(units.c.id == unit_id)
+    )
+    return (await session.execute(q)).first()
+
+
+async def row_by_key(session: AsyncSession, table: Table, **key: Any) -> Row | None:
+    q = select(table)
+    for name, value in key.items():
+        q = q.where(table.c[name] == value)
+    return (await session.execute(q)).first()
+
+
+async def insert_row(session: AsyncSession, table: Table, values: dict[str, Any]) -> None:
+    await session.execute(table.insert().values(**values))
+
+
+async def update_row(
+    session: AsyncSession, table: Table, row_id: UUID, values: dict[str, Any]
+) -> None:
+    if "updated_at" in table.c:
+        values = {**values, "updated_at": func.now()}
+    await session.execute(update(table).where(table.c.id == row_id).values(**values))

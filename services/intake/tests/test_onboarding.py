@@ -1,0 +1,185 @@
+"""Onboarding: the document parser (pure) and applying it to the real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from intake.onboarding.document import DocumentError, parse_document
+
+GOOD = """\
+tenant: {code: DEMO, name: 示范物业有限公司, settings: {}}
+projects:
+  - {code: SUNRISE, name: 阳光花园, city: 上海, time_zone: Asia/Shanghai, calendar: cn,
+     buildings: [{code: "1", name: 1号楼, units: ["101", "102"]}]}
+departments:
+  - {code: cs, name: 客服部, kind: customer_service, project: SUNRISE}
+staff:
+  - {code: S001, name: 王敏, roles: [intake_clerk], department: cs, projects: [SUNRISE]}
+routing: []
+"""
+
+
+def test_the_documented_shape_parses():
+    doc = parse_document(GOOD)
+    assert doc.tenant.code == "DEMO"
+    assert doc.projects[0].buildings[0].units == ["101", "102"]
+    assert doc.staff[0].roles == ["intake_clerk"]
+
+
+def test_demo_company_file_parses_if_present():
+    path = Path(__file__).resolve().parents[3] / "deploy" / "demo" / "company.yaml"
+    if not path.exists():
+        pytest.skip("deploy/demo/company.yaml not written yet")
+    parse_document(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "field", "rule"),
+    [
+        (
+            GOOD.replace("time_zone: Asia/Shanghai", "time_zone: Mars/Olympus"),
+            3,
+            "projects[0].time_zone",
+            "value_error",
+        ),
+        (GOOD.replace("roles: [intake_clerk]", "roles: [janitor]"), 8, "staff[0].roles[0]", "enum"),
+        (
+            GOOD.replace("project: SUNRISE}", "project: NOPE}"),
+            6,
+            "departments[0].project",
+            "reference",
+        ),
+        (
+            GOOD.replace("department: cs,", "department: eng,"),
+            8,
+            "staff[0].department",
+            "reference",
+        ),
+        (GOOD.replace("name: 客服部, ", ""), 6, "departments[0].name", "missing"),
+        (GOOD.replace("routing: []", "routing: {}"), 9, "routing", "list_type"),
+        (GOOD + "colour: red\n", 10, "colour", "extra_forbidden"),
+        (
+            GOOD.replace("units: [", "units: [[1], "),
+            4,
+            "projects[0].buildings[0].units[0]",
+            "string_type",
+        ),
+        (GOOD.replace("settings: {}}", "settings: {}"), 2, "document", "yaml"),
+    ],
+)
+def test_a_bad_file_names_the_line_and_field(source, line, field, rule):
+    with pytest.raises(DocumentError) as info:
+        parse_document(source)
+    issues = info.value.issues
+    assert any(i.field == field for i in issues) or field == "document", issues
+    issue = next(i for i in issues if i.field == field)
+    assert issue.rule == rule, issue
+    assert issue.line == line, issue
+
+
+pytestmark_db = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytestmark_db
+async def test_onboarding_is_idempotent_and_reports_changes(resources, db_rows):
+    from intake.onboarding.apply import apply_document
+
+    source = GOOD.replace("DEMO", "IDEM")
+    first = await apply_document(resources.sessions, parse_document(source), actor="t")
+    assert "tenant:IDEM" in first.created and "unit:SUNRISE/1/102" in first.created
+    assert first.changed == [] and first.unchanged == []
+    events = await db_rows(
+        "SELECT event_type FROM intake.outbox WHERE tenant_id = $1 ORDER BY id", first.tenant_id
+    )
+    assert [e["event_type"] for e in events] == [
+        "tenant.upserted",
+        "project.upserted",
+        "department.upserted",
+        "staff.upserted",
+    ]
+
+    again = await apply_document(resources.sessions, parse_document(source), actor="t")
+    assert again.tenant_id == first.tenant_id
+    assert again.created == [] and again.changed == []
+    assert sorted(again.unchanged) == sorted(first.created)
+    after = await db_rows(
+        "SELECT count(*) AS n FROM intake.outbox WHERE tenant_id = $1", first.tenant_id
+    )
+    assert after[0]["n"] == len(events)  # nothing new to tell anyone
+
+    changed = source.replace("王敏", "王敏敏").replace('"102"]', '"102", "103"]')
+    third = await apply_document(resources.sessions, parse_document(changed), actor="t")
+    assert third.changed == ["staff:S001"]
+    assert third.created == ["unit:SUNRISE/1/103"]
+    staff_events = await db_rows(
+        "SELECT envelope->'payload'->>'name' AS name FROM intake.outbox"
+        " WHERE tenant_id = $1 AND event_type = 'staff.upserted' ORDER BY id",
+        first.tenant_id,
+    )
+    assert [e["name"] for e in staff_events] == ["王敏", "王敏敏"]
+
+
+@pytestmark_db
+async def test_onboarding_api_rights(client, company_a, company_b):
+    admin_a = company_a.token("tenant_admin")
+    doc_b = GOOD.replace("DEMO", company_b.code)
+    r = await client.post("/v1/onboarding", content=doc_b.encode(), headers=admin_a)
+    assert r.status_code == 403
+    bad = await client.post(
+        "/v1/onboarding",
+        content=GOOD.replace("Asia/Shanghai", "Nowhere").encode(),
+        headers=admin_a,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "projects[0].time_zone"
+    assert bad.json()["errors"][0]["line"] == 3
+    clerk = await client.post(
+        "/v1/onboarding", content=doc_b.encode(), headers=company_a.token("intake_clerk")
+    )
+    assert clerk.status_code == 403
+
+
+@pytestmark_db
+async def test_operator_onboards_a_new_company_over_the_api(client, resources):
+    from propdesk.auth.tokens import issue_token
+
+    token = issue_token(resources.settings, tenant_id=None, subject="op", roles=["operator"])
+    r = await client.post(
+        "/v1/onboarding",
+        content=GOOD.replace("DEMO", "OPNEW").encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["counts"]["created"] == 7
+
+
+def test_cli_onboard_and_token(tmp_path, intake_settings, monkeypatch, capsys):
+    import json
+
+    from intake.cli import main
+    from propdesk.settings import get_settings
+
+    monkeypatch.setenv("PROPDESK_DATABASE_URL", intake_settings.database_url)
+    get_settings.cache_clear()
+    try:
+        f = tmp_path / "c.yaml"
+        f.write_text(GOOD.replace("DEMO", "CLICO"), encoding="utf-8")
+        assert main(["onboard", str(f), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["counts"]["created"] == 7
+        assert main(["onboard", str(f), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["counts"]["unchanged"] == 7
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(GOOD.replace("project: SUNRISE}", "project: NOPE}"), encoding="utf-8")
+        assert main(["onboard", str(bad)]) == 2
+        assert f"{bad}:6: departments[0].project" in capsys.readouterr().err
+        assert (
+            main(["apikey", "create", "--tenant", "CLICO", "--project", "SUNRISE", "--json"]) == 0
+        )
+        key = json.loads(capsys.readouterr().out)
+        assert key["key"].startswith("pdk_") and len(key["project_ids"]) == 1
+        assert main(["token", "--tenant", "CLICO", "--role", "cs_supervisor", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["roles"] == ["cs_supervisor"]
+        assert main(["token", "--tenant", "NOPE", "--role", "cs_supervisor"]) == 2
+    finally:
+        get_settings.cache_clear()
