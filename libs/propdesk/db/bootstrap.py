@@ -52,6 +52,8 @@ async def _bootstrap(
         db = await conn.fetchval("SELECT current_database()")
         await conn.execute(f"GRANT CONNECT ON DATABASE {_ident(db)} TO {app}")
         await conn.execute(f"REVOKE CREATE ON SCHEMA public FROM {app}")
+        # Trigram indexes for free-text search in Chinese and English (ILIKE '%…%').
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
         for name in schemas:
             s = _ident(name)
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {owner}")
