@@ -1,0 +1,3 @@
+from propdesk.devstack.cli import main
+
+raise SystemExit(main())
