@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     token_secret: str = "dev-only-not-a-secret-change-me"
     token_ttl_seconds: int = 8 * 3600
 
+    # Client spans for every SQL statement and Redis command (the HTTP and messaging spans
+    # are always on). Off trims per-request overhead where traces are not collected.
+    trace_database: bool = True
+    trace_redis: bool = True
+
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -35,6 +35,12 @@ class ServiceResources:
                 settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
             ),
         )
+        from propdesk.telemetry import instrument_engine, instrument_redis
+
+        if settings.trace_database:
+            instrument_engine(engine)
+        if settings.trace_redis:
+            instrument_redis(res.redis)
         if nats:
             res.nc = await connect(settings, name=f"propdesk-{name}")
             await ensure_stream(res.nc.jetstream(), settings)
