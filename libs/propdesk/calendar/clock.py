@@ -1,0 +1,93 @@
+"""Working-time arithmetic over a `WorkCalendar`: the functions SLA clocks are built on.
+
+All instants are timezone-aware; results are in UTC. Durations are measured on the
+real time line (UTC), so a zone with daylight saving still counts real seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+from propdesk.calendar.days import is_working_day
+from propdesk.calendar.model import WorkCalendar
+
+# A calendar with no working day in three years is misconfigured; stop rather than spin.
+MAX_SEARCH_DAYS = 3 * 366
+_ONE_DAY = timedelta(days=1)
+
+
+def _aware(instant: datetime, name: str) -> datetime:
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return instant.astimezone(UTC)
+
+
+def working_periods(cal: WorkCalendar, first_day: date) -> Iterator[tuple[datetime, datetime]]:
+    """The working periods (UTC start, UTC end) from `first_day` (local date) onward."""
+    zone = cal.zone
+    d = first_day
+    for _ in range(MAX_SEARCH_DAYS):
+        if is_working_day(cal, d):
+            for start, end in cal.hours.periods:
+                yield (
+                    datetime.combine(d, start, tzinfo=zone).astimezone(UTC),
+                    datetime.combine(d, end, tzinfo=zone).astimezone(UTC),
+                )
+        d += _ONE_DAY
+    raise ValueError(f"no working time within {MAX_SEARCH_DAYS} days of {first_day}")
+
+
+def is_working_time(cal: WorkCalendar, instant: datetime) -> bool:
+    local = _aware(instant, "instant").astimezone(cal.zone)
+    if not is_working_day(cal, local.date()):
+        return False
+    t = local.time()
+    return any(start <= t < end for start, end in cal.hours.periods)
+
+
+def next_working_start(cal: WorkCalendar, instant: datetime) -> datetime:
+    """`instant` itself when it is working time, else the start of the next working period."""
+    at = _aware(instant, "instant")
+    for start, end in working_periods(cal, at.astimezone(cal.zone).date()):
+        if at < end:
+            return max(start, at)
+    raise AssertionError("unreachable: working_periods raises when exhausted")
+
+
+def add_working_duration(cal: WorkCalendar, start: datetime, duration: timedelta) -> datetime:
+    """The instant when `duration` of working time has elapsed after `start`.
+
+    24 working hours from Friday 16:00 with 8-hour days lands on Wednesday 16:00 (or later
+    across a holiday). A zero duration returns `start` unchanged.
+    """
+    at = _aware(start, "start")
+    if duration < timedelta(0):
+        raise ValueError("duration must not be negative")
+    if duration == timedelta(0):
+        return at
+    remaining = duration
+    for period_start, period_end in working_periods(cal, at.astimezone(cal.zone).date()):
+        if period_end <= at:
+            continue
+        begin = max(period_start, at)
+        available = period_end - begin
+        if remaining <= available:
+            return begin + remaining
+        remaining -= available
+    raise AssertionError("unreachable: working_periods raises when exhausted")
+
+
+def working_seconds_between(cal: WorkCalendar, a: datetime, b: datetime) -> float:
+    """Working seconds in [a, b); negative when b is before a."""
+    ua, ub = _aware(a, "a"), _aware(b, "b")
+    if ub < ua:
+        return -working_seconds_between(cal, b, a)
+    total = 0.0
+    for period_start, period_end in working_periods(cal, ua.astimezone(cal.zone).date()):
+        if period_start >= ub:
+            break
+        lo, hi = max(period_start, ua), min(period_end, ub)
+        if hi > lo:
+            total += (hi - lo).total_seconds()
+    return total

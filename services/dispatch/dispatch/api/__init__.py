@@ -1,0 +1,1 @@
+"""HTTP API: thin routers that parse, call a flow or a query, and answer."""

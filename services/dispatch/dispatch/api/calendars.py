@@ -1,0 +1,194 @@
+"""Working calendars: coverage, a project's calendar, operator-loaded years, local days."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter
+from propdesk.auth.dependencies import require_operator, require_staff
+from propdesk.auth.roles import Role
+from propdesk.calendar import (
+    DayKind,
+    HolidayOverrides,
+    UncoveredPolicy,
+    WorkingHours,
+    coverage,
+    day_verdict,
+    is_working_time,
+    next_working_start,
+)
+from propdesk.service.problems import ProblemError, field_error
+from propdesk.tenancy import TenantContext
+from starlette.requests import Request
+
+from dispatch.api.deps import transaction
+from dispatch.api.schemas import HoursIn, LocalDayIn, YearIn
+from dispatch.store import calendars as store
+from dispatch.store import directory
+
+router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
+ANYONE = tuple(Role)  # tenant staff and the operator
+ADMINS = (Role.TENANT_ADMIN,)
+
+
+def coverage_report(platform: HolidayOverrides, today: date) -> dict[str, Any]:
+    """This year and next: a year nobody covers is a warning, never a silent guess."""
+    years = [coverage(y, platform) for y in (today.year, today.year + 1)]
+    uncovered = [c.year for c in years if not c.covered]
+    return {
+        "years": [{"year": c.year, "covered": c.covered, "source": c.source.value} for c in years],
+        "uncovered": uncovered,
+        "warnings": [
+            f"no holiday data for {y}: working time in {y} counts weekdays only until an "
+            f"operator loads it (PUT /v1/calendars/years/{y})"
+            for y in uncovered
+        ],
+    }
+
+
+@router.get("/coverage")
+async def get_coverage(
+    request: Request, ctx: TenantContext = require_staff(*ANYONE)
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        platform = await store.platform_overrides(session)
+        loaded = await store.loaded_years(session)
+    return {**coverage_report(platform, datetime.now(UTC).date()), "loaded_years": loaded}
+
+
+@router.put("/years/{year}")
+async def load_year(
+    request: Request, year: int, body: YearIn, ctx: TenantContext = require_operator()
+) -> dict[str, Any]:
+    if not 2000 <= year <= 2100:
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail=f"year {year} is out of range",
+            errors=[field_error("path.year", "range", "between 2000 and 2100")],
+        )
+    try:
+        HolidayOverrides.for_year(year, holidays=body.holidays, workdays=body.workdays)
+    except ValueError as exc:
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail=str(exc),
+            errors=[field_error("body.holidays", "same_year_no_overlap", str(exc))],
+        ) from exc
+    async with transaction(request, ctx) as session:
+        await store.save_year(
+            session, year, body.holidays, body.workdays, source=body.source, loaded_by=ctx.actor
+        )
+        platform = await store.platform_overrides(session)
+    c = coverage(year, platform)
+    return {
+        "year": year,
+        "covered": c.covered,
+        "source": c.source.value,
+        "holidays": len(body.holidays),
+        "workdays": len(body.workdays),
+    }
+
+
+@router.get("/{project_id}")
+async def project_calendar(
+    request: Request,
+    project_id: UUID,
+    year: int | None = None,
+    ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    async with transaction(request, ctx) as session:
+        project = await directory.get_project(session, project_id)
+        if project is None:
+            raise ProblemError(
+                404,
+                "Not Found",
+                code="project-not-found",
+                detail=f"No project {project_id} is known to dispatch.",
+            )
+        cal = await store.project_calendar(session, project_id, uncovered=UncoveredPolicy.WEEKDAYS)
+        days = await store.list_local_days(session, project_id, year or now.year)
+    report = coverage_report(cal.platform, now.astimezone(cal.zone).date())
+    today = day_verdict(cal, now.astimezone(cal.zone).date())
+    return {
+        "project_id": project_id,
+        "time_zone": cal.time_zone,
+        "hours": store.hours_record(cal.hours),
+        "local_days": days,
+        "now": {
+            "working_time": is_working_time(cal, now),
+            "day": {"working": today.working, "name": today.name, "source": today.source},
+            "next_working_start": next_working_start(cal, now),
+        },
+        # Readiness-independent: the service stays ready; the warning is here to be seen.
+        "coverage": report["years"],
+        "warnings": report["warnings"],
+    }
+
+
+@router.put("/{project_id}/hours")
+async def put_hours(
+    request: Request, project_id: UUID, body: HoursIn, ctx: TenantContext = require_staff(*ADMINS)
+) -> dict[str, Any]:
+    try:
+        hours = WorkingHours.parse(
+            body.periods,
+            weekdays=body.weekdays,
+            observe_public_holidays=body.observe_public_holidays,
+        )
+    except ValueError as exc:
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail=str(exc),
+            errors=[field_error("body.periods", "HH:MM-HH:MM, ordered, not overlapping", str(exc))],
+        ) from exc
+    async with transaction(request, ctx) as session:
+        if not await store.set_working_hours(session, project_id, hours):
+            raise ProblemError(
+                404,
+                "Not Found",
+                code="project-not-found",
+                detail=f"No project {project_id} is known to dispatch.",
+            )
+    return {"project_id": project_id, "hours": store.hours_record(hours)}
+
+
+@router.put("/{project_id}/days/{day}")
+async def put_local_day(
+    request: Request,
+    project_id: UUID,
+    day: date,
+    body: LocalDayIn,
+    ctx: TenantContext = require_staff(*ADMINS),
+) -> dict[str, Any]:
+    assert ctx.tenant_id is not None
+    async with transaction(request, ctx) as session:
+        if await directory.get_project(session, project_id) is None:
+            raise ProblemError(
+                404,
+                "Not Found",
+                code="project-not-found",
+                detail=f"No project {project_id} is known to dispatch.",
+            )
+        await store.put_local_day(
+            session,
+            ctx.tenant_id,
+            None if body.tenant_wide else project_id,
+            day,
+            DayKind(body.kind),
+            body.name,
+        )
+    return {
+        "day": day,
+        "kind": body.kind,
+        "name": body.name,
+        "scope": "tenant" if body.tenant_wide else "project",
+    }

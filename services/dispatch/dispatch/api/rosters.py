@@ -1,0 +1,98 @@
+"""The on-duty roster: who works which shift in a project (duty leaders included)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter
+from propdesk.auth.dependencies import require_staff
+from propdesk.auth.roles import Role
+from propdesk.service.problems import ProblemError, field_error
+from propdesk.tenancy import TenantContext
+from sqlalchemy import text
+from starlette.requests import Request
+
+from dispatch.api.deps import transaction
+from dispatch.api.schemas import ShiftIn
+from dispatch.store import directory
+
+router = APIRouter(prefix="/v1/rosters", tags=["rosters"])
+EDITORS = (Role.TENANT_ADMIN, Role.DIRECTOR, Role.CS_SUPERVISOR, Role.DEPARTMENT_HEAD)
+
+
+@router.post("/shifts", status_code=201)
+async def add_shift(
+    request: Request, body: ShiftIn, ctx: TenantContext = require_staff(*EDITORS)
+) -> dict[str, Any]:
+    if body.starts_at.tzinfo is None or body.ends_at.tzinfo is None:
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail="Shift times need a UTC offset.",
+            errors=[field_error("body.starts_at", "timezone", "include a UTC offset")],
+        )
+    if body.ends_at <= body.starts_at:
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail="A shift ends after it starts.",
+            errors=[field_error("body.ends_at", "after_start", "must be after starts_at")],
+        )
+    assert ctx.tenant_id is not None
+    async with transaction(request, ctx) as session:
+        if not await directory.staff_exists(session, body.staff_id):
+            raise ProblemError(
+                422,
+                "Request validation failed",
+                code="validation-failed",
+                detail=f"No active staff member {body.staff_id}.",
+                errors=[field_error("body.staff_id", "exists", "unknown staff member")],
+            )
+        if await directory.get_project(session, body.project_id) is None:
+            raise ProblemError(
+                422,
+                "Request validation failed",
+                code="validation-failed",
+                detail=f"No project {body.project_id}.",
+                errors=[field_error("body.project_id", "exists", "unknown project")],
+            )
+        shift_id = (
+            await session.execute(
+                text(
+                    "INSERT INTO dispatch.roster_shifts (tenant_id, project_id, staff_id,"
+                    " starts_at, ends_at, note, created_by) VALUES (:t, :p, :s, :a, :b, :n, :by)"
+                    " RETURNING id"
+                ),
+                {
+                    "t": ctx.tenant_id,
+                    "p": body.project_id,
+                    "s": body.staff_id,
+                    "a": body.starts_at,
+                    "b": body.ends_at,
+                    "n": body.note,
+                    "by": ctx.actor,
+                },
+            )
+        ).scalar_one()
+    return {"id": shift_id, **body.model_dump()}
+
+
+@router.get("/on-duty")
+async def on_duty_now(
+    request: Request,
+    project_id: UUID,
+    at: datetime | None = None,
+    ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
+) -> dict[str, Any]:
+    at = at or datetime.now(UTC)
+    async with transaction(request, ctx) as session:
+        shifts = await directory.shifts_at(session, project_id, at)
+    return {
+        "project_id": project_id,
+        "at": at,
+        "on_duty": sorted({str(s.staff_id) for s in shifts if s.covers(at)}),
+    }

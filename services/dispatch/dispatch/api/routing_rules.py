@@ -1,0 +1,125 @@
+"""The tenant's routing rules, and a dry run that says where a complaint would go."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter
+from propdesk.auth.dependencies import require_staff
+from propdesk.auth.roles import Role
+from propdesk.service.problems import ProblemError
+from propdesk.tenancy import TenantContext
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dispatch.api.deps import transaction
+from dispatch.api.schemas import RoutingRuleIn
+from dispatch.domain.routing import RoutingInput, RoutingRule, route
+from dispatch.store import routing_rules as store
+
+router = APIRouter(prefix="/v1/routing-rules", tags=["routing"])
+EDITORS = (Role.TENANT_ADMIN, Role.DIRECTOR, Role.CS_SUPERVISOR)
+READERS = (*EDITORS, Role.AFFAIRS_ASSISTANT, Role.DEPARTMENT_HEAD)
+
+
+def _rule_from(body: RoutingRuleIn, rule_id: int = 0) -> RoutingRule:
+    return RoutingRule(
+        id=rule_id,
+        department=body.department,
+        category=body.category,
+        grade=body.grade,
+        building=body.building,
+        place=body.place,
+        project_id=body.project_id,
+        handler_role=body.handler_role,
+        handler_staff_id=body.handler_staff_id,
+        inform=tuple(body.inform),
+        priority=body.priority,
+        note=body.note,
+        source="api",
+    )
+
+
+def _out(rule: RoutingRule) -> dict[str, Any]:
+    out = asdict(rule)
+    out["inform"] = list(rule.inform)
+    return out
+
+
+def _not_found(rule_id: int) -> ProblemError:
+    return ProblemError(
+        404, "Not Found", code="routing-rule-not-found", detail=f"No routing rule {rule_id}."
+    )
+
+
+@router.get("")
+async def list_rules(
+    request: Request, project_id: UUID | None = None, ctx: TenantContext = require_staff(*READERS)
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        rules = await store.rules_for(session, project_id)
+    return {"items": [_out(r) for r in rules], "count": len(rules)}
+
+
+@router.post("", status_code=201)
+async def create_rule(
+    request: Request, body: RoutingRuleIn, ctx: TenantContext = require_staff(*EDITORS)
+) -> dict[str, Any]:
+    assert ctx.tenant_id is not None
+    async with transaction(request, ctx) as session:
+        rule_id = await store.insert_rule(session, ctx.tenant_id, _rule_from(body), ctx.actor)
+        rule = await store.get_rule(session, rule_id)
+    if rule is None:  # the project is outside the caller's scope: RLS refused to show it
+        raise _not_found(rule_id)
+    return _out(rule)
+
+
+@router.put("/{rule_id}")
+async def update_rule(
+    request: Request,
+    rule_id: int,
+    body: RoutingRuleIn,
+    ctx: TenantContext = require_staff(*EDITORS),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        if not await store.update_rule(session, rule_id, _rule_from(body, rule_id)):
+            raise _not_found(rule_id)
+        rule = await store.get_rule(session, rule_id)
+    assert rule is not None
+    return _out(rule)
+
+
+@router.delete("/{rule_id}", status_code=204)
+async def delete_rule(
+    request: Request, rule_id: int, ctx: TenantContext = require_staff(*EDITORS)
+) -> Response:
+    async with transaction(request, ctx) as session:
+        if not await store.delete_rule(session, rule_id):
+            raise _not_found(rule_id)
+    return Response(status_code=204)
+
+
+class PreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    project_id: UUID
+    category: str
+    grade: str = "simple"
+    building: str | None = None
+    place: str | None = None
+
+
+@router.post("/preview")
+async def preview(
+    request: Request, body: PreviewIn, ctx: TenantContext = require_staff(*READERS)
+) -> dict[str, Any]:
+    """Which rule would route this complaint, and why (nothing is stored)."""
+    async with transaction(request, ctx) as session:
+        rules = await store.rules_for(session, body.project_id)
+    decision = route(
+        RoutingInput(body.project_id, body.category, body.grade, body.building, body.place),
+        rules,
+    )
+    return decision.as_record()

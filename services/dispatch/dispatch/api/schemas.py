@@ -1,0 +1,121 @@
+"""Request and response bodies of the dispatch API (kept apart from the tables)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Text = Field(min_length=1, max_length=4000)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RejectIn(Body):
+    reason: str = Text
+
+
+class ProgressIn(Body):
+    note: str = Text
+    site_visit: bool = False
+    photo_refs: list[str] = Field(default_factory=list, max_length=50)
+
+
+class CompensationIn(Body):
+    amount: str = Field(pattern=r"^\d+(\.\d{1,2})?$", description="in yuan, e.g. 200.00")
+    currency: str = "CNY"
+    description: str = Text
+
+
+class ResolveIn(Body):
+    resolution: str = Text
+    compensation: CompensationIn | None = None
+    decisions: list[str] = Field(
+        default_factory=list, description="plan or finance decisions that need approval"
+    )
+
+
+class SignOffIn(Body):
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+class FeedbackIn(Body):
+    channel: Literal["phone", "sms", "wechat", "visit", "letter", "email", "app"]
+    content: str = Text
+    commitment: str | None = Field(default=None, max_length=4000)
+
+
+class FollowUpIn(Body):
+    note: str = Text
+
+
+class ReassignIn(Body):
+    department_code: str | None = None
+    handler_id: UUID | None = None
+    reason: str = Text
+
+
+class HandOverIn(Body):
+    to_staff_id: UUID
+    reason: str = Text
+
+
+class CloseIn(Body):
+    callback_result: Literal["satisfied", "basically_satisfied", "dissatisfied"] | None = None
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class ReopenIn(Body):
+    reason: str = Text
+
+
+class RoutingRuleIn(Body):
+    department: str = Field(min_length=1, max_length=100)
+    category: str | None = None
+    grade: Literal["simple", "complex", "major"] | None = None
+    building: str | None = None
+    place: str | None = None
+    project_id: UUID | None = None
+    handler_role: str | None = None
+    handler_staff_id: UUID | None = None
+    inform: list[str] = Field(default_factory=list)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    note: str = Field(default="", max_length=1000)
+
+
+class YearIn(Body):
+    holidays: dict[date, str] = Field(description="date → holiday name (days off)")
+    workdays: dict[date, str] = Field(
+        default_factory=dict, description="date → name of make-up working days (调休上班)"
+    )
+    source: str = Field(default="", max_length=500, description="e.g. the State Council notice")
+
+
+class HoursIn(Body):
+    periods: list[str] = Field(min_length=1, examples=[["08:30-12:00", "13:30-17:30"]])
+    weekdays: list[int] = Field(default=[0, 1, 2, 3, 4])
+    observe_public_holidays: bool = True
+
+
+class LocalDayIn(Body):
+    kind: Literal["holiday", "workday"]
+    name: str = Field(default="", max_length=200)
+    tenant_wide: bool = False
+
+
+class ShiftIn(Body):
+    staff_id: UUID
+    project_id: UUID
+    starts_at: datetime
+    ends_at: datetime
+    note: str | None = None
+
+
+def work_order_out(row: Any, **extra: Any) -> dict[str, Any]:
+    out = row.as_dict()
+    out.update(extra)
+    return out

@@ -1,0 +1,281 @@
+"""Work-order endpoints: handlers, department heads, affairs assistants."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from propdesk.auth.dependencies import require_staff
+from propdesk.auth.roles import Role
+from propdesk.service.problems import ProblemError, field_error
+from propdesk.tenancy import TenantContext
+from starlette.requests import Request
+
+from dispatch.api.deps import transaction
+from dispatch.api.schemas import (
+    CloseIn,
+    FeedbackIn,
+    FollowUpIn,
+    HandOverIn,
+    ProgressIn,
+    ReassignIn,
+    RejectIn,
+    ReopenIn,
+    ResolveIn,
+    SignOffIn,
+    work_order_out,
+)
+from dispatch.domain.lifecycle import OPEN_STATES, State, allowed_actions
+from dispatch.flows import steps
+from dispatch.store import work_orders as orders
+
+router = APIRouter(prefix="/v1", tags=["work orders"])
+
+R = Role
+HANDLING = (
+    R.HANDLER,
+    R.DEPARTMENT_HEAD,
+    R.DUTY_LEADER,
+    R.DIRECTOR,
+    R.CS_SUPERVISOR,
+    R.AFFAIRS_ASSISTANT,
+)
+ASSISTING = (R.AFFAIRS_ASSISTANT, R.CS_SUPERVISOR, R.DIRECTOR)
+HEADS = (R.DEPARTMENT_HEAD, R.DIRECTOR, R.CS_SUPERVISOR)
+REASSIGNING = (R.AFFAIRS_ASSISTANT, R.CS_SUPERVISOR, R.DIRECTOR, R.DEPARTMENT_HEAD)
+ANY_STAFF = tuple(r for r in Role if r is not R.OPERATOR)
+
+
+def _out(wo: orders.WorkOrderRow) -> dict[str, Any]:
+    return work_order_out(wo, allowed_actions=[a.value for a in allowed_actions(State(wo.state))])
+
+
+@router.get("/work-orders/mine")
+async def my_work_orders(
+    request: Request,
+    include_closed: bool = False,
+    ctx: TenantContext = require_staff(*HANDLING),
+) -> dict[str, Any]:
+    me = steps.actor_staff_id(ctx)
+    if me is None:
+        raise ProblemError(
+            400,
+            "No staff identity",
+            code="no-staff-identity",
+            detail="This credential's subject is not a staff id.",
+        )
+    states = [s.value for s in (State if include_closed else OPEN_STATES)]
+    async with transaction(request, ctx) as session:
+        rows = await orders.mine(session, me, states)
+    return {"items": [_out(r) for r in rows], "count": len(rows)}
+
+
+@router.get("/work-orders/{work_order_id}")
+async def get_work_order(
+    request: Request, work_order_id: UUID, ctx: TenantContext = require_staff(*ANY_STAFF)
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        wo = await steps.load(session, work_order_id, lock=False)
+        history = await orders.steps(session, work_order_id)
+        owners = await orders.owners(session, work_order_id)
+    return {**_out(wo), "steps": history, "owners": owners}
+
+
+@router.get("/work-orders")
+async def find_work_orders(
+    request: Request,
+    complaint_id: UUID = Query(...),
+    ctx: TenantContext = require_staff(*ANY_STAFF),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        wo = await orders.by_complaint(session, complaint_id)
+    return {"items": [_out(wo)] if wo else [], "count": 1 if wo else 0}
+
+
+@router.post("/work-orders/{work_order_id}/accept")
+async def accept(
+    request: Request, work_order_id: UUID, ctx: TenantContext = require_staff(*HANDLING)
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        return _out(await steps.accept(session, ctx, work_order_id))
+
+
+@router.post("/work-orders/{work_order_id}/reject")
+async def reject(
+    request: Request,
+    work_order_id: UUID,
+    body: RejectIn,
+    ctx: TenantContext = require_staff(*HANDLING),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        return _out(await steps.reject(session, ctx, work_order_id, body.reason))
+
+
+@router.post("/work-orders/{work_order_id}/progress")
+async def progress(
+    request: Request,
+    work_order_id: UUID,
+    body: ProgressIn,
+    ctx: TenantContext = require_staff(*HANDLING),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        wo = await steps.progress(
+            session,
+            ctx,
+            work_order_id,
+            note=body.note,
+            site_visit=body.site_visit,
+            photo_refs=body.photo_refs,
+        )
+        return _out(wo)
+
+
+@router.post("/work-orders/{work_order_id}/resolve")
+async def resolve(
+    request: Request,
+    work_order_id: UUID,
+    body: ResolveIn,
+    ctx: TenantContext = require_staff(*HANDLING),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        wo = await steps.resolve(
+            session,
+            ctx,
+            work_order_id,
+            resolution=body.resolution,
+            compensation=body.compensation.model_dump() if body.compensation else None,
+            decisions=body.decisions,
+        )
+        return _out(wo)
+
+
+@router.post("/work-orders/{work_order_id}/sign-off")
+async def sign_off(
+    request: Request,
+    work_order_id: UUID,
+    body: SignOffIn,
+    ctx: TenantContext = require_staff(*HEADS),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        return _out(await steps.sign_off(session, ctx, work_order_id, body.comment))
+
+
+@router.post("/work-orders/{work_order_id}/feedback")
+async def feedback(
+    request: Request,
+    work_order_id: UUID,
+    body: FeedbackIn,
+    ctx: TenantContext = require_staff(*ASSISTING),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        wo = await steps.give_feedback(
+            session,
+            ctx,
+            work_order_id,
+            channel=body.channel,
+            content=body.content,
+            commitment=body.commitment,
+        )
+        return _out(wo)
+
+
+@router.post("/work-orders/{work_order_id}/follow-ups")
+async def follow_up(
+    request: Request,
+    work_order_id: UUID,
+    body: FollowUpIn,
+    ctx: TenantContext = require_staff(*ASSISTING),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        return _out(await steps.follow_up(session, ctx, work_order_id, body.note))
+
+
+@router.post("/work-orders/{work_order_id}/reassign")
+async def reassign(
+    request: Request,
+    work_order_id: UUID,
+    body: ReassignIn,
+    ctx: TenantContext = require_staff(*REASSIGNING),
+) -> dict[str, Any]:
+    if body.department_code is None and body.handler_id is None:
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail="Name a department_code, a handler_id or both.",
+            errors=[field_error("body.department_code", "required", "or body.handler_id")],
+        )
+    async with transaction(request, ctx) as session:
+        wo = await steps.reassign(
+            session,
+            ctx,
+            work_order_id,
+            department_code=body.department_code,
+            handler_id=body.handler_id,
+            reason=body.reason,
+        )
+        return _out(wo)
+
+
+@router.post("/work-orders/{work_order_id}/hand-over")
+async def hand_over(
+    request: Request,
+    work_order_id: UUID,
+    body: HandOverIn,
+    ctx: TenantContext = require_staff(*HANDLING),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        wo = await steps.hand_over(
+            session, ctx, work_order_id, to_staff_id=body.to_staff_id, reason=body.reason
+        )
+        return _out(wo)
+
+
+@router.post("/work-orders/{work_order_id}/close")
+async def close(
+    request: Request,
+    work_order_id: UUID,
+    body: CloseIn,
+    ctx: TenantContext = require_staff(*ASSISTING),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        wo = await steps.close(
+            session, ctx, work_order_id, callback_result=body.callback_result, note=body.note
+        )
+        return _out(wo)
+
+
+@router.post("/work-orders/{work_order_id}/reopen")
+async def reopen(
+    request: Request,
+    work_order_id: UUID,
+    body: ReopenIn,
+    ctx: TenantContext = require_staff(*ASSISTING),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        return _out(await steps.reopen(session, ctx, work_order_id, body.reason))
+
+
+@router.get("/departments/{code}/board")
+async def department_board(
+    request: Request,
+    code: str,
+    project_id: UUID | None = None,
+    ctx: TenantContext = require_staff(*HEADS, R.AFFAIRS_ASSISTANT),
+) -> dict[str, Any]:
+    async with transaction(request, ctx) as session:
+        rows = await orders.board(session, code, [s.value for s in OPEN_STATES], project_id)
+    by_state: dict[str, int] = {}
+    by_handler: dict[str, int] = {}
+    for r in rows:
+        by_state[r.state] = by_state.get(r.state, 0) + 1
+        key = str(r.handler_id) if r.handler_id else "unassigned"
+        by_handler[key] = by_handler.get(key, 0) + 1
+    return {
+        "department": code,
+        "open": len(rows),
+        "by_state": by_state,
+        "by_handler": by_handler,
+        "items": [_out(r) for r in rows],
+    }

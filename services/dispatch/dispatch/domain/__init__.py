@@ -1,0 +1,1 @@
+"""Dispatch rules as plain functions over plain data: routing, assignment, lifecycle."""

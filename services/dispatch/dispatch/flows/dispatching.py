@@ -1,0 +1,198 @@
+"""complaint.classified → one work order: route, pick the receiver, record, announce.
+
+One transaction per event (the consumer's): the inbox row, the work order, its first
+step, the staff's round-robin mark and the outbox events commit together. The unique
+(tenant, complaint) constraint makes a replay beyond the inbox harmless too.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+from propdesk.bus import Outbox
+from propdesk.calendar import (
+    UncoveredPolicy,
+    coverage,
+    is_working_time,
+    next_working_start,
+)
+from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
+from propdesk.events.contracts.work_order import WorkOrderDispatched, WorkOrderHandedOver
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.domain.assignment import choose_assignee
+from dispatch.domain.lifecycle import State
+from dispatch.domain.ownership import OwnerChange
+from dispatch.domain.routing import RoutingInput, resolve_department, route
+from dispatch.flows.events import event
+from dispatch.store import calendars, directory, routing_rules
+from dispatch.store import work_orders as orders
+
+log = logging.getLogger("dispatch.dispatching")
+OUTBOX = Outbox("dispatch")
+DUTY_LEADER = "duty_leader"
+
+
+async def dispatch_classified(
+    session: AsyncSession,
+    tenant_id: UUID,
+    c: ComplaintClassified,
+    *,
+    now: datetime | None = None,
+) -> UUID | None:
+    """The new work order's id, or None when the complaint already has one."""
+    now = now or datetime.now(UTC)
+    if await orders.by_complaint(session, c.complaint_id) is not None:
+        return None
+    # Dispatch never stops for a missing holiday year: it treats the year's weekdays as
+    # working and says so loudly (the start-up check and /v1/calendars/coverage too).
+    cal = await calendars.project_calendar(
+        session, c.project_id, uncovered=UncoveredPolicy.WEEKDAYS
+    )
+    if not coverage(now.year, cal.platform).covered:
+        log.warning(
+            "holiday calendar for %s is not loaded: dispatching %s with weekdays only",
+            now.year,
+            c.complaint_id,
+        )
+    working = is_working_time(cal, now)
+
+    rules = await routing_rules.rules_for(session, c.project_id)
+    decision = route(RoutingInput(c.project_id, c.category, c.grade, building=c.building), rules)
+    department = resolve_department(
+        decision.department, c.project_id, await directory.departments_for(session, c.project_id)
+    )
+    department_staff = (
+        await directory.candidates(session, c.project_id, department_id=department.id)
+        if department
+        else []
+    )
+    leaders = [] if working else await directory.candidates(session, c.project_id, role=DUTY_LEADER)
+    shifts = await directory.shifts_at(session, c.project_id, now)
+    assignment = choose_assignee(
+        department_staff,
+        leaders,
+        shifts,
+        at=now,
+        working_time=working,
+        preferred_role=decision.handler_role,
+        preferred_staff_id=decision.handler_staff_id,
+        required_skills=frozenset({c.category}) if department_staff else frozenset(),
+    )
+    assignment_reason = assignment.reason
+    if department is None:
+        assignment_reason = (
+            f"department {decision.department} is not known to dispatch yet: "
+            "customer service must reassign; " + assignment.reason
+        )
+
+    wo = orders.WorkOrderRow(
+        id=uuid4(),
+        tenant_id=tenant_id,
+        project_id=c.project_id,
+        complaint_id=c.complaint_id,
+        reference=c.reference,
+        category=c.category,
+        grade=c.grade,
+        building=c.building,
+        state=State.DISPATCHED.value,
+        department_id=department.id if department else None,
+        department_code=department.code if department else decision.department,
+        handler_id=assignment.staff_id,
+        # Outside hours the duty leader is the receiver of record from the first minute.
+        owner_id=assignment.staff_id if assignment.after_hours else None,
+        pending_handover_to=None,
+        pending_handover_department_id=None,
+        rule_id=decision.rule_id,
+        routing_reason=decision.reason,
+        assignment_reason=assignment_reason,
+        inform=list(decision.inform),
+        after_hours=assignment.after_hours,
+        overnight_handover_at=next_working_start(cal, now) if assignment.after_hours else None,
+        received_at=c.received_at,
+        recorded_at=c.recorded_at,
+        dispatched_at=now,
+    )
+    if not await orders.insert(session, wo):
+        return None
+    await orders.append_step(
+        session,
+        wo,
+        action="dispatch",
+        from_state=None,
+        actor="dispatch",
+        at=now,
+        details={"routing": decision.as_record(), "assignment": assignment_reason},
+    )
+    envelopes = [
+        event(
+            WorkOrderDispatched,
+            wo,
+            now,
+            "dispatch",
+            received_at=c.received_at,
+            recorded_at=c.recorded_at,
+            rule_id=decision.rule_id,
+            routing_reason=decision.reason,
+            assignment_reason=assignment_reason,
+            inform=list(decision.inform),
+            after_hours=assignment.after_hours,
+            overnight_handover_at=wo.overnight_handover_at,
+        )
+    ]
+    if assignment.staff_id is not None:
+        await directory.mark_assigned(session, assignment.staff_id, now)
+    if assignment.after_hours:
+        change = OwnerChange(
+            None,
+            assignment.staff_id,
+            department.id if department else None,
+            "first_receiver",
+            "received outside working hours by the duty shift leader",
+            now,
+        )
+        await orders.append_owner(session, wo, change)
+        envelopes.append(
+            event(
+                WorkOrderHandedOver,
+                wo,
+                now,
+                "dispatch",
+                from_owner_id=None,
+                to_owner_id=change.to_staff_id,
+                to_department_id=change.to_department_id,
+                kind=change.kind,
+                reason=change.reason,
+            )
+        )
+    await OUTBOX.add(session, *envelopes)
+    return wo.id
+
+
+async def apply_regrade(
+    session: AsyncSession, c: ComplaintRegraded, *, now: datetime | None = None
+) -> bool:
+    """Keep the work order's grade in step with intake's; the history says who and why.
+    Routed on the same consumer as complaint.classified, so it never overtakes it."""
+    now = now or datetime.now(UTC)
+    wo = await orders.by_complaint(session, c.complaint_id)
+    if wo is None or wo.grade == c.grade:
+        return False
+    wo = await orders.get(session, wo.id, lock=True)
+    assert wo is not None
+    previous = wo.grade
+    wo.grade = c.grade
+    wo.seq += 1
+    await orders.save(session, wo)
+    await orders.append_step(
+        session,
+        wo,
+        action="regrade",
+        from_state=wo.state,
+        actor="intake",
+        at=now,
+        details={"from": previous, "to": c.grade, "reason": c.reason},
+    )
+    return True

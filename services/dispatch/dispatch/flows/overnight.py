@@ -1,0 +1,119 @@
+"""The duty leader's overnight cases pass to the service center the next working morning.
+
+A periodic job on every replica: one transaction claims due orders across tenants with
+FOR UPDATE SKIP LOCKED (replicas never take the same order), then handles each under its
+own tenant's context in the same transaction: the row stays locked until the hand-over,
+its step, the owner chain entry and the events commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from propdesk.db.session import apply_context, tenant_transaction
+from propdesk.events.contracts import work_order as ev
+from propdesk.tenancy import TenantContext, system_context
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dispatch.domain.assignment import choose_assignee
+from dispatch.domain.lifecycle import UNHANDLED_STATES, Action, State, next_state
+from dispatch.domain.ownership import OwnerChange
+from dispatch.domain.routing import CUSTOMER_SERVICE, resolve_department
+from dispatch.flows.events import event
+from dispatch.flows.steps import OUTBOX
+from dispatch.store import directory
+from dispatch.store import work_orders as orders
+from dispatch.store.work_orders import WorkOrderRow
+
+log = logging.getLogger("dispatch.overnight")
+ACTOR = "dispatch:overnight-handover"
+BATCH = 100
+
+
+async def run_overnight_handover(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime | None = None
+) -> int:
+    now = now or datetime.now(UTC)
+    async with tenant_transaction(sessions, system_context(ACTOR)) as session:
+        due = await orders.claim_overnight_due(
+            session, now, [s.value for s in UNHANDLED_STATES], BATCH
+        )
+        for work_order_id, tenant_id, _project_id in due:
+            await apply_context(session, TenantContext.for_tenant(tenant_id, actor=ACTOR))
+            wo = await orders.get(session, work_order_id)
+            if wo is not None:
+                await transfer_to_service_center(session, wo, now)
+    if due:
+        log.info("handed %d overnight case(s) to the service center", len(due))
+    return len(due)
+
+
+async def transfer_to_service_center(
+    session: AsyncSession, wo: WorkOrderRow, now: datetime
+) -> None:
+    before = State(wo.state)
+    after = next_state(before, Action.TRANSFER)
+    department = resolve_department(
+        CUSTOMER_SERVICE, wo.project_id, await directory.departments_for(session, wo.project_id)
+    )
+    handler = None
+    reason = "service center department unknown: assign by hand"
+    if department is not None:
+        staff = await directory.candidates(session, wo.project_id, department_id=department.id)
+        choice = choose_assignee(
+            staff,
+            [],
+            await directory.shifts_at(session, wo.project_id, now),
+            at=now,
+            # The job fires at the next working start: the service center is at work.
+            working_time=True,
+            preferred_role="affairs_assistant",
+        )
+        handler, reason = choice.staff_id, choice.reason
+    change = OwnerChange(
+        wo.owner_id,
+        handler,
+        department.id if department else None,
+        "overnight_handover",
+        "received after hours and not closed by the next working morning: handed to the "
+        "service center in writing",
+        now,
+    )
+    wo.seq += 1
+    wo.state = after.value
+    wo.owner_id = handler
+    wo.handler_id = handler
+    wo.pending_handover_to = None
+    wo.pending_handover_department_id = None
+    if department is not None:
+        wo.department_id, wo.department_code = department.id, department.code
+    wo.overnight_handover_at = None
+    wo.assignment_reason = f"overnight hand-over: {reason}"
+    await orders.save(session, wo)
+    await orders.append_step(
+        session,
+        wo,
+        action=Action.TRANSFER.value,
+        from_state=before.value,
+        actor=ACTOR,
+        at=now,
+        details={"reason": change.reason, "assignment": reason},
+    )
+    await orders.append_owner(session, wo, change)
+    if handler is not None:
+        await directory.mark_assigned(session, handler, now)
+    await OUTBOX.add(
+        session,
+        event(
+            ev.WorkOrderHandedOver,
+            wo,
+            now,
+            ACTOR,
+            from_owner_id=change.from_staff_id,
+            to_owner_id=change.to_staff_id,
+            to_department_id=change.to_department_id,
+            kind=change.kind,
+            reason=change.reason,
+        ),
+    )

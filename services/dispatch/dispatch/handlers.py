@@ -1,0 +1,101 @@
+"""Event consumers: the tenant directory and routing hints, and complaint.classified.
+
+Each handler runs inside the consumer runner's one transaction (inbox row + writes), under
+the event's tenant context.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from propdesk.bus import Consumer, PermanentError
+from propdesk.events import Envelope, parse_payload
+from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
+from propdesk.events.contracts.tenant import (
+    DepartmentUpserted,
+    ProjectUpserted,
+    RoutingHintsUpserted,
+    StaffUpserted,
+    TenantUpserted,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.domain.routing import parse_routing_hints
+from dispatch.flows.dispatching import apply_regrade, dispatch_classified
+from dispatch.store import directory, routing_rules
+
+log = logging.getLogger("dispatch.handlers")
+SCHEMA = "dispatch"
+
+
+async def on_directory_event(session: AsyncSession, env: Envelope) -> None:
+    payload = parse_payload(env)
+    tenant_id = env.tenant_id
+    match payload:
+        case TenantUpserted():
+            await directory.upsert_tenant(session, payload)
+        case ProjectUpserted():
+            await directory.upsert_project(session, tenant_id, payload)
+        case DepartmentUpserted():
+            await directory.upsert_department(session, tenant_id, payload)
+        case StaffUpserted():
+            await directory.upsert_staff(session, tenant_id, payload)
+        case RoutingHintsUpserted():
+            parsed = parse_routing_hints(
+                payload.hints, await directory.project_ids_by_code(session)
+            )
+            for problem in parsed.problems:
+                log.warning(
+                    "tenant %s routing hint %d ignored: %s %s",
+                    tenant_id,
+                    problem.index,
+                    problem.field,
+                    problem.message,
+                )
+            await routing_rules.replace_onboarding_rules(session, tenant_id, parsed.rules)
+        case _:
+            raise PermanentError(f"dispatch-directory does not handle {env.type}")
+
+
+async def on_complaint_classified(session: AsyncSession, env: Envelope) -> None:
+    """complaint.classified and complaint.regraded, on one consumer so a regrade is never
+    applied before the classification it changes."""
+    payload = parse_payload(env)
+    match payload:
+        case ComplaintClassified():
+            await dispatch_classified(session, env.tenant_id, payload)
+        case ComplaintRegraded():
+            await apply_regrade(session, payload)
+        case _:
+            raise PermanentError(f"dispatch-complaints does not handle {env.type}")
+
+
+DIRECTORY_TYPES = (
+    "tenant.upserted",
+    "project.upserted",
+    "department.upserted",
+    "staff.upserted",
+    "tenant.routing_upserted",
+)
+
+
+COMPLAINT_TYPES = ("complaint.classified", "complaint.regraded")
+
+
+def consumers() -> list[Consumer]:
+    return [
+        Consumer(
+            name="dispatch-directory",
+            schema=SCHEMA,
+            subjects=[f"pd.{t}.>" for t in DIRECTORY_TYPES],
+            handler=on_directory_event,
+            description="tenant directory and routing hints into dispatch's own tables",
+        ),
+        Consumer(
+            name="dispatch-complaints",
+            schema=SCHEMA,
+            subjects=[f"pd.{t}.>" for t in COMPLAINT_TYPES],
+            handler=on_complaint_classified,
+            description="one work order per classified complaint",
+        ),
+    ]

@@ -1,0 +1,1 @@
+"""Dispatch tables and the typed queries the service needs (SQL in one place per concept)."""

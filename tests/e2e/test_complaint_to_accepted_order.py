@@ -1,0 +1,189 @@
+"""The whole path across real services and NATS: an HTTP complaint at intake becomes a
+work order at dispatch, which its handler accepts.
+
+intake API → intake outbox → relay → JetStream → dispatch consumers (directory, then
+complaint.classified) → work order → dispatch API accept. Both services run in process
+on one fresh database (one schema each, as in the local stack)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+import pytest
+from propdesk.auth.tokens import issue_token
+from propdesk.bus import Consumer
+from propdesk.bus.consumer import ConsumerRunner
+from propdesk.bus.relay import Relay
+from propdesk.db.bootstrap import bootstrap
+from propdesk.db.migrations import upgrade
+from propdesk.service.resources import ServiceResources
+from propdesk.settings import Settings, asyncpg_dsn
+from sqlalchemy.engine import make_url
+
+intake_app = pytest.importorskip("intake.app")
+onboarding_apply = pytest.importorskip("intake.onboarding.apply")
+onboarding_document = pytest.importorskip("intake.onboarding.document")
+
+from dispatch.app import create_app as create_dispatch_app  # noqa: E402
+from dispatch.handlers import (  # noqa: E402
+    DIRECTORY_TYPES,
+    on_complaint_classified,
+    on_directory_event,
+)
+
+COMPANY = """
+tenant: {{code: {code}, name: 端到端物业, settings: {{}}}}
+projects:
+  - {{code: SUNRISE, name: 阳光花园, city: 上海, time_zone: Asia/Shanghai, calendar: cn,
+     buildings: [{{code: "3", name: 3号楼, units: ["301"]}}]}}
+departments:
+  - {{code: cs, name: 客服部, kind: customer_service, project: SUNRISE}}
+  - {{code: eng, name: 工程部, kind: engineering, project: SUNRISE}}
+staff:
+  - {{code: S001, name: 王敏, roles: [intake_clerk], department: cs, projects: [SUNRISE]}}
+  - {{code: E001, name: 张工, roles: [handler], department: eng, projects: [SUNRISE],
+     skills: [facility_repair]}}
+  - {{code: D001, name: 赵领班, roles: [duty_leader], projects: [SUNRISE]}}
+routing: [{{category: facility_repair, department: eng, note: 工程部维修}}]
+"""
+
+
+@pytest.fixture(scope="module")
+async def e2e_settings(settings: Settings) -> Settings:
+    url = make_url(settings.database_url)
+    name = f"{url.database}_e2e_dispatch"
+    admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    ours = settings.model_copy(
+        update={
+            "database_url": url.set(database=name).render_as_string(hide_password=False),
+            "app_database_url": None,
+        }
+    )
+    await bootstrap(ours)
+    for service in ("intake", "dispatch"):
+        await asyncio.to_thread(upgrade, service, ours)
+    return ours
+
+
+async def test_http_complaint_becomes_an_accepted_work_order(e2e_settings: Settings) -> None:
+    s = e2e_settings
+    intake_res = await ServiceResources.open("intake", s)
+    dispatch_res = await ServiceResources.open("dispatch", s)
+    assert intake_res.nc is not None and dispatch_res.nc is not None
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    tenant: UUID | None = None
+    try:
+        doc = onboarding_document.parse_document(COMPANY.format(code=f"E2E{uuid4().hex[:6]}"))
+        report = await onboarding_apply.apply_document(intake_res.sessions, doc, actor="e2e")
+        tenant: UUID = report.tenant_id
+
+        tasks.append(asyncio.create_task(Relay("intake", s, intake_res.nc).run(stop)))
+        tasks.append(asyncio.create_task(Relay("dispatch", s, dispatch_res.nc).run(stop)))
+        # Durables of this test only, filtered to its tenant (the stream is shared).
+        suffix = tenant.hex[:12]
+        consumers = [
+            Consumer(
+                f"e2e-dispatch-directory-{suffix}",
+                "dispatch",
+                [f"pd.{t}.{tenant}.>" for t in DIRECTORY_TYPES],
+                on_directory_event,
+            ),
+            Consumer(
+                f"e2e-dispatch-complaints-{suffix}",
+                "dispatch",
+                [f"pd.complaint.classified.{tenant}.>"],
+                on_complaint_classified,
+            ),
+        ]
+        for c in consumers:
+            runner = ConsumerRunner(c, s, dispatch_res.sessions, dispatch_res.nc)
+            tasks.append(asyncio.create_task(runner.run(stop)))
+
+        clerk = issue_token(s, tenant_id=tenant, subject="e2e-clerk", roles=["intake_clerk"])
+        intake = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=intake_app.create_app(intake_res)),
+            base_url="http://intake",
+        )
+        dispatch = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_dispatch_app(dispatch_res)),
+            base_url="http://dispatch",
+        )
+        async with intake, dispatch:
+            # The directory must reach dispatch before the complaint does, or the order
+            # would be routed to a department dispatch does not know yet.
+            reader = issue_token(s, tenant_id=tenant, subject="e2e-admin", roles=["tenant_admin"])
+            auth = {"authorization": f"Bearer {reader}"}
+            for _ in range(200):
+                rules = (await dispatch.get("/v1/routing-rules", headers=auth)).json()
+                if rules.get("count"):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("routing hints never reached dispatch")
+
+            r = await intake.post(
+                "/v1/complaints",
+                headers={"authorization": f"Bearer {clerk}"},
+                json={
+                    "project": "SUNRISE",
+                    "channel": "phone",
+                    "content": "3号楼301卫生间水管漏水, 请尽快维修",
+                    "category": "facility_repair",
+                    "unit": {"building": "3", "room": "301"},
+                },
+            )
+            assert r.status_code == 201, r.text
+            complaint_id = r.json()["id"]
+
+            order = None
+            for _ in range(200):
+                found = await dispatch.get(
+                    "/v1/work-orders", params={"complaint_id": complaint_id}, headers=auth
+                )
+                items = found.json()["items"]
+                if items:
+                    order = items[0]
+                    break
+                await asyncio.sleep(0.05)
+            assert order is not None, "no work order for the complaint"
+            assert order["state"] == "dispatched"
+            assert order["handler_id"], order["assignment_reason"]
+            if not order["after_hours"]:
+                assert order["department_code"] == "eng"
+                assert order["rule_id"].startswith("tenant:")
+
+            handler = issue_token(
+                s, tenant_id=tenant, subject=order["handler_id"], roles=["handler", "duty_leader"]
+            )
+            r = await dispatch.post(
+                f"/v1/work-orders/{order['id']}/accept",
+                headers={"authorization": f"Bearer {handler}"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["state"] == "accepted"
+            assert r.json()["owner_id"] == order["handler_id"]
+            full = (await dispatch.get(f"/v1/work-orders/{order['id']}", headers=auth)).json()
+            assert [st["action"] for st in full["steps"]] == ["dispatch", "accept"]
+            assert full["building"] == "3"
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        js = dispatch_res.nc.jetstream() if dispatch_res.nc else None
+        if js is not None and tenant is not None:
+            for name in ("directory", "complaints"):
+                with contextlib.suppress(Exception):
+                    await js.delete_consumer(
+                        s.stream_name, f"e2e-dispatch-{name}-{tenant.hex[:12]}"
+                    )
+        await intake_res.close()
+        await dispatch_res.close()
