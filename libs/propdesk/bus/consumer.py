@@ -61,13 +61,12 @@ class ConsumerRunner:
         consumer: Consumer,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
-        nc: NATS,
+        nc: NATS | None = None,
     ) -> None:
         self.consumer = consumer
         self.settings = settings
         self.sessions = sessions
         self.nc = nc
-        self.js = nc.jetstream()
         self.max_deliver = consumer_config(settings, consumer.name, consumer.subjects).max_deliver
         s = f'"{consumer.schema}"'
         self._inbox = text(
@@ -87,8 +86,11 @@ class ConsumerRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self.consumer
-        await ensure_consumer(self.js, self.settings, c.name, c.subjects)
-        sub = await self.js.pull_subscribe_bind(durable=c.name, stream=self.settings.stream_name)
+        if self.nc is None:
+            raise RuntimeError("ConsumerRunner.run needs a NATS connection")
+        js = self.nc.jetstream()
+        await ensure_consumer(js, self.settings, c.name, c.subjects)
+        sub = await js.pull_subscribe_bind(durable=c.name, stream=self.settings.stream_name)
         try:
             while not stop.is_set():
                 try:
@@ -127,7 +129,7 @@ class ConsumerRunner:
             },
         ) as span:
             try:
-                applied = await self._apply(env)
+                applied = await self.apply(env)
                 crash_point("consumer.before_ack")
                 await msg.ack()
                 if applied:
@@ -165,8 +167,9 @@ class ConsumerRunner:
                     )
                     await msg.nak(delay=delay)
 
-    async def _apply(self, env: Envelope) -> bool:
-        """One transaction: inbox row + the handler's writes. False if already applied."""
+    async def apply(self, env: Envelope) -> bool:
+        """Apply one event exactly once: one transaction holding the inbox row and the
+        handler's writes. False if this consumer had already applied it."""
         ctx = TenantContext.for_tenant(env.tenant_id, actor=f"consumer:{self.consumer.name}")
         async with tenant_transaction(self.sessions, ctx) as session:
             first = await session.execute(
