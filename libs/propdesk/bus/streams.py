@@ -25,8 +25,10 @@ log = logging.getLogger("propdesk.bus")
 
 async def connect(settings: Settings, name: str, **kwargs) -> NATS:
     """A NATS connection that keeps reconnecting forever: the outbox holds events meanwhile."""
+    # A comma-separated list seeds a cluster connection (nats://n1:4222,nats://n2:4222).
+    servers = [u.strip() for u in settings.nats_url.split(",") if u.strip()]
     return await nats.connect(
-        settings.nats_url,
+        servers,
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

@@ -7,10 +7,16 @@ from propdesk.service.app import create_service_app
 from propdesk.service.readiness import postgres_check, redis_check
 from propdesk.service.resources import ServiceResources
 
-from intake.api import apikeys, complaints, onboarding, validity
+from intake.api import apikeys, complaints, onboarding, rules, validity
 from intake.auth import ApiKeyAuthenticator
 
-ROUTERS = [complaints.router, validity.router, onboarding.router, apikeys.router]
+ROUTERS = [
+    complaints.router,
+    validity.router,
+    onboarding.router,
+    apikeys.router,
+    rules.router,
+]
 
 
 def _optional_routers() -> list:

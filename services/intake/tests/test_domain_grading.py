@@ -136,3 +136,36 @@ def test_codes_are_accepted_for_channel_and_category() -> None:
         "major:media",
         "complex:staff_conduct",
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected_grade", "expected_codes"),
+    [
+        ({"prior_cases": 1}, Grade.COMPLEX, {"complex:second_complaint"}),
+        ({"is_second_complaint": True, "prior_cases": 0}, Grade.COMPLEX, {"complex:second_complaint"}),
+        (
+            {"prior_cases": 2},
+            Grade.MAJOR,
+            {"major:repeated_dissatisfaction", "complex:second_complaint"},
+        ),
+        ({"prior_cases": 0}, Grade.SIMPLE, {"simple:default"}),
+    ],
+)
+def test_second_and_repeated_complaints(
+    extra: dict[str, object], expected_grade: Grade, expected_codes: set[str]
+) -> None:
+    got, codes = grade("路灯坏了", **extra)
+    assert got is expected_grade
+    assert set(codes) == expected_codes
+
+
+def test_repeat_round_is_a_tenant_setting_and_reason_names_the_earlier_case() -> None:
+    rules = TenantRules.from_overrides({"repeat_major_round": 2})
+    decision = grade_complaint(
+        GradingFacts(
+            channel=P, content="路灯坏了", prior_cases=1, previous_reference="SUNRISE-20261120-0003"
+        ),
+        rules,
+    )
+    assert decision.grade is Grade.MAJOR
+    assert "after SUNRISE-20261120-0003" in decision.reasons[0]

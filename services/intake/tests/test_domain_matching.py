@@ -262,3 +262,61 @@ class TestDetectGroup:
         new = case("n", "unit:101")
         recent = [replace(new), case("a", "unit:201", hours=-1)]
         assert detect_group(new, recent, DEFAULT_RULES) is None
+
+
+class TestEarlierCase:
+    from datetime import UTC as _UTC
+    from datetime import datetime as _dt
+
+    NOW = _dt(2026, 11, 26, 12, 0, tzinfo=_UTC)
+
+    def case(self, **over: object) -> "CaseFacts":
+        from intake.domain.matching import CaseFacts
+        from intake.domain.vocabulary import Category
+
+        base: dict[str, object] = {
+            "id": "new",
+            "project_id": "p1",
+            "household": "unit:u1",
+            "phone": "13800138000",
+            "category": Category.FACILITY_REPAIR,
+            "building": "5",
+            "place": "5号楼电梯",
+            "content": "5号楼电梯又坏了",
+            "received_at": self.NOW,
+        }
+        base.update(over)
+        return CaseFacts(**base)  # type: ignore[arg-type]
+
+    def test_handled_case_of_the_household_counts_up(self) -> None:
+        from datetime import timedelta
+
+        from intake.domain.matching import find_earlier_case
+        from intake.domain.rules import DEFAULT_RULES
+
+        earlier = [
+            self.case(id="a", is_open=False, reference="R-1", prior_cases=0,
+                      received_at=self.NOW - timedelta(days=40)),
+            self.case(id="b", is_open=False, reference="R-2", prior_cases=1,
+                      received_at=self.NOW - timedelta(days=10)),
+        ]
+        found = find_earlier_case(self.case(), earlier, DEFAULT_RULES)
+        assert found is not None and found.case_id == "b" and found.prior_cases == 2
+        assert "R-2" in found.reason
+
+    def test_open_other_household_other_matter_or_too_old_do_not_count(self) -> None:
+        from datetime import timedelta
+
+        from intake.domain.matching import find_earlier_case
+        from intake.domain.rules import DEFAULT_RULES
+        from intake.domain.vocabulary import Category
+
+        earlier = [
+            self.case(id="open", is_open=True, received_at=self.NOW - timedelta(days=1)),
+            self.case(id="other", household="unit:u2", phone="139",
+                      is_open=False, received_at=self.NOW - timedelta(days=1)),
+            self.case(id="noise", category=Category.NOISE, is_open=False,
+                      received_at=self.NOW - timedelta(days=1)),
+            self.case(id="old", is_open=False, received_at=self.NOW - timedelta(days=181)),
+        ]
+        assert find_earlier_case(self.case(), earlier, DEFAULT_RULES) is None

@@ -121,6 +121,8 @@ class TestPostRequest:
             first_name="敏",
             last_name="王",
             phone="13800138000",
+            email="wang.min@example.com",
+            device_id="cc-desk-12",
             account_id="acct-1",
             media_url="https://cc.example/p/1.jpg",
             **{"attribute[ticket_id]": f"CC-{t}", "attribute[demand]": "尽快维修"},
@@ -135,14 +137,18 @@ class TestPostRequest:
         [row] = await admin_fetch(
             resources.settings,
             "SELECT channel, category, category_source, external_reference, complainant_name, "
-            "place, demand, tenant_id, attachments FROM intake.complaints WHERE id = $1::uuid",
+            "place, demand, tenant_id, attachments, lat, long, complainant_email, device_id"
+            " FROM intake.complaints WHERE id = $1::uuid",
             request_id,
         )
         assert row["channel"] == "call_center"
         assert row["category"] == "facility_repair" and row["category_source"] == "caller"
         assert row["external_reference"] == f"CC-{t}"
         assert row["complainant_name"] == "王敏"
-        assert row["place"] == f"1号楼大堂 {t} (geo:31.2304,121.4737)"
+        assert row["place"] == f"1号楼大堂 {t}"
+        assert (row["lat"], row["long"]) == (31.2304, 121.4737)
+        assert row["complainant_email"] == "wang.min@example.com"
+        assert row["device_id"] == "cc-desk-12"
         assert row["demand"] == "尽快维修"
         assert row["tenant_id"] == company_a.tenant_id
 

@@ -25,7 +25,6 @@ from intake.open311.submission import (
     flatten,
     parse_submission,
     person_name,
-    split_place,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -92,6 +91,7 @@ class TestSubmission:
                     ("phone", "+86 138 0013 8000"),
                     ("email", "w@example.com"),
                     ("account_id", "acct-9"),
+                    ("device_id", "kiosk-7"),
                     ("media_url", "https://cc.example/p/1.jpg"),
                     ("attribute[ticket_id]", "CC-2026-1"),
                     ("attribute[demand]", "要求立即制止"),
@@ -103,14 +103,20 @@ class TestSubmission:
         assert sub.jurisdiction_id == "SUNRISE"
         assert sub.account_id == "acct-9"
         assert sub.idempotency_seed == "CC-2026-1"
-        assert sub.ignored == ("email",)
         c = sub.complaint
         assert c["category"] == "noise"
         assert c["channel"] == "government"
         assert c["content"] == "楼上半夜装修太吵"
-        assert c["complainant"] == {"name": "王敏", "phone": "+86 138 0013 8000"}
+        assert c["complainant"] == {
+            "name": "王敏",
+            "phone": "+86 138 0013 8000",
+            "email": "w@example.com",
+        }
         assert c["unit"] == {"id": str(unit)}
-        assert c["place"] == "1号楼 101 (geo:31.2304,121.4737)"
+        assert c["place"] == "1号楼 101"
+        assert (c["lat"], c["long"]) == (31.2304, 121.4737)
+        assert c["device_id"] == "kiosk-7"
+        assert "second_complaint" not in c and "forwarded_result" not in c
         assert c["attachments"] == [{"url": "https://cc.example/p/1.jpg", "kind": "photo"}]
         assert c["external_reference"] == "CC-2026-1"
         assert c["demand"] == "要求立即制止"
@@ -132,7 +138,23 @@ class TestSubmission:
         assert submit(service_request_id="X-1")["external_reference"] == "X-1"
 
     def test_lat_long_only(self) -> None:
-        assert submit(lat="30.5", long="114.25")["place"] == "geo:30.5,114.25"
+        c = submit(lat="30.5", long="114.25")
+        assert (c["lat"], c["long"]) == (30.5, 114.25) and "place" not in c
+
+    def test_second_complaint_and_forwarded_result(self) -> None:
+        c = submit(
+            **{
+                "attribute[second_complaint]": "true",
+                "attribute[previous_case]": "SUNRISE-20261120-0003",
+                "attribute[forwarded_result]": "dissatisfied",
+                "attribute[channel]": "quality_dept",
+            }
+        )
+        assert c["second_complaint"] is True
+        assert c["previous_case"] == "SUNRISE-20261120-0003"
+        assert c["forwarded_result"] == "dissatisfied"
+        ComplaintIn.model_validate({**c, "project": "SUNRISE"})
+        assert "second_complaint" not in submit(**{"attribute[second_complaint]": "false"})
 
     @pytest.mark.parametrize(
         ("fields", "code", "needle"),
@@ -155,6 +177,21 @@ class TestSubmission:
                 "attribute[received_at]: must include a UTC offset",
             ),
             ({"address_string": "x" * 300}, 400, "address_string: at most"),
+            (
+                {"attribute[second_complaint]": "maybe"},
+                400,
+                "attribute[second_complaint]: must be true or false",
+            ),
+            (
+                {"attribute[forwarded_result]": "dissatisfied", "attribute[channel]": "phone"},
+                400,
+                "attribute[forwarded_result]: only with a forwarding attribute[channel]",
+            ),
+            (
+                {"attribute[forwarded_result]": "satisfied", "attribute[channel]": "group"},
+                400,
+                "attribute[forwarded_result]: must be dissatisfied",
+            ),
             ({"description": ["a", "b"]}, 400, "description: must be a string"),
         ],
     )
@@ -188,18 +225,6 @@ class TestSubmission:
     )
     def test_person_name(self, first: str | None, last: str | None, expected: str | None) -> None:
         assert person_name(first, last) == expected
-
-    @pytest.mark.parametrize(
-        ("place", "expected"),
-        [
-            ("1号楼 (geo:31.2,121.4)", ("1号楼", 31.2, 121.4)),
-            ("geo:-1.5,2", (None, -1.5, 2.0)),
-            ("大门口", ("大门口", None, None)),
-            (None, (None, None, None)),
-        ],
-    )
-    def test_split_place(self, place: str | None, expected: tuple[object, ...]) -> None:
-        assert split_place(place) == expected
 
 
 class TestErrors:
@@ -290,7 +315,9 @@ class TestServiceRequests:
         "received_at": datetime(2026, 11, 26, 9, 30, tzinfo=UTC),
         "recorded_at": datetime(2026, 11, 26, 9, 31, tzinfo=UTC),
         "updated_at": datetime(2026, 11, 26, 9, 32, tzinfo=UTC),
-        "place": "1号楼 (geo:31.2,121.4)",
+        "place": "1号楼",
+        "lat": 31.2,
+        "long": 121.4,
         "unit_id": None,
         "attachments": [{"ref": "x"}, {"url": "https://x/1.jpg"}],
         "duplicate_of": None,

@@ -37,6 +37,16 @@ class ComplaintReceived(EventPayload):
     attachments: list[dict[str, str | None]] = []
     duplicate_of: UUID | None = None
     group_case_id: UUID | None = None
+    complainant_email: str | None = None
+    lat: float | None = None  # WGS84 degrees
+    long: float | None = None
+    device_id: str | None = None
+    # 二次投诉: the earlier case on the same matter, and how many handled cases came before
+    # this one (1 = second complaint, 2 = third). The grade already reflects it.
+    previous_case_id: UUID | None = None
+    prior_cases: int = 0
+    # "dissatisfied": a callback result forwarded by the call center, group or quality dept.
+    forwarded_result: str | None = None
 
 
 class ComplaintClassified(EventPayload):

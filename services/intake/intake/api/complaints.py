@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -80,9 +80,31 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, cid = orjson.loads(raw)
-        return datetime.fromisoformat(at), UUID(cid)
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        when, complaint_id = datetime.fromisoformat(at), UUID(cid)
+        if when.utcoffset() is None:
+            raise ValueError("naive")
+        when.astimezone(UTC)  # out-of-range instants fail here, not in the driver
+        return when, complaint_id
+    except (
+        binascii.Error,
+        ValueError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        orjson.JSONDecodeError,
+    ):
         raise _bad_query("query.cursor", "format", "not a cursor this API returned") from None
+
+
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.utcoffset() is None:
+        raise _bad_query(field, "timezone_required", "must include a UTC offset")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise _bad_query(field, "range", "out of range") from None
 
 
 @router.get("")
@@ -101,6 +123,8 @@ async def list_complaints(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Response:
     after = _decode_cursor(cursor) if cursor else None
+    received_from = _aware(received_from, "query.received_from")
+    received_to = _aware(received_to, "query.received_to")
     async with tenant_transaction(sessions_of(request), ctx) as s:
         project_id = None
         if project is not None:

@@ -6,9 +6,17 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from intake.domain.vocabulary import Category, Channel, Grade
+from intake.domain.vocabulary import CALLBACK_FORWARDERS, Category, Channel, Grade
 
 MAX_CONTENT = 4000
 MAX_ATTACHMENTS = 20
@@ -26,6 +34,15 @@ class ComplainantIn(_In):
     name: Short | None = None
     phone: (
         Annotated[str, StringConstraints(max_length=40, pattern=r"^[0-9+\-() ]{3,40}$")] | None
+    ) = None
+    # Deliberately loose (one @, a dot in the domain): the address is for people to use,
+    # and a stricter check would refuse real addresses.
+    email: (
+        Annotated[
+            str,
+            StringConstraints(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"),
+        ]
+        | None
     ) = None
     # The household: a unit id of this project, when the caller knows it.
     household_id: UUID | None = None
@@ -69,11 +86,40 @@ class ComplaintIn(_In):
     complainant: ComplainantIn | None = None
     unit: UnitIn | None = None
     place: Short | None = None
+    # WGS84 degrees; give both or neither.
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    long: float | None = Field(
+        default=None, ge=-180, le=180, allow_inf_nan=False, validate_default=True
+    )
     demand: Text | None = None
     receiver: Short | None = None
     attachments: list[AttachmentIn] = Field(default_factory=list, max_length=MAX_ATTACHMENTS)
     external_reference: Short | None = None
+    device_id: Short | None = Field(default=None, description="The caller's device (Open311)")
     category: Category | None = None
+    # 二次投诉: the caller says the complainant was unhappy with the handling of an earlier
+    # complaint on this matter; `previous_case` names it (reference or id) when known.
+    second_complaint: bool = False
+    previous_case: Short | None = None
+    # A callback result forwarded by the call center, group or quality department; their
+    # "dissatisfied" is itself a major complaint (DOMAIN.md, grade "Major").
+    forwarded_result: Literal["dissatisfied"] | None = None
+
+    @field_validator("long")
+    @classmethod
+    def _with_lat(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if (value is None) != (info.data.get("lat") is None) and "lat" in info.data:
+            raise ValueError("give lat and long together")
+        return value
+
+    @field_validator("forwarded_result")
+    @classmethod
+    def _from_a_forwarder(cls, value: str | None, info: ValidationInfo) -> str | None:
+        channel = info.data.get("channel")
+        if value is not None and channel is not None and channel not in CALLBACK_FORWARDERS:
+            allowed = ", ".join(sorted(c.value for c in CALLBACK_FORWARDERS))
+            raise ValueError(f"only with a forwarding channel ({allowed})")
+        return value
 
 
 class ClassificationOverrideIn(_In):

@@ -3,8 +3,9 @@
 Major 重大 when any of:
   group complaint (distinct households on the same matter >= `group_threshold_households`),
   lawyer's letter / legal action, explicit compensation claim, personal injury, large
-  economic loss, media exposure (keywords, or the media channel), or a "dissatisfied"
-  callback result forwarded by the call center, group or quality department.
+  economic loss, media exposure (keywords, or the media channel), a "dissatisfied"
+  callback result forwarded by the call center, group or quality department, or repeated
+  dissatisfaction (the `repeat_major_round`-th complaint on one matter, default the third).
 Complex 复杂 when any of:
   staff conduct (category staff_attitude, or conduct keywords), against a whole
   department's service, a second complaint (fact from the caller, or keywords such as
@@ -45,6 +46,10 @@ class GradingFacts:
     # The complainant complained about the same matter before and was unhappy with the
     # handling, or a prior closed case on the same matter exists (二次投诉).
     is_second_complaint: bool = False
+    # Handled cases on the same matter before this one (1 = this is the second complaint,
+    # 2 = the third); `previous_reference` is the latest of them, when known.
+    prior_cases: int = 0
+    previous_reference: str | None = None
     # A "dissatisfied" callback result forwarded by the call center, group or quality
     # department (the forwarding body is the channel).
     forwarded_dissatisfied: bool = False
@@ -109,6 +114,16 @@ def grade_complaint(facts: GradingFacts, rules: TenantRules) -> GradeDecision:
             )
     if channel is Channel.MEDIA and not any(r.startswith("major:media") for r in major):
         major.append(_reason(Grade.MAJOR, "media", "media exposure: received from the media"))
+    prior = max(facts.prior_cases, 1 if facts.is_second_complaint else 0)
+    after = f" after {facts.previous_reference}" if facts.previous_reference else ""
+    if prior + 1 >= rules.repeat_major_round:
+        major.append(
+            _reason(
+                Grade.MAJOR,
+                "repeated_dissatisfaction",
+                f"repeated dissatisfaction: complaint no. {prior + 1} on the same matter{after}",
+            )
+        )
     if facts.forwarded_dissatisfied:
         source = (
             f"forwarded by {channel.value}"
@@ -126,7 +141,7 @@ def grade_complaint(facts: GradingFacts, rules: TenantRules) -> GradeDecision:
     for trigger, keywords in rules.complex_keywords.items():
         if trigger is ComplexTrigger.STAFF_CONDUCT and category is Category.STAFF_ATTITUDE:
             continue
-        if trigger is ComplexTrigger.SECOND_COMPLAINT and facts.is_second_complaint:
+        if trigger is ComplexTrigger.SECOND_COMPLAINT and prior:
             continue
         hits = find_keywords(text, keywords)
         if hits:
@@ -137,9 +152,13 @@ def grade_complaint(facts: GradingFacts, rules: TenantRules) -> GradeDecision:
                     f"{_COMPLEX_TEXT[trigger]}: content mentions {', '.join(hits)}",
                 )
             )
-    if facts.is_second_complaint:
+    if prior:
         complex_.append(
-            _reason(Grade.COMPLEX, "second_complaint", "second complaint on the same matter")
+            _reason(
+                Grade.COMPLEX,
+                "second_complaint",
+                f"second complaint: unhappy with the handling of the same matter{after}",
+            )
         )
     if channel in WRITTEN_CHANNELS:
         complex_.append(_reason(Grade.COMPLEX, "written", f"written complaint ({channel.value})"))

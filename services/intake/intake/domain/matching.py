@@ -24,6 +24,11 @@ counted, since they may be one of the counted households. When a matching case a
 belongs to a group, the new case joins that group whatever the count: the group exists.
 Open and closed cases both count: a matter three households raised is a group even when one
 case was closed quickly.
+
+**Earlier case** (`find_earlier_case`, 二次投诉): a *handled* (no longer open) case of the
+same household or phone on the same matter within `repeat_window_days`: the complainant is
+back, so the earlier handling did not satisfy. The new complaint's round is the earlier
+case's `prior_cases` + 1, so a chain of complaints counts up across windows.
 """
 
 from __future__ import annotations
@@ -101,6 +106,16 @@ class CaseFacts:
     received_at: datetime
     is_open: bool = True
     group_case_id: CaseId | None = None
+    reference: str | None = None
+    prior_cases: int = 0  # handled cases on the matter before this one
+
+
+@dataclass(frozen=True, slots=True)
+class EarlierCase:
+    case_id: CaseId
+    reference: str | None
+    prior_cases: int  # for the new complaint: the earlier case's own count + 1
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,3 +302,40 @@ def _existing_group(members: Sequence[CaseFacts]) -> CaseId | None:
         if m.group_case_id is not None and counts[str(m.group_case_id)] == top:
             return m.group_case_id
     return None
+
+
+def find_earlier_case(
+    new: CaseFacts, earlier: Sequence[CaseFacts], rules: TenantRules
+) -> EarlierCase | None:
+    """The latest handled case the new complaint comes back about (see module doc)."""
+    new_phone = normalize_phone(new.phone)
+    window = rules.repeat_window_days * 24
+    best: tuple[CaseFacts, MatterMatch] | None = None
+    for case in earlier:
+        if case.is_open or case.id is None or case.id == new.id:
+            continue
+        if case.received_at > new.received_at:
+            continue
+        same_household = new.household is not None and case.household == new.household
+        same_phone = new_phone is not None and normalize_phone(case.phone) == new_phone
+        if not (same_household or same_phone):
+            continue
+        match = same_matter(new, case, rules, window_hours=window)
+        if match is None:
+            continue
+        if best is None or (case.prior_cases, case.received_at, str(case.id)) > (
+            best[0].prior_cases,
+            best[0].received_at,
+            str(best[0].id),
+        ):
+            best = (case, match)
+    if best is None:
+        return None
+    case, match = best
+    label = case.reference or str(case.id)
+    return EarlierCase(
+        case.id,  # type: ignore[arg-type]
+        case.reference,
+        case.prior_cases + 1,
+        f"earlier case {label} of the same household was handled; {match.reason}",
+    )

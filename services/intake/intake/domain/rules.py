@@ -16,7 +16,9 @@ Defaults:
 - duplicate: same household on the same matter while its case is open, within 72 hours;
 - same matter by content: character-bigram / word Jaccard similarity >= 0.3;
 - received_at: at most 168 hours (7 days) in the past, at most 5 minutes in the future
-  (clock skew of the caller's system).
+  (clock skew of the caller's system);
+- second complaint: a handled case of the same household on the same matter within 180
+  days; the third complaint on a matter (two handled before) is major.
 """
 
 from __future__ import annotations
@@ -183,6 +185,11 @@ class TenantRules(BaseModel):
     content_similarity_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
     received_at_max_age_hours: int = Field(default=168, ge=1, le=24 * 366)
     received_at_max_future_minutes: int = Field(default=5, ge=0, le=24 * 60)
+    # 二次投诉: how far back a handled case of the same household counts as the earlier
+    # complaint on the matter, and which complaint on one matter is major (the third:
+    # "repeated dissatisfaction → major").
+    repeat_window_days: int = Field(default=180, ge=1, le=3 * 366)
+    repeat_major_round: int = Field(default=3, ge=2, le=100)
 
     @field_validator("category_keywords")
     @classmethod

@@ -33,9 +33,11 @@ from intake.domain.grading import REASON_SEPARATOR, GradingFacts, grade_complain
 from intake.domain.matching import (
     CaseFacts,
     DuplicateMatch,
+    EarlierCase,
     GroupDecision,
     detect_group,
     find_duplicate,
+    find_earlier_case,
     household_key,
 )
 from intake.domain.received_at import check_received_at
@@ -190,7 +192,72 @@ def _facts(row: Row) -> CaseFacts:
         received_at=row.received_at,
         is_open=row.status == "open",
         group_case_id=row.group_case_id,
+        reference=row.reference,
+        prior_cases=row.prior_cases,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """Where this complaint stands among complaints on its matter (二次投诉)."""
+
+    prior_cases: int = 0
+    previous_case_id: UUID | None = None
+    previous_reference: str | None = None
+    reason: str | None = None
+
+
+async def _repeat(
+    s: AsyncSession,
+    body: ComplaintIn,
+    new_case: CaseFacts,
+    household_id: UUID | None,
+    rules: TenantRules,
+) -> Repeat:
+    """The caller's word (`second_complaint`, `previous_case`) and what the records show (a
+    handled case of the household on the same matter); the higher count wins."""
+    candidates: list[Repeat] = []
+    if body.second_complaint:
+        candidates.append(Repeat(1, reason="the caller says it is a second complaint"))
+    if body.previous_case is not None:
+        previous = await store.complaint_by_ref(s, body.previous_case)
+        if previous is None or previous.project_id != new_case.project_id:
+            raise _unprocessable(
+                "body.previous_case", "exists", "no such complaint in this project"
+            )
+        candidates.append(
+            Repeat(
+                previous.prior_cases + 1,
+                previous.id,
+                previous.reference,
+                f"the caller names the earlier case {previous.reference}",
+            )
+        )
+    earlier_rows = await store.handled_of_household(
+        s,
+        new_case.project_id,  # type: ignore[arg-type]
+        household_id,
+        new_case.phone,
+        new_case.category.value,
+        new_case.received_at,
+        rules.repeat_window_days,
+    )
+    earlier: EarlierCase | None = find_earlier_case(
+        new_case, [_facts(r) for r in earlier_rows], rules
+    )
+    if earlier is not None:
+        candidates.append(
+            Repeat(
+                earlier.prior_cases,
+                UUID(str(earlier.case_id)),
+                earlier.reference,
+                earlier.reason,
+            )
+        )
+    if not candidates:
+        return Repeat()
+    # Prefer a named case over the bare flag at the same count.
+    return max(candidates, key=lambda r: (r.prior_cases, r.previous_case_id is not None))
 
 
 async def _record(
@@ -230,12 +297,17 @@ async def _record(
     facts = [_facts(r) for r in recent]
     duplicate = find_duplicate(new_case, facts, rules)
     group = detect_group(new_case, facts, rules)
+    repeat = await _repeat(s, body, new_case, household_id, rules)
     grade = grade_complaint(
         GradingFacts(
             channel=channel,
             content=body.content,
             demand=body.demand,
             category=category.category,
+            is_second_complaint=body.second_complaint,
+            prior_cases=repeat.prior_cases,
+            previous_reference=repeat.previous_reference,
+            forwarded_dissatisfied=body.forwarded_result == "dissatisfied",
             group_size=group.size if group else 1,
         ),
         rules,
@@ -274,6 +346,7 @@ async def _record(
         "grade_reasons": grade_reasons,
         "complainant_name": body.complainant.name if body.complainant else None,
         "complainant_phone": phone,
+        "complainant_email": body.complainant.email if body.complainant else None,
         "household_id": household_id,
         "unit_id": unit_id,
         "building": building,
@@ -282,11 +355,17 @@ async def _record(
         "recorded_at": now,
         "occurred_at": body.occurred_at,
         "place": body.place,
+        "lat": body.lat,
+        "long": body.long,
         "content": body.content,
         "demand": body.demand,
         "receiver": body.receiver,
         "attachments": [a.model_dump(mode="json") for a in body.attachments],
         "external_reference": body.external_reference,
+        "device_id": body.device_id,
+        "previous_case_id": repeat.previous_case_id,
+        "prior_cases": repeat.prior_cases,
+        "forwarded_result": body.forwarded_result,
         "duplicate_of": duplicate.case_id if duplicate else None,
         "group_case_id": group_id,
         "flags": [],
@@ -297,7 +376,9 @@ async def _record(
 
     seq = 0
 
-    async def emit(payload: Any, reason: str | None = None) -> None:
+    async def emit(
+        payload: Any, reason: str | None = None, data: dict[str, Any] | None = None
+    ) -> None:
         nonlocal seq
         seq += 1
         await history.record(
@@ -308,6 +389,7 @@ async def _record(
             seq=seq,
             payload=payload,
             reason=reason,
+            data=data,
         )
 
     common = {"complaint_id": complaint_id, "reference": reference, "project_id": project.id}
@@ -335,6 +417,13 @@ async def _record(
             attachments=values["attachments"],
             duplicate_of=values["duplicate_of"],
             group_case_id=group_id,
+            complainant_email=values["complainant_email"],
+            lat=body.lat,
+            long=body.long,
+            device_id=body.device_id,
+            previous_case_id=repeat.previous_case_id,
+            prior_cases=repeat.prior_cases,
+            forwarded_result=body.forwarded_result,
         ),
         reason=f"received by {body.receiver or ctx.actor} via {channel.value}",
     )
@@ -352,7 +441,9 @@ async def _record(
             unit_id=unit_id,
             group_case_id=group_id,
         ),
-        reason=category.reason,
+        # The grade's why belongs in the history a reviewer reads, not only in the data.
+        reason=f"{category.reason}; {grade_value.value}: {'; '.join(grade_reasons)}",
+        data={"second_complaint_basis": repeat.reason} if repeat.reason else None,
     )
     case: dict[str, Any] = {"kind": "new", "notify_complainant": False}
     if duplicate is not None:

@@ -31,6 +31,7 @@ def complaint_body(row: Mapping[str, Any], project_code: str | None = None) -> d
         "complainant": {
             "name": row["complainant_name"],
             "phone": row["complainant_phone"],
+            "email": row.get("complainant_email"),
             "household_id": _str(row["household_id"]),
         },
         "unit": {
@@ -42,11 +43,19 @@ def complaint_body(row: Mapping[str, Any], project_code: str | None = None) -> d
         "recorded_at": _iso(row["recorded_at"]),
         "occurred_at": _iso(row["occurred_at"]),
         "place": row["place"],
+        "lat": row.get("lat"),
+        "long": row.get("long"),
         "content": row["content"],
         "demand": row["demand"],
         "receiver": row["receiver"],
         "attachments": list(row["attachments"] or []),
         "external_reference": row["external_reference"],
+        "device_id": row.get("device_id"),
+        "second_complaint": {
+            "prior_cases": row.get("prior_cases") or 0,
+            "previous_case_id": _str(row.get("previous_case_id")),
+        },
+        "forwarded_result": row.get("forwarded_result"),
         "duplicate_of": _str(row["duplicate_of"]),
         "group_case_id": _str(row["group_case_id"]),
         "flags": list(row["flags"] or []),

@@ -124,6 +124,10 @@ async def _apply(
         "rules": t.rules,
         "routing": doc.routing,
     }
+    if not is_new and "rules" not in t.model_fields_set:
+        # Rules are also edited through /v1/rules; a document that does not mention them
+        # leaves them as they are.
+        del tenant_values["rules"]
     label = f"tenant:{t.code}"
     routing_changed = False
     if is_new:

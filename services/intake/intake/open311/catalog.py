@@ -86,6 +86,25 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         "ISO 8601 with a UTC offset",
     ),
     Attribute("receiver", "string", "Who took the complaint at your end (接诉人)"),
+    Attribute(
+        "second_complaint",
+        "singlevaluelist",
+        "The complainant is unhappy with how an earlier complaint on this matter was "
+        "handled (二次投诉); graded complex, the third time major",
+        values=(("true", "是 yes"), ("false", "否 no")),
+    ),
+    Attribute(
+        "previous_case",
+        "string",
+        "The earlier complaint on this matter: its service_request_id or reference",
+    ),
+    Attribute(
+        "forwarded_result",
+        "singlevaluelist",
+        "Your own callback's result, when you forward it (call center, group, quality "
+        "department only); dissatisfied (不满意) is a major complaint",
+        values=(("dissatisfied", "不满意 dissatisfied"),),
+    ),
 )
 
 ATTRIBUTE_CODES = frozenset(a.code for a in ATTRIBUTES)

@@ -18,7 +18,6 @@ from uuid import UUID
 from intake.domain.vocabulary import CATEGORY_LABELS_EN, GRADE_LABELS_ZH, Category, Grade
 from intake.open311.catalog import category_of
 from intake.open311.errors import Open311Error, Open311Errors, bad_request
-from intake.open311.submission import split_place
 
 CLOSED_STATUSES = frozenset({"closed", "resolved", "archived", "cancelled"})
 DEFAULT_WINDOW = timedelta(days=90)
@@ -76,7 +75,6 @@ def status_notes(row: Mapping[str, Any]) -> str:
 
 def service_request(row: Mapping[str, Any], agency: str | None = None) -> dict[str, Any]:
     """One complaint row (intake.complaints columns) as an Open311 service request."""
-    address, lat, long = split_place(row.get("place"))
     media = next((a.get("url") for a in row.get("attachments") or () if a.get("url")), None)
     return {
         "service_request_id": str(row["id"]),
@@ -91,11 +89,11 @@ def service_request(row: Mapping[str, Any], agency: str | None = None) -> dict[s
         "updated_datetime": _iso(row.get("updated_at") or row.get("recorded_at")),
         # Deadlines are the SLA service's; intake does not know them.
         "expected_datetime": None,
-        "address": address,
+        "address": row.get("place"),
         "address_id": str(row["unit_id"]) if row.get("unit_id") else None,
         "zipcode": None,
-        "lat": lat,
-        "long": long,
+        "lat": row.get("lat"),
+        "long": row.get("long"),
         "media_url": media,
     }
 

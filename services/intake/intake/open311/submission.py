@@ -9,13 +9,16 @@ Field mapping:
   jurisdiction_id → project (project code or id); optional when the API key serves one project
   service_code → category (the caller's choice wins over keyword classification)
   description → content;  attribute[demand] → demand
-  first_name/last_name → complainant name (family name first for Chinese names); phone
+  first_name/last_name → complainant name (family name first for Chinese names);
+  phone, email → complainant phone, email
   address_id → unit id;  attribute[building] + attribute[room] → unit by text
-  address_string → place;  lat/long → appended to the place as an RFC 5870 geo URI
-  media_url → attachment (photo)
+  address_string → place;  lat/long → lat/long (WGS84, both or neither)
+  media_url → attachment (photo);  device_id → device_id
   attribute[ticket_id] (else a caller-sent service_request_id) → external reference
   attribute[channel] → channel (default call_center); attribute[received_at|occurred_at|receiver]
-Not stored (no column yet): email, device_id; account_id is echoed back in the response.
+  attribute[second_complaint] (true/false), attribute[previous_case] → second complaint
+  attribute[forwarded_result] (dissatisfied; only with a forwarding channel) → forwarded_result
+account_id is echoed back in the response, not stored.
 """
 
 from __future__ import annotations
@@ -23,18 +26,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from intake.domain.vocabulary import Channel
+from intake.domain.vocabulary import CALLBACK_FORWARDERS, Channel
 from intake.open311.catalog import ATTRIBUTE_CODES, category_of
 from intake.open311.errors import Open311Error, Open311Errors, bad_request
 
 _ATTRIBUTE_KEY = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_GEO = re.compile(r"\s*\(?geo:(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)\)?\s*$")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
 
 KNOWN_FIELDS = frozenset(
     {
@@ -69,7 +73,6 @@ class Submission:
     complaint: dict[str, Any]  # ComplaintIn fields, except `project`
     account_id: str | None
     idempotency_seed: str | None  # the caller's ticket id, when given
-    ignored: tuple[str, ...] = field(default=())
 
 
 def flatten(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -144,20 +147,14 @@ def person_name(first: str | None, last: str | None) -> str | None:
     return first or last
 
 
-def geo_uri(lat: float, long: float) -> str:
-    # repr: the shortest text that reads back as the same float (":g" would round).
-    return f"geo:{lat!r},{long!r}"
-
-
-def split_place(place: str | None) -> tuple[str | None, float | None, float | None]:
-    """(address, lat, long) of a stored place written by `parse_submission`."""
-    if not place:
-        return None, None, None
-    m = _GEO.search(place)
-    if not m:
-        return place, None, None
-    address = place[: m.start()].strip() or None
-    return address, float(m.group(1)), float(m.group(2))
+def _flag(raw: str | None, name: str, errors: list[Open311Error]) -> bool:
+    if raw is None:
+        return False
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() not in _FALSE:
+        errors.append(bad_request(f"{name}: must be true or false"))
+    return False
 
 
 def parse_submission(data: Mapping[str, Any]) -> Submission:
@@ -228,11 +225,22 @@ def parse_submission(data: Mapping[str, Any]) -> Submission:
             unit = {"building": attributes["building"], "room": attributes["room"]}
 
     place = text["address_string"]
-    if lat is not None and long is not None:
-        geo = geo_uri(lat, long)
-        place = f"{place} ({geo})" if place else geo
     if place is not None and len(place) > MAX_PLACE:
-        errors.append(bad_request(f"address_string: at most {MAX_PLACE - 40} characters"))
+        errors.append(bad_request(f"address_string: at most {MAX_PLACE} characters"))
+
+    second = _flag(attributes.get("second_complaint"), "attribute[second_complaint]", errors)
+    forwarded_result = attributes.get("forwarded_result")
+    if forwarded_result is not None:
+        if forwarded_result != "dissatisfied":
+            errors.append(bad_request("attribute[forwarded_result]: must be dissatisfied"))
+        elif channel not in CALLBACK_FORWARDERS:
+            allowed = ", ".join(sorted(c.value for c in CALLBACK_FORWARDERS))
+            errors.append(
+                bad_request(
+                    "attribute[forwarded_result]: only with a forwarding attribute[channel] "
+                    f"({allowed})"
+                )
+            )
 
     received_at = _datetime(attributes.get("received_at"), "attribute[received_at]", errors)
     occurred_at = _datetime(attributes.get("occurred_at"), "attribute[occurred_at]", errors)
@@ -247,6 +255,8 @@ def parse_submission(data: Mapping[str, Any]) -> Submission:
         complainant["name"] = name
     if text["phone"]:
         complainant["phone"] = text["phone"]
+    if text["email"]:
+        complainant["email"] = text["email"]
     complaint: dict[str, Any] = {
         "channel": channel.value,
         "content": description,
@@ -256,16 +266,20 @@ def parse_submission(data: Mapping[str, Any]) -> Submission:
         "complainant": complainant or None,
         "unit": unit,
         "place": place,
+        "lat": lat,
+        "long": long,
+        "device_id": text["device_id"],
+        "second_complaint": second or None,
+        "previous_case": attributes.get("previous_case"),
+        "forwarded_result": forwarded_result,
         "demand": attributes.get("demand"),
         "receiver": attributes.get("receiver"),
         "attachments": ([{"url": text["media_url"], "kind": "photo"}] if text["media_url"] else []),
         "external_reference": ticket,
     }
-    ignored = tuple(n for n in ("email", "device_id") if text[n])
     return Submission(
         jurisdiction_id=text["jurisdiction_id"],
         complaint={k: v for k, v in complaint.items() if v is not None},
         account_id=text["account_id"],
         idempotency_seed=ticket,
-        ignored=ignored,
     )

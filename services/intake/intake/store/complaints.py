@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -73,6 +74,7 @@ async def recent_in_project(
             complaints.c.grade_reasons,
             complaints.c.reference,
             complaints.c.version,
+            complaints.c.prior_cases,
         )
         .where(
             complaints.c.project_id == project_id,
@@ -85,6 +87,66 @@ async def recent_in_project(
         .limit(limit)
     )
     return list(await session.execute(q))
+
+
+async def handled_of_household(
+    session: AsyncSession,
+    project_id: UUID,
+    household_id: UUID | None,
+    phone: str | None,
+    category: str,
+    before: datetime,
+    days: int,
+    limit: int = 50,
+) -> list[Row]:
+    """Handled (not open, not invalid) cases of a household or phone, same project and
+    category, received within `days` before `before`: candidates of a second complaint."""
+    who = []
+    if household_id is not None:
+        who.append(complaints.c.household_id == household_id)
+    if phone:
+        who.append(complaints.c.complainant_phone == phone)
+    if not who:
+        return []
+    q = (
+        select(
+            complaints.c.id,
+            complaints.c.project_id,
+            complaints.c.household_id,
+            complaints.c.unit_id,
+            complaints.c.complainant_phone,
+            complaints.c.category,
+            complaints.c.building,
+            complaints.c.place,
+            complaints.c.content,
+            complaints.c.received_at,
+            complaints.c.status,
+            complaints.c.group_case_id,
+            complaints.c.reference,
+            complaints.c.prior_cases,
+        )
+        .where(
+            complaints.c.project_id == project_id,
+            complaints.c.category == category,
+            or_(*who),
+            complaints.c.status != "open",
+            complaints.c.validity != "invalid",
+            complaints.c.received_at >= before - timedelta(days=days),
+            complaints.c.received_at <= before,
+        )
+        .order_by(complaints.c.received_at.desc())
+        .limit(limit)
+    )
+    return list(await session.execute(q))
+
+
+async def complaint_by_ref(session: AsyncSession, ref: str) -> Row | None:
+    """A complaint the caller may see, by id or by reference."""
+    try:
+        cond = complaints.c.id == UUID(ref)
+    except ValueError:
+        cond = complaints.c.reference == ref
+    return (await session.execute(select(complaints).where(cond))).first()
 
 
 async def insert_complaint(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -152,6 +214,27 @@ def _like(q: str) -> str:
     return f"%{escaped}%"
 
 
+_WORD = re.compile(r"[^\W_]{3,}")
+
+
+def has_trigrams(q: str) -> bool:
+    """Whether pg_trgm can take trigrams from the query (a run of three or more letters or
+    digits, any script). Without one the trigram index would be read whole, every
+    tenant's entries included, so short queries filter the caller's rows instead."""
+    return _WORD.search(q) is not None
+
+
+def search_condition(q: str) -> Any:
+    pattern = _like(q)
+    if has_trigrams(q):
+        # Through the owner's function: under RLS the planner never uses an index for
+        # ILIKE (see migration 0001), so the trigram index is read there.
+        return complaints.c.id.in_(
+            select(func.intake.search_complaint_ids(pattern, type_=complaints.c.id.type))
+        )
+    return complaints.c.search_text.ilike(pattern, escape="\\")
+
+
 async def list_complaints(
     session: AsyncSession,
     *,
@@ -183,16 +266,7 @@ async def list_complaints(
     if received_to is not None:
         conds.append(complaints.c.received_at < received_to)
     if q:
-        pattern = _like(q)
-        conds.append(
-            or_(
-                complaints.c.content.ilike(pattern, escape="\\"),
-                complaints.c.place.ilike(pattern, escape="\\"),
-                complaints.c.demand.ilike(pattern, escape="\\"),
-                complaints.c.complainant_name.ilike(pattern, escape="\\"),
-                complaints.c.reference.ilike(pattern, escape="\\"),
-            )
-        )
+        conds.append(search_condition(q))
     if after is not None:
         conds.append(tuple_(complaints.c.received_at, complaints.c.id) < tuple_(*after))
     stmt = (

@@ -8,7 +8,7 @@ from uuid import UUID
 from sqlalchemy import Row, Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake.store.tables import buildings, projects, tenants, units
+from intake.store.tables import buildings, projects, rules_changes, tenants, units
 
 
 async def tenant_id_by_code(session: AsyncSession, code: str) -> UUID | None:
@@ -32,6 +32,36 @@ async def tenant_rules(session: AsyncSession, tenant_id: UUID) -> tuple[dict, di
     if row is None:
         return {}, {}
     return dict(row.rules or {}), dict(row.settings or {})
+
+
+async def locked_rules(session: AsyncSession, tenant_id: UUID) -> Row | None:
+    """The tenant's stored rule overrides, locked until the transaction ends."""
+    q = (
+        select(tenants.c.rules, tenants.c.updated_at)
+        .where(tenants.c.id == tenant_id)
+        .with_for_update()
+    )
+    return (await session.execute(q)).first()
+
+
+async def replace_rules(
+    session: AsyncSession, tenant_id: UUID, rules: dict[str, Any], previous: dict, actor: str
+) -> None:
+    await session.execute(
+        update(tenants)
+        .where(tenants.c.id == tenant_id)
+        .values(rules=rules, updated_at=func.now())
+    )
+    await session.execute(
+        rules_changes.insert().values(
+            tenant_id=tenant_id, actor=actor, previous=previous, rules=rules
+        )
+    )
+
+
+async def rules_history(session: AsyncSession, limit: int = 20) -> list[Row]:
+    q = select(rules_changes).order_by(rules_changes.c.id.desc()).limit(limit)
+    return list(await session.execute(q))
 
 
 async def project_by_ref(session: AsyncSession, ref: str) -> Row | None:

@@ -126,6 +126,7 @@ TABLES = [
         grade_reasons      text[] NOT NULL DEFAULT '{}',
         complainant_name   text,
         complainant_phone  text,
+        complainant_email  text,
         household_id       uuid,
         unit_id            uuid,
         building           text,
@@ -134,19 +135,39 @@ TABLES = [
         recorded_at        timestamptz NOT NULL,
         occurred_at        timestamptz,
         place              text,
+        lat                double precision CHECK (lat BETWEEN -90 AND 90),
+        long               double precision CHECK (long BETWEEN -180 AND 180),
         content            text NOT NULL,
         demand             text,
         receiver           text,
         attachments        jsonb NOT NULL DEFAULT '[]'::jsonb,
         external_reference text,
+        device_id          text,
+        -- 二次投诉: the earlier case on the same matter, and how many handled cases on it
+        -- came before this one (1 = second complaint, 2 = third: repeated dissatisfaction).
+        previous_case_id   uuid REFERENCES intake.complaints (id),
+        prior_cases        integer NOT NULL DEFAULT 0 CHECK (prior_cases >= 0),
+        forwarded_result   text CHECK (forwarded_result IN ('dissatisfied')),
         duplicate_of       uuid REFERENCES intake.complaints (id),
         group_case_id      uuid REFERENCES intake.group_cases (id),
         flags              text[] NOT NULL DEFAULT '{}',
         version            integer NOT NULL DEFAULT 1,
         created_by         text NOT NULL,
         updated_at         timestamptz NOT NULL DEFAULT now(),
-        UNIQUE (tenant_id, reference)
+        -- What `q=` searches, in one column so one trigram index serves it.
+        search_text        text GENERATED ALWAYS AS (
+                               reference || E'\\n' || content || E'\\n' || coalesce(demand, '')
+                               || E'\\n' || coalesce(place, '') || E'\\n'
+                               || coalesce(complainant_name, '')) STORED,
+        UNIQUE (tenant_id, reference),
+        CHECK ((lat IS NULL) = (long IS NULL))
     )""",
+    # ILIKE '%…%' in any script: pg_trgm (created by the bootstrap) over search_text.
+    """CREATE INDEX complaints_search_trgm
+       ON intake.complaints USING gin (search_text public.gin_trgm_ops)""",
+    """CREATE INDEX complaints_household_phone
+       ON intake.complaints (project_id, complainant_phone, received_at DESC)
+       WHERE complainant_phone IS NOT NULL""",
     "CREATE INDEX complaints_list ON intake.complaints (tenant_id, received_at DESC, id DESC)",
     """CREATE INDEX complaints_project_list
        ON intake.complaints (project_id, received_at DESC, id DESC)""",
@@ -213,6 +234,17 @@ TABLES = [
         PRIMARY KEY (tenant_id, key)
     )""",
     "CREATE INDEX idempotency_keys_created ON intake.idempotency_keys (created_at)",
+    # Who changed a tenant's classification rules, when, from what to what.
+    """
+    CREATE TABLE intake.rules_changes (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        tenant_id  uuid NOT NULL REFERENCES intake.tenants (id),
+        actor      text NOT NULL,
+        previous   jsonb NOT NULL,
+        rules      jsonb NOT NULL,
+        at         timestamptz NOT NULL DEFAULT now()
+    )""",
+    "CREATE INDEX rules_changes_by_tenant ON intake.rules_changes (tenant_id, id)",
 ]
 
 # (table, project column or None)
@@ -229,6 +261,7 @@ RLS = [
     ("invalidation_requests", "project_id"),
     ("complaint_flags", "project_id"),
     ("reference_counters", "project_id"),
+    ("rules_changes", None),
 ]
 
 # History is appended, never rewritten (起因、经过、结果均可查询可追述): even a bug or a
@@ -243,6 +276,8 @@ APPEND_ONLY = [
        ON intake.complaint_events FOR EACH ROW EXECUTE FUNCTION intake.refuse_change()""",
     """CREATE TRIGGER complaint_flags_append_only BEFORE UPDATE OR DELETE
        ON intake.complaint_flags FOR EACH ROW EXECUTE FUNCTION intake.refuse_change()""",
+    """CREATE TRIGGER rules_changes_append_only BEFORE UPDATE OR DELETE
+       ON intake.rules_changes FOR EACH ROW EXECUTE FUNCTION intake.refuse_change()""",
     """CREATE TRIGGER complaints_no_delete BEFORE DELETE
        ON intake.complaints FOR EACH ROW EXECUTE FUNCTION intake.refuse_change()""",
 ]
@@ -269,6 +304,25 @@ DEFINER_LOOKUPS = [
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
       SELECT t.id FROM intake.tenants t WHERE t.code = p_code
     $$""",
+    # Free-text search. Under row-level security PostgreSQL will not use an index for a
+    # non-leakproof operator such as ILIKE (it must not run before the tenant check), so
+    # the trigram index would never serve the app role. This function runs the ILIKE as the
+    # owner, with the same tenant/project predicate as the policy written as a plain
+    # condition, and returns only ids the caller may see; the caller's query re-applies RLS.
+    # EXECUTE plans each call with the actual pattern, so the planner sees its trigrams.
+    f"""CREATE POLICY definer_search ON intake.complaints FOR SELECT TO "{OWNER_ROLE}"
+        USING (true)""",
+    """
+    CREATE FUNCTION intake.search_complaint_ids(p_pattern text) RETURNS SETOF uuid
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+      RETURN QUERY EXECUTE
+        'SELECT c.id FROM intake.complaints c
+          WHERE c.search_text ILIKE $1
+            AND intake.tenant_visible(c.tenant_id, c.project_id)'
+        USING p_pattern;
+    END $$""",
+    "REVOKE ALL ON FUNCTION intake.search_complaint_ids(text) FROM PUBLIC",
     "REVOKE ALL ON FUNCTION intake.authenticate_api_key(text, bytea) FROM PUBLIC",
     "REVOKE ALL ON FUNCTION intake.tenant_id_by_code(text) FROM PUBLIC",
 ]
@@ -293,6 +347,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
+        "rules_changes",
         "idempotency_keys",
         "reference_counters",
         "complaint_flags",
@@ -315,6 +370,7 @@ def downgrade() -> None:
     for fn in (
         "authenticate_api_key(text, bytea)",
         "tenant_id_by_code(text)",
+        "search_complaint_ids(text)",
         "refuse_change()",
         "outbox_notify()",
         "tenant_visible(uuid, uuid)",
