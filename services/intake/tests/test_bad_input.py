@@ -160,3 +160,65 @@ async def test_tenant_rules_change_the_received_at_limit(client, resources, comp
         headers={"Authorization": f"Bearer {token}"},
     )
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"cursor": "garbage!!"}, "query.cursor"),
+        ({"cursor": "W10"}, "query.cursor"),  # []
+        ({"cursor": "WzEsMl0"}, "query.cursor"),  # [1,2]
+        ({"cursor": "WyIyMDI2LTAxLTAxIiwiMSJd"}, "query.cursor"),  # ["2026-01-01","1"]
+        ({"cursor": "eyJhIjoxfQ"}, "query.cursor"),  # {"a":1}
+        ({"cursor": "x" * 501}, "query.cursor"),
+        ({"limit": "0"}, "query.limit"),
+        ({"limit": "many"}, "query.limit"),
+        ({"received_from": "2026-01-01T00:00:00"}, "query.received_from"),
+        ({"received_to": "yesterday"}, "query.received_to"),
+        ({"received_from": "9999-12-31T23:59:59-14:00"}, "query.received_from"),
+        ({"grade": "huge"}, "query.grade"),
+        ({"q": ""}, "query.q"),
+        ({"q": "x" * 201}, "query.q"),
+        ({"status": "lost"}, "query.status"),
+    ],
+)
+async def test_odd_list_queries_are_4xx_naming_the_parameter(client, company_a, params, field):
+    r = await client.get("/v1/complaints", params=params, headers=company_a.token("intake_clerk"))
+    assert r.status_code in (400, 422), r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert field in [e["field"] for e in r.json()["errors"]], r.json()
+
+
+async def test_naive_cursor_from_outside_is_refused_and_a_real_one_works(client, company_a):
+    import base64
+
+    import orjson
+
+    clerk = company_a.token("intake_clerk")
+    raw = orjson.dumps(["2026-01-01T00:00:00", str(uuid4())])
+    naive = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    r = await client.get("/v1/complaints", params={"cursor": naive}, headers=clerk)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.cursor"
+    for _ in range(2):
+        made = await client.post("/v1/complaints", json=GOOD, headers=clerk)
+        assert made.status_code == 201, made.text
+    page = await client.get("/v1/complaints", params={"limit": 1}, headers=clerk)
+    nxt = page.json()["next_cursor"]
+    assert (
+        nxt
+        and (
+            await client.get("/v1/complaints", params={"cursor": nxt, "q": "%_\\"}, headers=clerk)
+        ).status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize("path", ["not-a-uuid", "00000000-0000-0000-0000-00000000000Z"])
+async def test_odd_complaint_ids_on_read_and_timeline(client, company_a, path):
+    clerk = company_a.token("intake_clerk")
+    for url in (f"/v1/complaints/{path}", f"/v1/complaints/{path}/timeline"):
+        r = await client.get(url, headers=clerk)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] == "path.complaint_id"
+    missing = await client.get(f"/v1/complaints/{uuid4()}/timeline", headers=clerk)
+    assert missing.status_code == 404

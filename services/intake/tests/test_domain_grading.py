@@ -142,7 +142,7 @@ def test_codes_are_accepted_for_channel_and_category() -> None:
     ("extra", "expected_grade", "expected_codes"),
     [
         ({"prior_cases": 1}, Grade.COMPLEX, {"complex:second_complaint"}),
-        ({"is_second_complaint": True, "prior_cases": 0}, Grade.COMPLEX, {"complex:second_complaint"}),
+        ({"is_second_complaint": True}, Grade.COMPLEX, {"complex:second_complaint"}),
         (
             {"prior_cases": 2},
             Grade.MAJOR,

@@ -270,7 +270,7 @@ class TestEarlierCase:
 
     NOW = _dt(2026, 11, 26, 12, 0, tzinfo=_UTC)
 
-    def case(self, **over: object) -> "CaseFacts":
+    def case(self, **over: object) -> CaseFacts:
         from intake.domain.matching import CaseFacts
         from intake.domain.vocabulary import Category
 
@@ -295,10 +295,20 @@ class TestEarlierCase:
         from intake.domain.rules import DEFAULT_RULES
 
         earlier = [
-            self.case(id="a", is_open=False, reference="R-1", prior_cases=0,
-                      received_at=self.NOW - timedelta(days=40)),
-            self.case(id="b", is_open=False, reference="R-2", prior_cases=1,
-                      received_at=self.NOW - timedelta(days=10)),
+            self.case(
+                id="a",
+                is_open=False,
+                reference="R-1",
+                prior_cases=0,
+                received_at=self.NOW - timedelta(days=40),
+            ),
+            self.case(
+                id="b",
+                is_open=False,
+                reference="R-2",
+                prior_cases=1,
+                received_at=self.NOW - timedelta(days=10),
+            ),
         ]
         found = find_earlier_case(self.case(), earlier, DEFAULT_RULES)
         assert found is not None and found.case_id == "b" and found.prior_cases == 2
@@ -313,10 +323,19 @@ class TestEarlierCase:
 
         earlier = [
             self.case(id="open", is_open=True, received_at=self.NOW - timedelta(days=1)),
-            self.case(id="other", household="unit:u2", phone="139",
-                      is_open=False, received_at=self.NOW - timedelta(days=1)),
-            self.case(id="noise", category=Category.NOISE, is_open=False,
-                      received_at=self.NOW - timedelta(days=1)),
+            self.case(
+                id="other",
+                household="unit:u2",
+                phone="139",
+                is_open=False,
+                received_at=self.NOW - timedelta(days=1),
+            ),
+            self.case(
+                id="noise",
+                category=Category.NOISE,
+                is_open=False,
+                received_at=self.NOW - timedelta(days=1),
+            ),
             self.case(id="old", is_open=False, received_at=self.NOW - timedelta(days=181)),
         ]
         assert find_earlier_case(self.case(), earlier, DEFAULT_RULES) is None

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, and_, func, or_, select, text, tuple_, update
+from sqlalchemy import Row, Select, and_, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -235,8 +235,7 @@ def search_condition(q: str) -> Any:
     return complaints.c.search_text.ilike(pattern, escape="\\")
 
 
-async def list_complaints(
-    session: AsyncSession,
+def list_statement(
     *,
     project_id: UUID | None = None,
     status: str | None = None,
@@ -248,7 +247,7 @@ async def list_complaints(
     q: str | None = None,
     after: tuple[datetime, UUID] | None = None,
     limit: int = 50,
-) -> list[Row]:
+) -> Select:
     """Newest first; `after` is the (received_at, id) of the last row of the previous page."""
     conds = []
     if project_id is not None:
@@ -269,14 +268,18 @@ async def list_complaints(
         conds.append(search_condition(q))
     if after is not None:
         conds.append(tuple_(complaints.c.received_at, complaints.c.id) < tuple_(*after))
-    stmt = (
+    return (
         select(complaints, projects.c.code.label("project_code"))
         .join(projects, projects.c.id == complaints.c.project_id)
         .where(and_(True, *conds))
         .order_by(complaints.c.received_at.desc(), complaints.c.id.desc())
         .limit(limit)
     )
-    return list(await session.execute(stmt))
+
+
+async def list_complaints(session: AsyncSession, **filters: Any) -> list[Row]:
+    """`list_statement(**filters)`, run."""
+    return list(await session.execute(list_statement(**filters)))
 
 
 async def insert_group_case(session: AsyncSession, values: dict[str, Any]) -> None:

@@ -48,9 +48,7 @@ async def replace_rules(
     session: AsyncSession, tenant_id: UUID, rules: dict[str, Any], previous: dict, actor: str
 ) -> None:
     await session.execute(
-        update(tenants)
-        .where(tenants.c.id == tenant_id)
-        .values(rules=rules, updated_at=func.now())
+        update(tenants).where(tenants.c.id == tenant_id).values(rules=rules, updated_at=func.now())
     )
     await session.execute(
         rules_changes.insert().values(

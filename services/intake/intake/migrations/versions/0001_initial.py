@@ -310,11 +310,14 @@ DEFINER_LOOKUPS = [
     # owner, with the same tenant/project predicate as the policy written as a plain
     # condition, and returns only ids the caller may see; the caller's query re-applies RLS.
     # EXECUTE plans each call with the actual pattern, so the planner sees its trigrams.
+    # ROWS 20: a search names few cases; the caller's plan then fetches them by primary key
+    # instead of reading the whole project to join.
     f"""CREATE POLICY definer_search ON intake.complaints FOR SELECT TO "{OWNER_ROLE}"
         USING (true)""",
     """
     CREATE FUNCTION intake.search_complaint_ids(p_pattern text) RETURNS SETOF uuid
-    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 20
+    SET search_path = pg_catalog, pg_temp AS $$
     BEGIN
       RETURN QUERY EXECUTE
         'SELECT c.id FROM intake.complaints c
