@@ -3,6 +3,11 @@
     propdesk onboard FILE.yaml [--json]
     propdesk apikey create --tenant CODE [--project CODE ...] [--name N] [--json]
     propdesk token --tenant CODE --role ROLE [--project CODE ...] [--subject S] [--json]
+    propdesk token --tenant CODE --staff CODE [--role ROLE] [--project CODE ...] [--json]
+
+With --staff the token is that staff member's: `sub` is their staff id (the
+`staff.upserted.staff_id` dispatch knows them by), roles are theirs unless --role narrows
+or replaces them, and the project scope is theirs (--project may narrow it).
 
 It connects as the application role (row-level security applies): the company is found by
 code through a narrow lookup function, and everything else runs in that tenant's context.
@@ -15,6 +20,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -69,6 +75,55 @@ async def _resolve(
     if missing:
         raise CliError(f"unknown project(s) of {tenant_code}: {', '.join(missing)}")
     return tenant_id, [found[c] for c in project_codes]
+
+
+@dataclass(frozen=True, slots=True)
+class StaffClaims:
+    tenant_id: UUID
+    staff_id: UUID
+    name: str
+    roles: list[str]
+    project_ids: list[UUID] | None  # None: every project of the tenant
+
+
+def staff_claims(
+    tenant_id: UUID,
+    staff: Any,
+    project_ids_by_code: dict[str, UUID],
+    requested_projects: list[str],
+) -> StaffClaims:
+    """The token claims of a staff member (a `intake.staff` row): their id, roles and
+    project scope; requested projects may only narrow that scope."""
+    if not staff.active:
+        raise CliError(f"staff {staff.code} is not active")
+    own: list[UUID] | None = list(staff.project_ids) or None
+    scope = own
+    if requested_projects:
+        wanted = [project_ids_by_code[c] for c in requested_projects]
+        outside = [
+            c for c, p in zip(requested_projects, wanted, strict=True) if own and p not in own
+        ]
+        if outside:
+            raise CliError(f"staff {staff.code} does not work in: {', '.join(outside)}")
+        scope = wanted
+    return StaffClaims(tenant_id, staff.id, staff.name, list(staff.roles), scope)
+
+
+async def resolve_staff(
+    sessions: Any, tenant_code: str, staff_code: str, project_codes: list[str]
+) -> StaffClaims:
+    """Who a staff token is for, read under the tenant's own context (RLS applies)."""
+    tenant_id, _ = await _resolve(sessions, tenant_code, [])
+    ctx = TenantContext.for_tenant(tenant_id, actor=ACTOR)
+    async with tenant_transaction(sessions, ctx) as s:
+        member = await directory.staff_by_code(s, staff_code)
+        found = await directory.project_ids_by_codes(s, project_codes) if project_codes else {}
+    if member is None:
+        raise CliError(f"unknown staff {staff_code!r} in {tenant_code}")
+    missing = [c for c in project_codes if c not in found]
+    if missing:
+        raise CliError(f"unknown project(s) of {tenant_code}: {', '.join(missing)}")
+    return staff_claims(tenant_id, member, found, project_codes)
 
 
 def cmd_onboard(args: argparse.Namespace, settings: Settings) -> int:
@@ -146,9 +201,9 @@ def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+def _roles(values: list[str]) -> list[str]:
     roles: list[str] = []
-    for value in args.role:
+    for value in values:
         for r in value.split(","):
             try:
                 roles.append(Role(r.strip()).value)
@@ -156,6 +211,15 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
                 raise CliError(
                     f"unknown role {r!r}; one of {', '.join(x.value for x in Role)}"
                 ) from None
+    return roles
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    if args.staff:
+        return _staff_token(args, settings)
+    if not args.role:
+        raise CliError("--role is required (or --staff CODE for a staff member's token)")
+    roles = _roles(args.role)
     if Role.OPERATOR in roles:
         tenant_id, project_ids = None, None
     else:
@@ -185,6 +249,46 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _staff_token(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.tenant:
+        raise CliError("--tenant is required with --staff")
+    if args.subject:
+        raise CliError("--subject cannot be given with --staff: the subject is the staff id")
+    claims: StaffClaims = asyncio.run(
+        _with_sessions(
+            settings, lambda s: resolve_staff(s, args.tenant, args.staff, args.project or [])
+        )
+    )
+    roles = _roles(args.role) if args.role else claims.roles
+    if Role.OPERATOR in roles:
+        raise CliError("a staff member's token cannot carry the operator role")
+    if not roles:
+        raise CliError(f"staff {args.staff} has no roles; give --role")
+    token = issue_token(
+        settings,
+        tenant_id=claims.tenant_id,
+        subject=str(claims.staff_id),
+        roles=roles,
+        project_ids=claims.project_ids,
+        ttl=args.ttl,
+    )
+    data = {
+        "token": token,
+        "tenant": args.tenant,
+        "tenant_id": str(claims.tenant_id),
+        "staff": args.staff,
+        "staff_id": str(claims.staff_id),
+        "name": claims.name,
+        "project_ids": (
+            [str(p) for p in claims.project_ids] if claims.project_ids is not None else None
+        ),
+        "roles": roles,
+        "subject": str(claims.staff_id),
+    }
+    _print(data, args.json, token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="propdesk", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="a signed staff token for development")
     token.add_argument("--tenant")
-    token.add_argument("--role", action="append", required=True, help="repeatable or a,b")
+    token.add_argument("--role", action="append", help="repeatable or a,b")
+    token.add_argument("--staff", help="a staff member's code: their id, roles and projects")
     token.add_argument("--project", action="append")
     token.add_argument("--subject")
     token.add_argument("--ttl", type=float, default=None, help="seconds")

@@ -1,5 +1,5 @@
-"""What `propdesk-service intake` runs: the API, the outbox relay, and the sweep of
-expired idempotency keys."""
+"""What `propdesk-service intake` runs: the API, the outbox relay, the work-order consumer
+(the case follows its work order), and the sweep of expired idempotency keys."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from propdesk.service.spec import PeriodicTask, ServiceSpec
 from propdesk.tenancy import system_context
 
 from intake.app import create_app
+from intake.handlers import consumers
 from intake.store.idempotency import sweep_expired
 
 # Clients are promised 24 h; keep twice that so a retry at 23:59 still finds its key.
@@ -23,5 +24,6 @@ async def sweep_idempotency_keys(res: ServiceResources) -> None:
 SPEC = ServiceSpec(
     name="intake",
     create_app=create_app,
+    consumers=lambda _res: consumers(),
     periodic=(PeriodicTask("idempotency-sweep", 3600.0, sweep_idempotency_keys),),
 )

@@ -108,7 +108,7 @@ async def test_invalidation_needs_another_supervisor(client, company_a, db_rows)
     )
     assert ok.status_code == 200, ok.text
     assert ok.json()["complaint"]["validity"] == "invalid"
-    assert ok.json()["complaint"]["status"] == "closed"
+    assert ok.json()["complaint"]["status"] == "invalid"
     events = (await client.get(f"/v1/complaints/{cid}/timeline", headers=clerk)).json()["events"]
     assert [e["type"] for e in events][-2:] == [
         "complaint.invalidation_requested",

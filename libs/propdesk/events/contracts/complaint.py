@@ -66,6 +66,8 @@ class ComplaintClassified(EventPayload):
     building: str | None = None
     unit_id: UUID | None = None
     group_case_id: UUID | None = None
+    # Where the matter is (地下车库B2, 3号门岗): dispatch's place rules route on it.
+    place: str | None = None
 
 
 class ComplaintRegraded(EventPayload):
@@ -187,3 +189,26 @@ class ComplaintFlagged(EventPayload):
     flag: str
     reason: str
     by: str
+
+
+class ComplaintStatusChanged(EventPayload):
+    """The case's status moved (received → dispatched → … → closed, reopened, invalid), so
+    SLA, callback and reporting can follow the case without reading work-order events.
+
+    `cause` is the event that moved it (e.g. `work_order.accepted`); `at` is when the step
+    happened, which may be earlier than this event when work-order events arrive late."""
+
+    event_type = "complaint.status_changed"
+    aggregate = "complaint"
+
+    complaint_id: UUID
+    reference: str
+    project_id: UUID
+    previous_status: str
+    status: str
+    cause: str
+    at: datetime
+    work_order_id: UUID | None = None
+    department_code: str | None = None
+    handler_id: UUID | None = None
+    reason: str | None = None

@@ -60,7 +60,10 @@ async def dispatch_classified(
     working = is_working_time(cal, now)
 
     rules = await routing_rules.rules_for(session, c.project_id)
-    decision = route(RoutingInput(c.project_id, c.category, c.grade, building=c.building), rules)
+    decision = route(
+        RoutingInput(c.project_id, c.category, c.grade, building=c.building, place=c.place),
+        rules,
+    )
     department = resolve_department(
         decision.department, c.project_id, await directory.departments_for(session, c.project_id)
     )

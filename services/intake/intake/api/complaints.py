@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from intake.api.deps import OVERRIDE_ROLES, RECORD_ROLES, redis_of, sessions_of
 from intake.api.schemas import ClassificationOverrideIn, ComplaintIn
+from intake.domain.case_status import CaseStatus
 from intake.domain.vocabulary import Category, Channel, Grade
 from intake.flows.complaint_changes import not_found, override_classification
 from intake.flows.record_complaint import record_complaint
@@ -112,7 +113,7 @@ async def list_complaints(
     request: Request,
     ctx: TenantContext = require_staff(),
     project: Annotated[str | None, Query(max_length=200)] = None,
-    status: Annotated[str | None, Query(pattern="^(open|closed)$")] = None,
+    status: CaseStatus | None = None,
     grade: Grade | None = None,
     category: Category | None = None,
     channel: Channel | None = None,
@@ -136,7 +137,7 @@ async def list_complaints(
         rows = await store.list_complaints(
             s,
             project_id=project_id,
-            status=status,
+            status=status.value if status else None,
             grade=grade.value if grade else None,
             category=category.value if category else None,
             channel=channel.value if channel else None,

@@ -4,6 +4,7 @@ timeline + outbox in the same transaction."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,6 +15,7 @@ from propdesk.events.contracts.complaint import (
     ComplaintInvalidationRejected,
     ComplaintInvalidationRequested,
     ComplaintOverridden,
+    ComplaintStatusChanged,
 )
 from propdesk.service.problems import ProblemError
 from propdesk.tenancy import TenantContext
@@ -21,6 +23,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from intake.api.schemas import ClassificationOverrideIn, DecisionIn, FlagIn, InvalidationIn
+from intake.domain.case_status import CaseStatus
 from intake.flows import history
 from intake.flows.representation import complaint_body
 from intake.store import complaints as store
@@ -179,7 +182,9 @@ async def decide_invalidation(
         payload_cls = ComplaintInvalidationApproved if approve else ComplaintInvalidationRejected
         if approve:
             # Abnormal closure (非正常关闭): invalid and closed, never deleted.
-            await store.update_complaint(s, row.id, {"validity": "invalid", "status": "closed"})
+            await store.update_complaint(
+                s, row.id, {"validity": "invalid", "status": CaseStatus.INVALID.value}
+            )
         await _emit(
             s,
             ctx,
@@ -194,6 +199,26 @@ async def decide_invalidation(
             ),
             body.comment or pending.reason,
         )
+        if approve:
+            # Followers of the case state hear of every status change in one vocabulary.
+            seq = await history.bump_version(s, row.id)
+            await history.outbox.add(
+                s,
+                history.envelope(
+                    ctx,
+                    project_id=row.project_id,
+                    complaint_id=row.id,
+                    seq=seq,
+                    payload=ComplaintStatusChanged(
+                        **_common(row),
+                        previous_status=row.status,
+                        status=CaseStatus.INVALID.value,
+                        cause=ComplaintInvalidationApproved.event_type,
+                        at=datetime.now(UTC),
+                        reason=pending.reason,
+                    ),
+                ),
+            )
         return {
             "request_id": str(pending.id),
             "status": status,

@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from propdesk.bus import Outbox
-from propdesk.events import EventPayload, new_event
+from propdesk.events import Envelope, EventPayload, new_event
 from propdesk.tenancy import TenantContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,13 +56,22 @@ async def record(
     )
     await outbox.add(
         session,
-        new_event(
-            payload,
-            tenant_id=ctx.tenant_id,
-            project_id=project_id,
-            aggregate_id=complaint_id,
-            aggregate_seq=seq,
-            producer=PRODUCER,
-            actor=ctx.actor,
-        ),
+        envelope(ctx, project_id=project_id, complaint_id=complaint_id, seq=seq, payload=payload),
+    )
+
+
+def envelope(
+    ctx: TenantContext, *, project_id: UUID, complaint_id: UUID, seq: int, payload: EventPayload
+) -> Envelope:
+    """The complaint event as it goes out: the complaint is the aggregate, its version the
+    sequence."""
+    assert ctx.tenant_id is not None
+    return new_event(
+        payload,
+        tenant_id=ctx.tenant_id,
+        project_id=project_id,
+        aggregate_id=complaint_id,
+        aggregate_seq=seq,
+        producer=PRODUCER,
+        actor=ctx.actor,
     )

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from intake import idempotency_cache
 from intake.api.schemas import ComplaintIn
+from intake.domain.case_status import CaseStatus, is_open
 from intake.domain.classification import classify_category
 from intake.domain.grading import REASON_SEPARATOR, GradingFacts, grade_complaint
 from intake.domain.matching import (
@@ -190,7 +191,7 @@ def _facts(row: Row) -> CaseFacts:
         place=row.place,
         content=row.content,
         received_at=row.received_at,
-        is_open=row.status == "open",
+        is_open=is_open(row.status),
         group_case_id=row.group_case_id,
         reference=row.reference,
         prior_cases=row.prior_cases,
@@ -337,7 +338,7 @@ async def _record(
         "project_id": project.id,
         "reference": reference,
         "channel": channel.value,
-        "status": "open",
+        "status": CaseStatus.RECEIVED.value,
         "validity": "pending",
         "category": category.category.value,
         "category_source": "caller" if body.category else "rules",
@@ -440,6 +441,7 @@ async def _record(
             building=building,
             unit_id=unit_id,
             group_case_id=group_id,
+            place=body.place,
         ),
         # The grade's why belongs in the history a reviewer reads, not only in the data.
         reason=f"{category.reason}; {grade_value.value}: {'; '.join(grade_reasons)}",

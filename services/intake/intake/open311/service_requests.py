@@ -15,11 +15,23 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from intake.domain.case_status import CaseStatus
 from intake.domain.vocabulary import CATEGORY_LABELS_EN, GRADE_LABELS_ZH, Category, Grade
 from intake.open311.catalog import category_of
 from intake.open311.errors import Open311Error, Open311Errors, bad_request
 
-CLOSED_STATUSES = frozenset({"closed", "resolved", "archived", "cancelled"})
+# The case's work is done (or it was closed as invalid): Open311 says closed from resolution
+# on, as GeoReport clients expect; a reopened case is open again.
+CLOSED_STATUSES = frozenset(
+    s.value
+    for s in (
+        CaseStatus.RESOLVED,
+        CaseStatus.SIGNED_OFF,
+        CaseStatus.FEEDBACK_GIVEN,
+        CaseStatus.CLOSED,
+        CaseStatus.INVALID,
+    )
+)
 DEFAULT_WINDOW = timedelta(days=90)
 MAX_RESULTS = 1000
 MAX_IDS = 100
@@ -181,7 +193,7 @@ def native_statuses(open311: tuple[str, ...]) -> tuple[set[str] | None, bool]:
 
 
 # mySociety's GeoReport v2 extension (servicerequestupdates): one update per timeline entry.
-CLOSING_EVENT_TYPES = frozenset({"complaint.invalidation_approved", "complaint.closed"})
+CLOSING_EVENT_TYPES = frozenset({"complaint.invalidation_approved", "work_order.closed"})
 _UPDATE_TEXT = {
     "complaint.received": "已受理 received",
     "complaint.classified": "已分类定级 classified",
@@ -193,6 +205,19 @@ _UPDATE_TEXT = {
     "complaint.invalidation_approved": "无效投诉，已关闭 closed as invalid",
     "complaint.invalidation_rejected": "无效申请被驳回 invalidation rejected",
     "complaint.flagged": "已标记 flagged",
+    "work_order.dispatched": "已派单 dispatched",
+    "work_order.accepted": "已接单 accepted",
+    "work_order.rejected": "部门退单 rejected by the department",
+    "work_order.reassigned": "改派 reassigned",
+    "work_order.handover_requested": "申请转交 hand-over requested",
+    "work_order.handed_over": "已转交 handed over",
+    "work_order.progressed": "处理进展 progress",
+    "work_order.resolved": "已处理 resolved",
+    "work_order.signed_off": "部门签字 signed off",
+    "work_order.feedback_given": "已反馈 feedback given",
+    "work_order.followed_up": "跟进 followed up",
+    "work_order.closed": "已结案 closed",
+    "work_order.reopened": "重新打开 reopened",
 }
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Row, Select, and_, func, or_, select, text, tuple_, updat
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from intake.domain.case_status import HANDLED_STATUSES
 from intake.store.tables import (
     complaint_events,
     complaint_flags,
@@ -99,8 +100,8 @@ async def handled_of_household(
     days: int,
     limit: int = 50,
 ) -> list[Row]:
-    """Handled (not open, not invalid) cases of a household or phone, same project and
-    category, received within `days` before `before`: candidates of a second complaint."""
+    """Handled (`HANDLED_STATUSES`, not invalid) cases of a household or phone, same project
+    and category, received within `days` before `before`: candidates of a second complaint."""
     who = []
     if household_id is not None:
         who.append(complaints.c.household_id == household_id)
@@ -129,7 +130,7 @@ async def handled_of_household(
             complaints.c.project_id == project_id,
             complaints.c.category == category,
             or_(*who),
-            complaints.c.status != "open",
+            complaints.c.status.in_([s.value for s in HANDLED_STATUSES]),
             complaints.c.validity != "invalid",
             complaints.c.received_at >= before - timedelta(days=days),
             complaints.c.received_at <= before,

@@ -8,7 +8,7 @@ from uuid import UUID
 from sqlalchemy import Row, Table, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from intake.store.tables import buildings, projects, rules_changes, tenants, units
+from intake.store.tables import buildings, projects, rules_changes, staff, tenants, units
 
 
 async def tenant_id_by_code(session: AsyncSession, code: str) -> UUID | None:
@@ -130,3 +130,16 @@ async def update_row(
     if "updated_at" in table.c:
         values = {**values, "updated_at": func.now()}
     await session.execute(update(table).where(table.c.id == row_id).values(**values))
+
+
+async def staff_names(session: AsyncSession, ids: list[UUID]) -> dict[UUID, str]:
+    """Display names (name and code) of staff members, for timeline entries."""
+    if not ids:
+        return {}
+    q = select(staff.c.id, staff.c.name, staff.c.code).where(staff.c.id.in_(ids))
+    return {r.id: f"{r.name} ({r.code})" for r in await session.execute(q)}
+
+
+async def staff_by_code(session: AsyncSession, code: str) -> Row | None:
+    """A staff member of the tenant in context, by their code."""
+    return (await session.execute(select(staff).where(staff.c.code == code))).first()

@@ -117,7 +117,11 @@ TABLES = [
         project_id         uuid NOT NULL REFERENCES intake.projects (id),
         reference          text NOT NULL,
         channel            text NOT NULL,
-        status             text NOT NULL DEFAULT 'open',
+        -- intake.domain.case_status.CaseStatus; moved by dispatch's work-order events.
+        status             text NOT NULL DEFAULT 'received' CHECK (status IN ('received',
+                               'dispatched', 'accepted', 'in_progress', 'resolved',
+                               'signed_off', 'feedback_given', 'closed', 'reopened',
+                               'invalid')),
         validity           text NOT NULL DEFAULT 'pending',
         category           text,
         category_source    text,
@@ -151,6 +155,11 @@ TABLES = [
         duplicate_of       uuid REFERENCES intake.complaints (id),
         group_case_id      uuid REFERENCES intake.group_cases (id),
         flags              text[] NOT NULL DEFAULT '{}',
+        -- The last work-order step applied to the status, so a late event never
+        -- overwrites a newer one (case_status.is_late).
+        work_order_id      uuid,
+        work_order_seq     integer NOT NULL DEFAULT 0,
+        work_order_at      timestamptz,
         version            integer NOT NULL DEFAULT 1,
         created_by         text NOT NULL,
         updated_at         timestamptz NOT NULL DEFAULT now(),
