@@ -16,6 +16,7 @@ from propdesk.db.session import create_engine, session_factory, tenant_transacti
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy import TenantContext
 from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
+from propdesk.testing.waiting import eventually
 from sqlalchemy import text
 
 
@@ -65,17 +66,6 @@ async def bus(settings: Settings, bus_schema: str):
     await engine.dispose()
 
 
-async def eventually(predicate, within=10.0):
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within}s; last value {result!r}")
-        await asyncio.sleep(0.05)
-
-
 async def test_events_flow_once_through_relay_and_consumer(bus, settings):
     name, tenant = f"t-flow-{uuid4().hex[:8]}", uuid4()
     bus.start_consumer(name, tenant)
@@ -87,7 +77,7 @@ async def test_events_flow_once_through_relay_and_consumer(bus, settings):
         got = await count_applied(settings, name)
         return want <= got.keys() and got
 
-    got = await eventually(all_applied)
+    got = await eventually(all_applied, "every event applied")
     assert all(got[e] == 1 for e in want)
 
 
@@ -114,7 +104,7 @@ async def test_redelivered_and_republished_events_apply_once(bus, settings):
     bus.start_relay()
     envs = await bus.write(tenant, None, n=3)
     want = {str(e.id) for e in envs}
-    await eventually(lambda: _has(settings, name, want))
+    await eventually(lambda: _has(settings, name, want), "every event applied")
     # Same event published again under another message id (beyond the dedup window, as
     # after an operator's re-publish): the inbox must absorb it.
     nc = await connect(bus.settings, "dup-publisher")
@@ -155,7 +145,7 @@ async def test_transient_failure_is_retried_then_applied_once(bus, settings):
     runner = bus.start_consumer(name, tenant, flaky)
     bus.start_relay()
     (env,) = await bus.write(tenant, None)
-    await eventually(lambda: _has(settings, name, {str(env.id)}))
+    await eventually(lambda: _has(settings, name, {str(env.id)}), "the event applied after retries")
     await asyncio.sleep(0.3)
     assert (await count_applied(settings, name))[str(env.id)] == 1
     assert runner.dead_lettered == 0
@@ -189,7 +179,7 @@ async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(bus, se
             await conn.close()
         return {r["event_id"]: r for r in rows} if len(rows) == 2 else None
 
-    rows = await eventually(dead_rows, within=20)
+    rows = await eventually(dead_rows, "both messages dead-lettered", within=20)
     assert rows[poison.id]["deliveries"] == 1
     assert "poison" in rows[poison.id]["error"]
     assert rows[hopeless.id]["deliveries"] == runner.max_deliver

@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 from uuid import UUID, uuid4
 
-import asyncpg
 import httpx
 import pytest
 from propdesk.auth.tokens import issue_token
 from propdesk.bus import Consumer
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.bus.relay import Relay
-from propdesk.db.bootstrap import bootstrap
-from propdesk.db.migrations import upgrade
 from propdesk.db.session import tenant_transaction
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.settings import Settings
 from propdesk.tenancy import TenantContext
+from propdesk.testing.databases import fresh_database
+from propdesk.testing.waiting import eventually
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 intake_app = pytest.importorskip("intake.app")
 from dispatch.app import create_app as create_dispatch_app  # noqa: E402
@@ -69,33 +66,7 @@ def test_every_dispatch_state_has_a_case_status() -> None:
 
 @pytest.fixture(scope="module")
 async def loop_settings(settings: Settings) -> Settings:
-    url = make_url(settings.database_url)
-    name = f"{url.database}_e2e_lifecycle"
-    admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    ours = settings.model_copy(
-        update={
-            "database_url": url.set(database=name).render_as_string(hide_password=False),
-            "app_database_url": None,
-        }
-    )
-    await bootstrap(ours)
-    for service in ("intake", "dispatch"):
-        await asyncio.to_thread(upgrade, service, ours)
-    return ours
-
-
-async def eventually(probe: Any, what: str, tries: int = 300) -> Any:
-    for _ in range(tries):
-        value = await probe()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
+    return await fresh_database(settings, "e2e_lifecycle", ("intake", "dispatch"))
 
 
 async def test_complaint_closes_at_dispatch_and_comes_back_as_a_second_complaint(

@@ -11,18 +11,19 @@ import asyncio
 import contextlib
 from uuid import UUID, uuid4
 
-import asyncpg
 import httpx
 import pytest
 from propdesk.auth.tokens import issue_token
 from propdesk.bus import Consumer
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.bus.relay import Relay
-from propdesk.db.bootstrap import bootstrap
-from propdesk.db.migrations import upgrade
+from propdesk.db.session import tenant_transaction
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import Settings, asyncpg_dsn
-from sqlalchemy.engine import make_url
+from propdesk.settings import Settings
+from propdesk.tenancy import TenantContext
+from propdesk.testing.databases import fresh_database
+from propdesk.testing.waiting import eventually
+from sqlalchemy import text
 
 intake_app = pytest.importorskip("intake.app")
 onboarding_apply = pytest.importorskip("intake.onboarding.apply")
@@ -50,28 +51,12 @@ staff:
   - {{code: D001, name: 赵领班, roles: [duty_leader], projects: [SUNRISE]}}
 routing: [{{category: facility_repair, department: eng, note: 工程部维修}}]
 """
+STAFF_COUNT = 3
 
 
 @pytest.fixture(scope="module")
 async def e2e_settings(settings: Settings) -> Settings:
-    url = make_url(settings.database_url)
-    name = f"{url.database}_e2e_dispatch"
-    admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    ours = settings.model_copy(
-        update={
-            "database_url": url.set(database=name).render_as_string(hide_password=False),
-            "app_database_url": None,
-        }
-    )
-    await bootstrap(ours)
-    for service in ("intake", "dispatch"):
-        await asyncio.to_thread(upgrade, service, ours)
-    return ours
+    return await fresh_database(settings, "e2e_dispatch", ("intake", "dispatch"))
 
 
 async def test_http_complaint_becomes_an_accepted_work_order(e2e_settings: Settings) -> None:
@@ -120,16 +105,23 @@ async def test_http_complaint_becomes_an_accepted_work_order(e2e_settings: Setti
         )
         async with intake, dispatch:
             # The directory must reach dispatch before the complaint does, or the order
-            # would be routed to a department dispatch does not know yet.
+            # would be routed to a department or duty leader dispatch does not know yet:
+            # events of different subjects are not ordered with respect to each other.
             reader = issue_token(s, tenant_id=tenant, subject="e2e-admin", roles=["tenant_admin"])
             auth = {"authorization": f"Bearer {reader}"}
-            for _ in range(200):
+
+            async def routing_known() -> bool:
                 rules = (await dispatch.get("/v1/routing-rules", headers=auth)).json()
-                if rules.get("count"):
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("routing hints never reached dispatch")
+                return bool(rules.get("count"))
+
+            async def directory_known() -> bool:
+                ctx = TenantContext.for_tenant(tenant, actor="e2e")
+                async with tenant_transaction(dispatch_res.sessions, ctx) as session:
+                    n = await session.scalar(text("SELECT count(*) FROM dispatch.staff"))
+                return n == STAFF_COUNT
+
+            await eventually(routing_known, "routing hints reach dispatch")
+            await eventually(directory_known, "the directory reaches dispatch")
 
             r = await intake.post(
                 "/v1/complaints",
@@ -145,17 +137,14 @@ async def test_http_complaint_becomes_an_accepted_work_order(e2e_settings: Setti
             assert r.status_code == 201, r.text
             complaint_id = r.json()["id"]
 
-            order = None
-            for _ in range(200):
+            async def the_order() -> dict | None:
                 found = await dispatch.get(
                     "/v1/work-orders", params={"complaint_id": complaint_id}, headers=auth
                 )
                 items = found.json()["items"]
-                if items:
-                    order = items[0]
-                    break
-                await asyncio.sleep(0.05)
-            assert order is not None, "no work order for the complaint"
+                return items[0] if items else None
+
+            order = await eventually(the_order, "a work order for the complaint")
             assert order["state"] == "dispatched"
             assert order["handler_id"], order["assignment_reason"]
             if not order["after_hours"]:

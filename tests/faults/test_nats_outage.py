@@ -18,18 +18,9 @@ from propdesk.devstack.ports import free_port
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy import TenantContext
 from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
+from propdesk.testing.waiting import eventually
 
 pytestmark = pytest.mark.faults
-
-
-async def _eventually(predicate, within: float = 20.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not (result := await predicate()):
-        if loop.time() > deadline:
-            raise AssertionError(f"not reached within {within}s")
-        await asyncio.sleep(0.1)
-    return result
 
 
 async def test_writes_continue_while_nats_is_down_and_events_flow_when_it_returns(
@@ -81,7 +72,9 @@ async def test_writes_continue_while_nats_is_down_and_events_flow_when_it_return
     ]
     try:
         before = await write(5)
-        await _eventually(lambda: applied({str(e.id) for e in before}))
+        await eventually(
+            lambda: applied({str(e.id) for e in before}), "events written before the outage applied"
+        )
 
         await asyncio.to_thread(server.stop)
         during = []
@@ -93,7 +86,9 @@ async def test_writes_continue_while_nats_is_down_and_events_flow_when_it_return
 
         await asyncio.to_thread(server.start)  # same port, same store
         everything = {str(e.id) for e in before + during}
-        got = await _eventually(lambda: applied(everything), within=40)
+        got = await eventually(
+            lambda: applied(everything), "every event applied after NATS returned", within=40
+        )
         assert await unpublished() == 0
         assert {e: got[e] for e in everything} == dict.fromkeys(everything, 1)
     finally:

@@ -24,6 +24,7 @@ from propdesk.testing.bus_schema import (
     count_applied,
     note_event,
 )
+from propdesk.testing.waiting import eventually
 
 pytestmark = pytest.mark.faults
 
@@ -63,16 +64,6 @@ async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
-async def _eventually(predicate, within: float = 15.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not (result := await predicate()):
-        if loop.time() > deadline:
-            raise AssertionError(f"not reached within {within}s")
-        await asyncio.sleep(0.1)
-    return result
-
-
 async def test_relay_killed_after_publish_before_marking_delivers_each_event_once(
     settings: Settings, bus_schema: str, tmp_path: Path
 ):
@@ -105,8 +96,10 @@ async def test_relay_killed_after_publish_before_marking_delivers_each_event_onc
 
         relay = await _spawn("-m", "propdesk.bus.cli", "relay", SCHEMA, env=crash_env)
         try:
-            await _eventually(lambda: _unpublished_is_zero(settings, envs))
-            got = await _eventually(lambda: _applied(settings, name, want))
+            await eventually(
+                lambda: _unpublished_is_zero(settings, envs), "outbox rows marked published"
+            )
+            got = await eventually(lambda: _applied(settings, name, want), "every event applied")
         finally:
             relay.send_signal(signal.SIGTERM)
             await asyncio.wait_for(relay.wait(), 15)
@@ -160,7 +153,7 @@ async def test_consumer_killed_after_write_before_ack_applies_event_once(
 
         probe = await _spawn("-m", "propdesk.testing.probe_consumer", name, str(tenant), env=env)
         try:
-            got = await _eventually(lambda: _applied(settings, name, want))
+            got = await eventually(lambda: _applied(settings, name, want), "every event applied")
             await asyncio.sleep(3)  # past ack_wait: any stray redelivery would have landed
         finally:
             probe.send_signal(signal.SIGTERM)

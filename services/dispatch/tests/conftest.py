@@ -3,56 +3,26 @@ seeded tenant directory, staff tokens, and an HTTP client on the app."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
-import asyncpg
 import httpx
 import pytest
 from dispatch.app import create_app
 from dispatch.testing import Tenant, seed_tenant
-from propdesk.db.bootstrap import bootstrap
-from propdesk.db.migrations import upgrade
-from propdesk.db.session import create_engine, session_factory
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import Settings, asyncpg_dsn
-from sqlalchemy.engine import make_url
+from propdesk.settings import Settings
+from propdesk.testing.databases import fresh_database
 
 
 @pytest.fixture(scope="session")
 async def dispatch_db(settings: Settings) -> Settings:
     """A database of dispatch's own tests on the real server, bootstrapped and migrated."""
-    url = make_url(settings.database_url)
-    name = f"{url.database}_dispatch_tests"
-    admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    ours = settings.model_copy(
-        update={
-            "database_url": url.set(database=name).render_as_string(hide_password=False),
-            "app_database_url": None,
-        }
-    )
-    await bootstrap(ours, schemas=("dispatch",))
-    await asyncio.to_thread(upgrade, "dispatch", ours)
-    return ours
+    return await fresh_database(settings, "dispatch_tests", ("dispatch",))
 
 
 @pytest.fixture(scope="session")
 async def res(dispatch_db: Settings) -> AsyncIterator[ServiceResources]:
-    engine = create_engine(dispatch_db)
-    import redis.asyncio as aioredis
-
-    resources = ServiceResources(
-        name="dispatch",
-        settings=dispatch_db,
-        engine=engine,
-        sessions=session_factory(engine),
-        redis=aioredis.from_url(dispatch_db.redis_url),
-    )
+    resources = await ServiceResources.open("dispatch", dispatch_db, nats=False)
     yield resources
     await resources.close()
 

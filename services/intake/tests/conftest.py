@@ -3,7 +3,6 @@ migrated, the intake app on it (in process, over ASGI), and two onboarded compan
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from uuid import UUID
@@ -16,13 +15,11 @@ from intake.onboarding.apply import apply_document
 from intake.onboarding.document import parse_document
 from intake.store import apikeys
 from propdesk.auth.tokens import issue_token
-from propdesk.db.bootstrap import bootstrap
-from propdesk.db.migrations import upgrade
 from propdesk.db.session import tenant_transaction
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy import TenantContext
-from sqlalchemy.engine import make_url
+from propdesk.testing.databases import fresh_database
 
 COMPANY = """
 tenant: {{code: {code}, name: {name}, settings: {{}}}}
@@ -60,23 +57,7 @@ class Company:
 
 @pytest.fixture(scope="session")
 async def intake_settings(settings: Settings) -> Settings:
-    url = make_url(settings.database_url)
-    name = f"{url.database}_intake_tests"
-    admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    ours = settings.model_copy(
-        update={
-            "database_url": url.set(database=name).render_as_string(hide_password=False),
-            "app_database_url": None,
-        }
-    )
-    await bootstrap(ours)
-    await asyncio.to_thread(upgrade, "intake", ours)
-    return ours
+    return await fresh_database(settings, "intake_tests", ("intake",))
 
 
 @pytest.fixture(scope="session")
