@@ -80,7 +80,12 @@ def _print_table(stack: Stack, healthy: list[str], api_key: str | None) -> None:
             f"  demo tenant DEMO, API key: {api_key}",
             f"  curl -s -H 'X-API-Key: {api_key}' {intake}/v1/complaints",
         ]
-    lines += ["", "  Ctrl-C stops the services, then the servers.", ""]
+    lines += [
+        "",
+        f"  in another shell, `. {cfg.state_dir}/env` points the propdesk CLI at this stack",
+        "  Ctrl-C stops the services, then the servers.",
+        "",
+    ]
     print("\n".join(lines), flush=True)
 
 
@@ -94,6 +99,7 @@ def cmd_run() -> int:
             stack.start_servers()
             migrated = stack.prepare_database()
             _say(f"migrated: {', '.join(migrated) or '(no service has migrations yet)'}")
+            _say(f"addresses for your shell: . {stack.write_env_file()}")
             from propdesk.devstack.demo import seed_demo
 
             seed = seed_demo(config.state_dir, stack.database_url, stack.child_env())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import sysconfig
 import tempfile
@@ -170,6 +171,21 @@ class Stack:
             # Console lines for people; set PROPDESK_LOG_JSON=true to see what production logs.
             env.setdefault("PROPDESK_LOG_JSON", "false")
         return env
+
+    def write_env_file(self) -> Path:
+        """`.state/env`: the stack's addresses for a shell (`. .state/env`), so the
+        `propdesk` CLI and one-off service runs find the servers `make run` started."""
+        keys = ("PROPDESK_DATABASE_URL", "PROPDESK_NATS_URL", "PROPDESK_REDIS_URL")
+        env = self.child_env()
+        path = Path(self.config.state_dir) / "env"
+        lines = ["# written by `make run`; source it: . .state/env"]
+        lines += [f"export {k}={shlex.quote(env[k])}" for k in keys]
+        lines += [
+            f"export PROPDESK_{name.upper()}_PORT={port}"
+            for name, port in self.config.service_ports.items()
+        ]
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
     def prepare_database(self) -> list[str]:
         """Create the database if missing, then roles, schemas and every service's migrations."""
