@@ -192,3 +192,31 @@ async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(bus, se
             )
         ).scalar_one()
     assert mine == 2
+
+
+async def test_prune_deletes_only_published_rows_past_retention(bus, settings):
+    from propdesk.bus.relay import prune_published
+
+    tenant = uuid4()
+    old_published, recent_published, unpublished = await bus.write(tenant, None, n=3)
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        await conn.execute(
+            f"UPDATE {SCHEMA}.outbox SET published_at = now() - interval '30 days'"
+            " WHERE event_id = $1",
+            old_published.id,
+        )
+        await conn.execute(
+            f"UPDATE {SCHEMA}.outbox SET published_at = now() WHERE event_id = $1",
+            recent_published.id,
+        )
+        await prune_published(settings.model_copy(update={"outbox_retention_days": 14}), SCHEMA)
+        left = {
+            r["event_id"]
+            for r in await conn.fetch(
+                f"SELECT event_id FROM {SCHEMA}.outbox WHERE tenant_id = $1", tenant
+            )
+        }
+    finally:
+        await conn.close()
+    assert left == {recent_published.id, unpublished.id}

@@ -17,7 +17,7 @@ import signal
 import uvicorn
 
 from propdesk.bus.consumer import ConsumerRunner
-from propdesk.bus.relay import Relay
+from propdesk.bus.relay import Relay, prune_published
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import PeriodicTask, ServiceSpec
 from propdesk.settings import SERVICE_NAMES, Settings, get_settings
@@ -41,6 +41,18 @@ async def _periodic(task: PeriodicTask, res: ServiceResources, stop: asyncio.Eve
             log.exception("periodic task %s failed", task.name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=task.interval_seconds)
+
+
+def _outbox_pruning(schema: str) -> PeriodicTask:
+    """Published outbox rows older than the retention period go, hourly (every replica
+    may run it: the DELETE is idempotent)."""
+
+    async def prune(res: ServiceResources) -> None:
+        n = await prune_published(res.settings, schema)
+        if n:
+            log.info("pruned %d published outbox rows of %s", n, schema)
+
+    return PeriodicTask(name="outbox-prune", interval_seconds=3600, run=prune)
 
 
 async def serve(
@@ -71,6 +83,7 @@ async def serve(
         assert res.nc is not None
         if relay and spec.relay:
             tasks.append(asyncio.create_task(Relay(spec.name, settings, res.nc).run(stop)))
+            tasks.append(asyncio.create_task(_periodic(_outbox_pruning(spec.name), res, stop)))
         if consumers:
             for c in spec.consumers(res):
                 runner = ConsumerRunner(c, settings, res.sessions, res.nc)
