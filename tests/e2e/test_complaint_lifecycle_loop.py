@@ -1,7 +1,8 @@
 """The whole loop across real services and NATS: an HTTP complaint at intake is
 dispatched, accepted, resolved, signed off, fed back and closed at dispatch; intake's
-record follows every step through its own consumer; the same household's next complaint
-on the matter is then a second complaint (二次投诉) on its own.
+record follows every step through its own consumer; a repeat call while the order is out
+joins the case and is written on its one work order; the same household's next complaint
+on the matter after the close is then a second complaint (二次投诉) on its own.
 
 intake API → intake outbox → relay → JetStream → dispatch consumers → work order → dispatch
 API steps (staff tokens made the way `propdesk token --staff CODE` makes them) → dispatch
@@ -101,7 +102,10 @@ async def test_complaint_closes_at_dispatch_and_comes_back_as_a_second_complaint
                 Consumer(
                     f"e2e-loop-complaints-{suffix}",
                     "dispatch",
-                    [f"pd.complaint.classified.{tenant}.>"],
+                    [
+                        f"pd.complaint.classified.{tenant}.>",
+                        f"pd.complaint.duplicate_joined.{tenant}.>",
+                    ],
                     on_complaint_classified,
                 ),
                 dispatch_res,
@@ -196,6 +200,37 @@ async def test_complaint_closes_at_dispatch_and_comes_back_as_a_second_complaint
                 await eventually(probe, f"intake shows {expected}")
 
             await intake_status("dispatched")
+
+            # The owner calls again while the order is out: the call joins the case (200,
+            # the same complaint), dispatch writes it on the one work order, makes no other.
+            repeat = {**complaint, "channel": "wechat", "content": "3号楼301水管还在漏水, 催一下"}
+            r = await intake.post("/v1/complaints", headers=bearer("S001"), json=repeat)
+            assert r.status_code == 200, r.text
+            assert r.json()["id"] == cid and r.json()["calls"] == 2
+            assert r.json()["case"] == {
+                "kind": "duplicate",
+                "joined": cid,
+                "reference": first["reference"],
+                "reason": r.json()["case"]["reason"],
+                "calls": 2,
+                "notify_complainant": False,
+            }
+
+            async def the_call_on_the_order() -> dict | None:
+                got = (await dispatch.get(url, headers=assistant)).json()
+                calls = [st for st in got["steps"] if st["action"] == "duplicate_call"]
+                return calls[0] if calls else None
+
+            call = await eventually(the_call_on_the_order, "the repeat call on the work order")
+            assert call["details"]["content"] == repeat["content"]
+            assert call["details"]["channel"] == "wechat" and call["details"]["calls"] == 2
+
+            async def work_orders_of_tenant() -> int:
+                ctx = TenantContext.for_tenant(tenant, actor="e2e")
+                async with tenant_transaction(dispatch_res.sessions, ctx) as session:
+                    return await session.scalar(text("SELECT count(*) FROM dispatch.work_orders"))
+
+            assert await work_orders_of_tenant() == 1
             # In working hours the engineer, outside them the duty shift leader.
             handler = bearer(code_of[order["handler_id"]])
             r = await dispatch.post(f"{url}/accept", headers=handler)

@@ -1,4 +1,5 @@
-"""Event consumers: the tenant directory and routing hints, and complaint.classified.
+"""Event consumers: the tenant directory and routing hints, and the complaint events that
+make and annotate work orders (classified, regraded, duplicate_joined).
 
 Each handler runs inside the consumer runner's one transaction (inbox row + writes), under
 the event's tenant context.
@@ -10,7 +11,11 @@ import logging
 
 from propdesk.bus import Consumer, PermanentError
 from propdesk.events import Envelope, parse_payload
-from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
+from propdesk.events.contracts.complaint import (
+    ComplaintClassified,
+    ComplaintDuplicateJoined,
+    ComplaintRegraded,
+)
 from propdesk.events.contracts.tenant import (
     DepartmentUpserted,
     ProjectUpserted,
@@ -22,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.routing import parse_routing_hints
 from dispatch.flows.dispatching import apply_regrade, dispatch_classified
+from dispatch.flows.duplicate_calls import record_duplicate_call
 from dispatch.store import directory, routing_rules
 
 log = logging.getLogger("dispatch.handlers")
@@ -58,14 +64,19 @@ async def on_directory_event(session: AsyncSession, env: Envelope) -> None:
 
 
 async def on_complaint_classified(session: AsyncSession, env: Envelope) -> None:
-    """complaint.classified and complaint.regraded, on one consumer so a regrade is never
-    applied before the classification it changes."""
+    """complaint.classified, complaint.regraded and complaint.duplicate_joined, on one
+    consumer so a regrade or a repeat call is never applied before the classification it
+    follows (a repeat call that still overtakes it is kept, see `duplicate_calls`)."""
     payload = parse_payload(env)
     match payload:
         case ComplaintClassified():
             await dispatch_classified(session, env.tenant_id, payload)
         case ComplaintRegraded():
             await apply_regrade(session, payload)
+        case ComplaintDuplicateJoined():
+            await record_duplicate_call(
+                session, env.tenant_id, payload, event_id=env.id, recorded_by=env.actor
+            )
         case _:
             raise PermanentError(f"dispatch-complaints does not handle {env.type}")
 
@@ -79,7 +90,7 @@ DIRECTORY_TYPES = (
 )
 
 
-COMPLAINT_TYPES = ("complaint.classified", "complaint.regraded")
+COMPLAINT_TYPES = ("complaint.classified", "complaint.regraded", "complaint.duplicate_joined")
 
 
 def consumers() -> list[Consumer]:
@@ -96,6 +107,6 @@ def consumers() -> list[Consumer]:
             schema=SCHEMA,
             subjects=[f"pd.{t}.>" for t in COMPLAINT_TYPES],
             handler=on_complaint_classified,
-            description="one work order per classified complaint",
+            description="one work order per classified complaint; regrades and repeat calls",
         ),
     ]

@@ -7,6 +7,8 @@ from uuid import uuid4
 
 import pytest
 
+from .conftest import onboard
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -71,12 +73,15 @@ async def test_list_filters_search_and_cursor(client, company_a):
     marker = uuid4().hex[:8]
     ids = []
     for i in range(5):
+        # Five households (another unit and phone each): the same one again would join
+        # its open case instead of making a new complaint.
         r = await client.post(
             "/v1/complaints",
             json=complaint(
                 content=f"垃圾没有清理 smell {marker} #{i}",
                 channel="wechat",
-                unit={"building": "5", "room": "50" + str(i % 3 + 1)},
+                unit={"building": "5", "room": f"50{i + 1}"},
+                complainant={"name": "李先生", "phone": f"137{uuid4().int % 10**8:08d}"},
                 received_at=(datetime.now(UTC) - timedelta(minutes=10 - i)).isoformat(),
             ),
             headers=clerk,
@@ -140,8 +145,24 @@ async def test_classification_override_is_audited(client, company_a, db_rows):
     assert len(seqs) >= 3 and seqs == list(range(1, len(seqs) + 1))
 
 
-async def test_every_channel_is_accepted(client, company_a):
-    clerk = company_a.token("intake_clerk")
+async def test_every_channel_is_accepted(client, resources):
+    # A company of its own, each complaint its own household and matter (no unit or place,
+    # content without common words): a repeat would join an open case, three households
+    # on one matter would make a group.
+    company = await onboard(resources, f"CH{uuid4().hex[:6].upper()}", "渠道物业")
+    clerk = company.token("intake_clerk")
+
+    def alone(**over: object) -> dict[str, object]:
+        return complaint(
+            **{
+                "content": f"{uuid4().int}",
+                "unit": None,
+                "place": None,
+                "complainant": {"name": "李先生", "phone": f"136{uuid4().int % 10**8:08d}"},
+                **over,
+            }
+        )
+
     channels = [
         "phone",
         "sms",
@@ -161,14 +182,15 @@ async def test_every_channel_is_accepted(client, company_a):
     for channel in channels:
         r = await client.post(
             "/v1/complaints",
-            json=complaint(channel=channel, unit={"building": "1", "room": "104"}),
+            json=alone(channel=channel),
             headers=clerk,
         )
         assert r.status_code == 201, (channel, r.text)
         assert r.json()["channel"] == channel
     letter = await client.post(
-        "/v1/complaints", json=complaint(channel="letter", content="水管漏水 zz"), headers=clerk
+        "/v1/complaints", json=alone(channel="letter", content="水管漏水 zz"), headers=clerk
     )
+    assert letter.status_code == 201, letter.text
     assert letter.json()["grade"] == "complex"
 
 

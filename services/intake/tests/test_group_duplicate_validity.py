@@ -9,20 +9,26 @@ import pytest
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def _file(client, headers, room: str, phone: str, content: str, project="SUNRISE"):
+def _body(room: str, phone: str, content: str, project="SUNRISE", **more) -> dict:
+    building = "5" if project == "SUNRISE" else "A"
+    return {
+        "project": project,
+        "channel": "phone",
+        "content": content,
+        "place": "5号楼电梯" if project == "SUNRISE" else "A栋门口",
+        "unit": {"building": building, "room": room},
+        "complainant": {"name": "业主", "phone": phone},
+        **more,
+    }
+
+
+async def _file(
+    client, headers, room: str, phone: str, content: str, project="SUNRISE", status=201
+):
     r = await client.post(
-        "/v1/complaints",
-        json={
-            "project": project,
-            "channel": "phone",
-            "content": content,
-            "place": "5号楼电梯",
-            "unit": {"building": "5", "room": room},
-            "complainant": {"name": "业主", "phone": phone},
-        },
-        headers=headers,
+        "/v1/complaints", json=_body(room, phone, content, project), headers=headers
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == status, r.text
     return r.json()
 
 
@@ -56,27 +62,114 @@ async def test_three_households_make_a_major_group(client, company_b, db_rows):
         group_id,
     )
     assert len(grouped) == 3
-    # A fourth household joins the same group.
-    fourth = await _file(client, clerk, "501", "13900000009", "5号楼电梯还是坏的")
+    # Household 501 again (another phone, same unit): a duplicate of its open case, which
+    # is in the group. The household is already counted: the group stays at 3.
+    again = await _file(client, clerk, "501", "13900000009", "5号楼电梯还是坏的", status=200)
+    assert again["id"] == first["id"] and again["case"]["kind"] == "duplicate"
+    assert again["group_case_id"] == group_id and again["calls"] == 2
+    [group] = await db_rows(
+        "SELECT household_count FROM intake.group_cases WHERE id = $1::uuid", group_id
+    )
+    assert group["household_count"] == 3
+    grouped = await db_rows(
+        "SELECT 1 FROM intake.outbox WHERE event_type = 'complaint.grouped'"
+        " AND envelope->'payload'->>'group_case_id' = $1",
+        group_id,
+    )
+    assert len(grouped) == 3
+    # A fourth household (a unit not onboarded: known by its phone) joins the same group.
+    fourth = await _file(client, clerk, "504", "13900000004", "5号楼电梯还是坏的")
+    assert fourth["case"]["kind"] == "group" and fourth["case"]["household_count"] == 4
     assert fourth["group_case_id"] == group_id and fourth["grade"] == "major"
 
 
-async def test_repeat_from_same_household_joins_the_open_case(client, company_b):
-    clerk = company_b.token("intake_clerk")
+async def test_repeat_from_same_household_joins_the_open_case(client, company_b, db_rows):
+    clerk = company_b.token("intake_clerk", subject="clerk-dup")
     marker = uuid4().hex[:6]
     original = await _file(
         client, clerk, "1A", "13700000001", f"A栋门口垃圾堆积发臭 {marker}", project="MOON"
     )
-    repeat = await _file(
-        client, clerk, "1A", "13700000001", f"A栋门口垃圾堆积发臭没人管 {marker}", project="MOON"
+    assert original["calls"] == 1 and original["last_call_at"] is None
+    r = await client.post(
+        "/v1/complaints",
+        json=_body(
+            "1A",
+            "13700000001",
+            f"A栋门口垃圾堆积发臭没人管 {marker}",
+            project="MOON",
+            channel="wechat",
+            demand="今天清走",
+            receiver="小李",
+            external_reference=f"WX-{marker}",
+        ),
+        headers=clerk,
     )
-    assert repeat["duplicate_of"] == original["id"]
-    assert repeat["case"]["kind"] == "duplicate"
-    assert await _timeline(client, clerk, repeat["id"]) == [
+    # Nothing new: the answer is the open case, and says so.
+    assert r.status_code == 200, r.text
+    joined = r.json()
+    assert joined["id"] == original["id"] and joined["reference"] == original["reference"]
+    assert joined["content"] == original["content"]  # the case, not the call
+    assert joined["calls"] == 2 and joined["last_call_at"] is not None
+    assert joined["version"] == original["version"] + 1
+    case = joined["case"]
+    assert case["kind"] == "duplicate" and case["calls"] == 2
+    assert (case["joined"], case["reference"]) == (original["id"], original["reference"])
+    assert case["reason"].startswith("same household, open case")
+    assert "duplicate_of" not in joined
+    got = (await client.get(f"/v1/complaints/{original['id']}", headers=clerk)).json()
+    assert got["calls"] == 2 and got["version"] == joined["version"]
+
+    # The call is on the case's timeline, with what the caller said.
+    events = (await client.get(f"/v1/complaints/{original['id']}/timeline", headers=clerk)).json()[
+        "events"
+    ]
+    assert [e["type"] for e in events] == [
         "complaint.received",
         "complaint.classified",
         "complaint.duplicate_joined",
     ]
+    call = events[-1]
+    assert call["actor"] == "clerk-dup" and "小李" in call["reason"] and "wechat" in call["reason"]
+    assert call["data"]["channel"] == "wechat" and call["data"]["calls"] == 2
+    assert call["data"]["content"] == f"A栋门口垃圾堆积发臭没人管 {marker}"
+    assert call["data"]["demand"] == "今天清走"
+    assert call["data"]["external_reference"] == f"WX-{marker}"
+    assert call["data"]["complainant_phone"] == "13700000001"
+    assert call["data"]["received_at"] and call["data"]["reason"] == case["reason"]
+
+    # One complaint row, one complaint.received, one complaint.duplicate_joined on the case.
+    rows = await db_rows("SELECT id FROM intake.complaints WHERE content LIKE $1", f"%{marker}%")
+    assert [str(r["id"]) for r in rows] == [original["id"]]
+    received = await db_rows(
+        "SELECT 1 FROM intake.outbox WHERE event_type = 'complaint.received'"
+        " AND envelope->'payload'->>'content' LIKE $1",
+        f"%{marker}%",
+    )
+    assert len(received) == 1
+    dup_events = await db_rows(
+        "SELECT (envelope->>'aggregate_seq')::int AS seq, envelope->'payload' AS p"
+        " FROM intake.outbox WHERE event_type = 'complaint.duplicate_joined'"
+        " AND envelope->>'aggregate_id' = $1",
+        original["id"],
+    )
+    assert len(dup_events) == 1 and dup_events[0]["seq"] == joined["version"]
+
+    # A third call with an Idempotency-Key: a retry replays the same 200 and counts nothing.
+    third = _body("1A", "13700000001", f"A栋门口垃圾还在 {marker}", project="MOON")
+    key = {**clerk, "Idempotency-Key": f"dup-{marker}"}
+    first_try = await client.post("/v1/complaints", json=third, headers=key)
+    retry = await client.post("/v1/complaints", json=third, headers=key)
+    assert first_try.status_code == retry.status_code == 200, retry.text
+    assert retry.headers.get("Idempotent-Replayed") == "true"
+    assert retry.json() == first_try.json() and retry.json()["calls"] == 3
+    got = (await client.get(f"/v1/complaints/{original['id']}", headers=clerk)).json()
+    assert got["calls"] == 3
+    dup_events = await db_rows(
+        "SELECT 1 FROM intake.outbox WHERE event_type = 'complaint.duplicate_joined'"
+        " AND envelope->>'aggregate_id' = $1",
+        original["id"],
+    )
+    assert len(dup_events) == 2
 
 
 async def test_invalidation_needs_another_supervisor(client, company_a, db_rows):

@@ -191,6 +191,43 @@ class TestPostRequest:
         assert changed.status_code == 409, changed.text
         assert changed.json()[0]["description"].startswith("attribute[ticket_id]:")
 
+    async def test_repeat_call_answers_with_the_open_case(
+        self, client: httpx.AsyncClient, sunrise_key: str, resources: ServiceResources
+    ) -> None:
+        t = tag()
+        form = {
+            "api_key": sunrise_key,
+            "service_code": "parking",
+            "description": f"车位被外来车辆占用 {t}",
+            "address_string": f"地下车库B2-{t}",
+            "phone": f"135{uuid4().int % 10**8:08d}",
+            "attribute[ticket_id]": f"CC1-{t}",
+        }
+        first = await post(client, **form)
+        assert first.status_code == 201, first.text
+        case_id = first.json()[0]["service_request_id"]
+        again = await post(
+            client,
+            **{**form, "description": f"车位还被占着 {t}", "attribute[ticket_id]": f"CC2-{t}"},
+        )
+        # Nothing new: 200 with the open case's id, and the notice says it was joined.
+        assert again.status_code == 200, again.text
+        [answer] = again.json()
+        assert answer["service_request_id"] == case_id
+        assert "与已有投诉合并处理" in answer["service_notice"]
+        assert "业主来电 2 次" in answer["service_notice"]
+        got = await client.get(f"{BASE}/requests/{case_id}.json", params={"api_key": sunrise_key})
+        assert "calls=2" in got.json()[0]["status_notes"]
+        # The repeat's ticket id names the case, also once its idempotency key is gone.
+        await admin_fetch(
+            resources.settings,
+            "DELETE FROM intake.idempotency_keys WHERE key = $1",
+            f"open311:CC2-{t}",
+        )
+        token = await client.get(f"{BASE}/tokens/CC2-{t}.json", params={"api_key": sunrise_key})
+        assert token.status_code == 200, token.text
+        assert token.json()[0]["service_request_id"] == case_id
+
     async def test_json_body_header_key_xml_answer(
         self, client: httpx.AsyncClient, sunrise_key: str
     ) -> None:

@@ -320,7 +320,7 @@ class TestServiceRequests:
         "long": 121.4,
         "unit_id": None,
         "attachments": [{"ref": "x"}, {"url": "https://x/1.jpg"}],
-        "duplicate_of": None,
+        "calls": 1,
         "group_case_id": uuid4(),
     }
 

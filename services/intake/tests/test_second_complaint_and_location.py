@@ -62,9 +62,18 @@ async def test_previous_case_chain_second_then_repeated_is_major(client, company
     who = {"name": "孙先生", "phone": "13811112222"}
     first = (await client.post("/v1/complaints", json=body(complainant=who), headers=clerk)).json()
     assert first["grade"] == "simple" and first["second_complaint"]["prior_cases"] == 0
-    second = await client.post(
+    # The same phone naming its own case while it is open: a repeat call, which joins it.
+    same = await client.post(
         "/v1/complaints",
         json=body(previous_case=first["reference"], complainant=who),
+        headers=clerk,
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["case"]["joined"] == first["id"] and same.json()["calls"] == 2
+    # Other callers (own phones, own words: no duplicate, no group) name the earlier cases.
+    second = await client.post(
+        "/v1/complaints",
+        json=body(previous_case=first["reference"], content="东门照明不亮"),
         headers=clerk,
     )
     assert second.status_code == 201, second.text
@@ -72,7 +81,7 @@ async def test_previous_case_chain_second_then_repeated_is_major(client, company
     assert second.json()["second_complaint"]["previous_case_id"] == first["id"]
     third = await client.post(
         "/v1/complaints",
-        json=body(previous_case=second.json()["id"], complainant=who),
+        json=body(previous_case=second.json()["id"], content="车库照明故障"),
         headers=clerk,
     )
     assert third.status_code == 201, third.text

@@ -130,13 +130,15 @@ def complaint_body(phone: str, content: str) -> dict[str, Any]:
     }
 
 
-async def record(client, company: Company, phone: str, content: str) -> dict[str, Any]:
+async def record(
+    client, company: Company, phone: str, content: str, status: int = 201
+) -> dict[str, Any]:
     r = await client.post(
         "/v1/complaints",
         json=complaint_body(phone, content),
         headers=company.token("intake_clerk"),
     )
-    assert r.status_code == 201, r.text
+    assert r.status_code == status, r.text
     return r.json()
 
 
@@ -245,8 +247,11 @@ async def test_an_open_case_is_still_a_duplicate_target(client, company, runner,
     order = Order(company, c, await staff_id(db_rows, company, "S001"))
     for env in order.lifecycle()[:2]:
         await runner.apply(env)
-    again = await record(client, company, phone, "5号楼电梯厅电梯按钮失灵, 还没修")
-    assert again["case"]["kind"] == "duplicate" and again["case"]["duplicate_of"] == c["id"]
+    again = await record(client, company, phone, "5号楼电梯厅电梯按钮失灵, 还没修", status=200)
+    assert again["case"]["kind"] == "duplicate" and again["case"]["joined"] == c["id"]
+    assert again["id"] == c["id"] and again["calls"] == 2
+    # The case keeps the work order's status: the call does not move it.
+    assert again["status"] == "accepted"
     assert again["second_complaint"]["prior_cases"] == 0
 
 

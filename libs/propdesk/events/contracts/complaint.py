@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from pydantic import Field
+
 from propdesk.events.envelope import EventPayload
 
 
@@ -35,7 +37,6 @@ class ComplaintReceived(EventPayload):
     content: str | None = None
     demand: str | None = None
     attachments: list[dict[str, str | None]] = []
-    duplicate_of: UUID | None = None
     group_case_id: UUID | None = None
     complainant_email: str | None = None
     lat: float | None = None  # WGS84 degrees
@@ -104,8 +105,9 @@ class ComplaintGrouped(EventPayload):
 
 
 class ComplaintDuplicateJoined(EventPayload):
-    """A repeat of an open complaint from the same household on the same matter: recorded,
-    and linked to the original so the matter is handled once."""
+    """The same household called again about an open case on the same matter: the call is
+    recorded on that case (no new complaint, no new work order). The aggregate is the open
+    case; the fields after `reason` describe the call that joined it."""
 
     event_type = "complaint.duplicate_joined"
     aggregate = "complaint"
@@ -113,9 +115,21 @@ class ComplaintDuplicateJoined(EventPayload):
     complaint_id: UUID
     reference: str
     project_id: UUID
-    duplicate_of: UUID
-    original_reference: str
     reason: str
+    # How many times the household has called about this case, the first call included.
+    calls: int = Field(ge=2)
+    call_id: UUID
+    channel: str
+    received_at: datetime
+    recorded_at: datetime
+    receiver: str | None = None
+    external_reference: str | None = None
+    complainant_name: str | None = None
+    complainant_phone: str | None = None
+    summary: str
+    content: str
+    demand: str | None = None
+    attachments: list[dict[str, str | None]] = []
 
 
 class ComplaintOverridden(EventPayload):

@@ -1,4 +1,5 @@
-"""complaint.classified → one work order: route, pick the receiver, record, announce.
+"""complaint.classified → one work order: route, pick the receiver, record, announce (and
+write the repeat calls kept for the complaint, see `duplicate_calls`).
 
 One transaction per event (the consumer's): the inbox row, the work order, its first
 step, the staff's round-robin mark and the outbox events commit together. The unique
@@ -26,6 +27,7 @@ from dispatch.domain.assignment import choose_assignee
 from dispatch.domain.lifecycle import State
 from dispatch.domain.ownership import OwnerChange
 from dispatch.domain.routing import RoutingInput, resolve_department, route
+from dispatch.flows.duplicate_calls import apply_kept_calls
 from dispatch.flows.events import event
 from dispatch.store import calendars, directory, routing_rules
 from dispatch.store import work_orders as orders
@@ -170,6 +172,8 @@ async def dispatch_classified(
                 reason=change.reason,
             )
         )
+    # Repeat calls that overtook this classification become steps after the dispatch.
+    await apply_kept_calls(session, wo)
     await OUTBOX.add(session, *envelopes)
     return wo.id
 

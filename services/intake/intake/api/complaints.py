@@ -48,13 +48,33 @@ def _bad_query(field: str, rule: str, message: str) -> ProblemError:
     )
 
 
-@router.post("", status_code=201)
+RECORD_RESPONSES: dict[int | str, dict[str, object]] = {
+    201: {
+        "description": "A new case: the complaint as recorded, with `case.kind` `new` or "
+        "`group` (then `group_case_id`, `group_reference`, `household_count`, "
+        "`notify_complainant: true`)."
+    },
+    200: {
+        "description": "A duplicate: the same household (unit or phone) on the same matter "
+        "while its case is open. Nothing new is created: the call is counted (`calls`, "
+        "`last_call_at`) and put on that case's timeline (`complaint.duplicate_joined`), and "
+        "the answer is that case, with `case: {kind: duplicate, joined: <its id>, reference: "
+        "<its reference>, reason, calls}`."
+    },
+}
+
+
+@router.post("", status_code=201, responses=RECORD_RESPONSES)
 async def create_complaint(
     request: Request,
     body: ComplaintIn,
     ctx: TenantContext = require_staff(*RECORD_ROLES),
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
+    """Record a complaint, or join the household's open case on the same matter.
+
+    With an `Idempotency-Key`, a retry with the same body gets the first answer again
+    (same status and body, header `Idempotent-Replayed: true`)."""
     if idempotency_key is not None and (
         not idempotency_key.strip()
         or len(idempotency_key) > MAX_IDEMPOTENCY_KEY

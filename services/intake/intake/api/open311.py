@@ -8,8 +8,10 @@ Conventions and deliberate deviations from the public-city reading of the spec:
 - Every endpoint needs a credential: `api_key` (query or form field, as the spec says),
   or the `X-API-Key` header, or a staff bearer token. Complaints are private data, so
   GET services/requests are not anonymous. An invalid key is 403 as in the spec.
-- POST answers 201 with service_request_id at once (services are `realtime`); tokens
-  are the caller's own ticket id (attribute[ticket_id]) or the Idempotency-Key it sent.
+- POST answers 201 with service_request_id at once (services are `realtime`); a repeat
+  from the same household on an open case answers 200 with that case's service_request_id
+  (nothing new is created). Tokens are the caller's own ticket id (attribute[ticket_id])
+  or the Idempotency-Key it sent.
 - A location is optional: a complaint about staff attitude has none.
 - Errors are the spec's list of {code, description}, in the requested format.
 - Plus mySociety's `servicerequestupdates.{fmt}` (the complaint timeline as updates).

@@ -179,7 +179,8 @@ class ComplaintOut(BaseModel):
     receiver: str | None
     attachments: list[dict[str, object | None]]
     external_reference: str | None
-    duplicate_of: UUID | None
+    calls: int
+    last_call_at: datetime | None
     group_case_id: UUID | None
     flags: list[str]
     version: int

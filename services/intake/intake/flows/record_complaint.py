@@ -1,5 +1,8 @@
 """Record a complaint: idempotency → project and unit → classification → duplicate and group
-detection → insert with reference number → timeline and outbox, in one transaction."""
+detection → insert with reference number → timeline and outbox, in one transaction.
+
+A repeat from the same household on an open case (a duplicate) inserts nothing: the call
+is counted and put on that case's timeline, and the answer is the case itself (200)."""
 
 from __future__ import annotations
 
@@ -296,9 +299,13 @@ async def _record(
         received_at=received_at,
     )
     facts = [_facts(r) for r in recent]
-    duplicate = find_duplicate(new_case, facts, rules)
-    group = detect_group(new_case, facts, rules)
     repeat = await _repeat(s, body, new_case, household_id, rules)
+    duplicate = find_duplicate(new_case, facts, rules)
+    if duplicate is not None:
+        # The same household on an open case: the call joins that case. No new complaint,
+        # no reference number, no group change (the household is already counted).
+        return await _join_open_case(s, ctx, body, duplicate, received_at, now)
+    group = detect_group(new_case, facts, rules)
     grade = grade_complaint(
         GradingFacts(
             channel=channel,
@@ -367,9 +374,10 @@ async def _record(
         "previous_case_id": repeat.previous_case_id,
         "prior_cases": repeat.prior_cases,
         "forwarded_result": body.forwarded_result,
-        "duplicate_of": duplicate.case_id if duplicate else None,
         "group_case_id": group_id,
         "flags": [],
+        "calls": 1,
+        "last_call_at": None,
         "version": 0,
         "created_by": ctx.actor,
     }
@@ -416,7 +424,6 @@ async def _record(
             content=body.content,
             demand=body.demand,
             attachments=values["attachments"],
-            duplicate_of=values["duplicate_of"],
             group_case_id=group_id,
             complainant_email=values["complainant_email"],
             lat=body.lat,
@@ -448,14 +455,6 @@ async def _record(
         data={"second_complaint_basis": repeat.reason} if repeat.reason else None,
     )
     case: dict[str, Any] = {"kind": "new", "notify_complainant": False}
-    if duplicate is not None:
-        await _joined_duplicate(emit, common, duplicate, by_id)
-        case = {
-            "kind": "duplicate",
-            "duplicate_of": str(duplicate.case_id),
-            "reason": duplicate.reason,
-            "notify_complainant": False,
-        }
     if group is not None and group_id is not None and group_reference is not None:
         await emit(
             ComplaintGrouped(
@@ -471,7 +470,7 @@ async def _record(
         await _regroup_members(s, ctx, group, group_id, group_reference, by_id, complaint_id)
         case = {
             **case,
-            "kind": "group" if duplicate is None else "duplicate",
+            "kind": "group",
             "group_case_id": str(group_id),
             "group_reference": group_reference,
             "household_count": group.size,
@@ -485,19 +484,67 @@ async def _record(
     return RecordResult(201, out)
 
 
-async def _joined_duplicate(
-    emit: Any, common: dict[str, Any], duplicate: DuplicateMatch, by_id: dict[Any, Row]
-) -> None:
-    original = by_id.get(duplicate.case_id)
-    await emit(
-        ComplaintDuplicateJoined(
-            **common,
-            duplicate_of=duplicate.case_id,
-            original_reference=original.reference if original is not None else "",
-            reason=duplicate.reason,
-        ),
+async def _join_open_case(
+    s: AsyncSession,
+    ctx: TenantContext,
+    body: ComplaintIn,
+    duplicate: DuplicateMatch,
+    received_at: datetime,
+    now: datetime,
+) -> RecordResult:
+    """Record the call on the open case it repeats (DOMAIN.md: every complaint is recorded,
+    and the same matter is handled once): count it, put it on the case's timeline, tell
+    dispatch through `complaint.duplicate_joined`, answer with the case (200: nothing new
+    was created)."""
+    case_id = UUID(str(duplicate.case_id))
+    original = await store.get_complaint(s, case_id, for_update=True)
+    assert original is not None  # found by the same transaction's matter query
+    calls, seq = await store.count_call(s, case_id, received_at)
+    complainant = body.complainant
+    channel = Channel(body.channel).value
+    joined = ComplaintDuplicateJoined(
+        complaint_id=case_id,
+        reference=original.reference,
+        project_id=original.project_id,
         reason=duplicate.reason,
+        calls=calls,
+        call_id=uuid4(),
+        channel=channel,
+        received_at=received_at,
+        recorded_at=now,
+        receiver=body.receiver,
+        external_reference=body.external_reference,
+        complainant_name=complainant.name if complainant else None,
+        complainant_phone=complainant.phone if complainant else None,
+        summary=body.content[:200],
+        content=body.content,
+        demand=body.demand,
+        attachments=[a.model_dump(mode="json") for a in body.attachments],
     )
+    await history.record(
+        s,
+        ctx,
+        project_id=original.project_id,
+        complaint_id=case_id,
+        seq=seq,
+        payload=joined,
+        reason=(
+            f"call {calls} received by {body.receiver or ctx.actor} via {channel}: "
+            f"{duplicate.reason}"
+        ),
+    )
+    row = await store.get_complaint(s, case_id)
+    assert row is not None
+    out = complaint_body(row._mapping)
+    out["case"] = {
+        "kind": "duplicate",
+        "joined": str(case_id),
+        "reference": original.reference,
+        "reason": duplicate.reason,
+        "calls": calls,
+        "notify_complainant": False,
+    }
+    return RecordResult(200, out)
 
 
 async def _open_or_join_group(

@@ -56,7 +56,9 @@ def complaint_body(row: Mapping[str, Any], project_code: str | None = None) -> d
             "previous_case_id": _str(row.get("previous_case_id")),
         },
         "forwarded_result": row.get("forwarded_result"),
-        "duplicate_of": _str(row["duplicate_of"]),
+        # The household's calls about the case (repeats join it, see record_complaint).
+        "calls": row.get("calls") or 1,
+        "last_call_at": _iso(row.get("last_call_at")),
         "group_case_id": _str(row["group_case_id"]),
         "flags": list(row["flags"] or []),
         "version": row["version"],

@@ -60,8 +60,9 @@ async def find_requests(
 async def request_for_token(
     session: AsyncSession, project_id: UUID | None, token: str
 ) -> Row | None:
-    """The complaint a token names: the caller's ticket id (external reference), else the
-    Idempotency-Key it sent (kept 48 hours)."""
+    """The complaint a token names: the caller's ticket id (external reference, or that of
+    a repeat call which joined an open case), else the Idempotency-Key it sent (kept 48
+    hours)."""
     conds = [complaints.c.external_reference == token]
     if project_id is not None:
         conds.append(complaints.c.project_id == project_id)
@@ -83,12 +84,22 @@ async def request_for_token(
             )
         )
     ).first()
-    if resource is None:
-        return None
+    if resource is not None:
+        target = complaints.c.id == resource.resource_id
+    else:
+        # A repeat call creates no complaint: its ticket id is on the joined case's timeline.
+        target = complaints.c.id.in_(
+            select(complaint_events.c.complaint_id).where(
+                complaint_events.c.type == "complaint.duplicate_joined",
+                complaint_events.c.data["external_reference"].astext == token,
+            )
+        )
     stmt = (
         select(*_COLUMNS)
         .join(projects, projects.c.id == complaints.c.project_id)
-        .where(complaints.c.id == resource.resource_id)
+        .where(target)
+        .order_by(complaints.c.received_at)
+        .limit(1)
     )
     if project_id is not None:
         stmt = stmt.where(complaints.c.project_id == project_id)

@@ -1,7 +1,7 @@
 """Complaints as Open311 service requests, and the `GET requests` query.
 
 Status: Open311 knows only `open` and `closed`; the complaint's own state (status, validity,
-grade, duplicate/group links) goes to `status_notes`. A complaint counts as closed when its
+grade, repeat calls, group link) goes to `status_notes`. A complaint counts as closed when its
 status is one of `CLOSED_STATUSES` (an invalidated complaint is closed by intake-core).
 service_request_id is the complaint id (a UUID); the human reference (e.g. P1-20261126-0001)
 is in `service_notice`, and lookups accept either.
@@ -67,8 +67,11 @@ def service_notice(row: Mapping[str, Any]) -> str:
     parts = [f"已受理，编号 {row['reference']}"]
     if row.get("grade"):
         parts.append(f"等级 {_grade_zh(row['grade'])}")
-    if row.get("duplicate_of"):
+    if (row.get("case") or {}).get("kind") == "duplicate":
+        # A repeat call: the answer is the open case it joined, not a new request.
         parts.append("与已有投诉合并处理")
+    if (row.get("calls") or 1) > 1:
+        parts.append(f"业主来电 {row['calls']} 次")
     if row.get("group_case_id"):
         parts.append("列入群体投诉")
     return "；".join(parts) + f" (reference {row['reference']})"
@@ -78,8 +81,8 @@ def status_notes(row: Mapping[str, Any]) -> str:
     notes = [f"status={row['status']}", f"validity={row['validity']}"]
     if row.get("grade"):
         notes.append(f"grade={row['grade']}")
-    if row.get("duplicate_of"):
-        notes.append(f"duplicate_of={row['duplicate_of']}")
+    if (row.get("calls") or 1) > 1:
+        notes.append(f"calls={row['calls']}")
     if row.get("group_case_id"):
         notes.append(f"group_case_id={row['group_case_id']}")
     return "; ".join(notes)
@@ -199,7 +202,7 @@ _UPDATE_TEXT = {
     "complaint.classified": "已分类定级 classified",
     "complaint.regraded": "等级调整 regraded",
     "complaint.grouped": "列入群体投诉 grouped",
-    "complaint.duplicate_joined": "与已有投诉合并 joined an open case",
+    "complaint.duplicate_joined": "业主再次来电 the household called again",
     "complaint.overridden": "分类/等级人工调整 classification changed",
     "complaint.invalidation_requested": "申请无效关闭 invalidation requested",
     "complaint.invalidation_approved": "无效投诉，已关闭 closed as invalid",

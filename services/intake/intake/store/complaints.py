@@ -154,6 +154,21 @@ async def insert_complaint(session: AsyncSession, values: dict[str, Any]) -> Non
     await session.execute(complaints.insert().values(**values))
 
 
+async def count_call(session: AsyncSession, complaint_id: UUID, received_at: datetime) -> Row:
+    """One more call from the household about this case: (calls, version) after it. The
+    version moves too, since the call is an event of the case."""
+    return (
+        await session.execute(
+            text(
+                "UPDATE intake.complaints SET calls = calls + 1, version = version + 1,"
+                " last_call_at = greatest(last_call_at, :at), updated_at = now()"
+                " WHERE id = :id RETURNING calls, version"
+            ),
+            {"id": complaint_id, "at": received_at},
+        )
+    ).one()
+
+
 async def get_complaint(
     session: AsyncSession, complaint_id: UUID, *, for_update: bool = False
 ) -> Row | None:

@@ -198,6 +198,20 @@ TABLES = [
         at                timestamptz NOT NULL
     )""",
     "CREATE INDEX work_order_owners_order ON dispatch.work_order_owners (work_order_id, id)",
+    # A repeat call (complaint.duplicate_joined) that came before its complaint's work
+    # order: kept here, and written as a step of the order when it is created.
+    """
+    CREATE TABLE dispatch.pending_duplicate_calls (
+        event_id      uuid PRIMARY KEY,
+        tenant_id     uuid NOT NULL,
+        project_id    uuid NOT NULL,
+        complaint_id  uuid NOT NULL,
+        at            timestamptz NOT NULL,
+        details       jsonb NOT NULL,
+        created_at    timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE INDEX pending_duplicate_calls_complaint
+       ON dispatch.pending_duplicate_calls (complaint_id, at)""",
     """
     CREATE FUNCTION dispatch.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -217,6 +231,7 @@ RLS: list[tuple[str, str | None]] = [
     ("calendar_days", "project_id"),
     ("work_order_steps", "project_id"),
     ("work_order_owners", "project_id"),
+    ("pending_duplicate_calls", "project_id"),
 ]
 
 
@@ -240,6 +255,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     for table in (
+        "pending_duplicate_calls",
         "work_order_owners",
         "work_order_steps",
         "work_orders",

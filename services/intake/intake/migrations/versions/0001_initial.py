@@ -152,9 +152,12 @@ TABLES = [
         previous_case_id   uuid REFERENCES intake.complaints (id),
         prior_cases        integer NOT NULL DEFAULT 0 CHECK (prior_cases >= 0),
         forwarded_result   text CHECK (forwarded_result IN ('dissatisfied')),
-        duplicate_of       uuid REFERENCES intake.complaints (id),
         group_case_id      uuid REFERENCES intake.group_cases (id),
         flags              text[] NOT NULL DEFAULT '{}',
+        -- The household's calls about this case, the first included: a repeat while the
+        -- case is open joins it (a timeline entry) instead of opening another complaint.
+        calls              integer NOT NULL DEFAULT 1 CHECK (calls >= 1),
+        last_call_at       timestamptz,
         -- The last work-order step applied to the status, so a late event never
         -- overwrites a newer one (case_status.is_late).
         work_order_id      uuid,
@@ -195,6 +198,11 @@ TABLES = [
         at           timestamptz NOT NULL DEFAULT clock_timestamp()
     )""",
     "CREATE INDEX complaint_events_by_complaint ON intake.complaint_events (complaint_id, id)",
+    # Open311 tokens: the ticket id of a call that joined an open case lives only in its
+    # timeline entry.
+    """CREATE INDEX complaint_events_joined_ticket
+       ON intake.complaint_events ((data->>'external_reference'))
+       WHERE type = 'complaint.duplicate_joined'""",
     """
     CREATE TABLE intake.invalidation_requests (
         id           uuid PRIMARY KEY,
