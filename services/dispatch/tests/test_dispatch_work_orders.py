@@ -11,7 +11,12 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
-from dispatch.flows.dispatching import apply_regrade, dispatch_classified
+import pytest
+from dispatch.flows.dispatching import (
+    WorkOrderNotYetCreated,
+    apply_regrade,
+    dispatch_classified,
+)
 from dispatch.flows.overnight import run_overnight_handover
 from dispatch.service import warn_uncovered_years
 from dispatch.testing import Tenant, seed_tenant
@@ -339,6 +344,25 @@ async def test_regrade_follows_intake(res, tenant: Tenant, client) -> None:
     view = (await client.get(f"/v1/work-orders/{wo}", headers=tenant.handler(tenant.head))).json()
     assert view["grade"] == "complex" and view["state"] == "dispatched"
     assert view["steps"][-1]["action"] == "regrade"
+
+
+async def test_regrade_before_its_order_exists_is_retried_not_dropped(res, tenant: Tenant) -> None:
+    c = classified(tenant)
+    early = ComplaintRegraded(
+        complaint_id=c.complaint_id,
+        reference="TS-2",
+        project_id=tenant.project_id,
+        previous_grade="simple",
+        grade="major",
+        grade_reasons=["group"],
+        reason="群体性投诉",
+    )
+    with pytest.raises(WorkOrderNotYetCreated):
+        async with tenant_transaction(res.sessions, tenant.ctx()) as session:
+            await apply_regrade(session, early)
+    await dispatch(res, tenant, c)  # the classified event's redelivery
+    async with tenant_transaction(res.sessions, tenant.ctx()) as session:
+        assert await apply_regrade(session, early)  # the regrade's redelivery now applies
 
 
 async def test_project_scope_hides_other_projects(res, tenant: Tenant, client) -> None:

@@ -178,14 +178,27 @@ async def dispatch_classified(
     return wo.id
 
 
+class WorkOrderNotYetCreated(Exception):
+    """A complaint's follow-up event arrived before its classified event was applied."""
+
+    def __init__(self, complaint_id: object) -> None:
+        super().__init__(f"no work order yet for complaint {complaint_id}; will retry")
+
+
 async def apply_regrade(
     session: AsyncSession, c: ComplaintRegraded, *, now: datetime | None = None
 ) -> bool:
     """Keep the work order's grade in step with intake's; the history says who and why.
-    Routed on the same consumer as complaint.classified, so it never overtakes it."""
+
+    Routed on the same consumer as complaint.classified, so it normally follows it; but a
+    classified event that failed once is redelivered later, after the regrade. Then there
+    is no order yet: raise, so the regrade is retried with backoff (and dead-lettered, not
+    silently lost, if the order never comes)."""
     now = now or datetime.now(UTC)
     wo = await orders.by_complaint(session, c.complaint_id)
-    if wo is None or wo.grade == c.grade:
+    if wo is None:
+        raise WorkOrderNotYetCreated(c.complaint_id)
+    if wo.grade == c.grade:
         return False
     wo = await orders.get(session, wo.id, lock=True)
     assert wo is not None
