@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 from uuid import UUID
 
@@ -152,6 +153,12 @@ class GroupDecision:
         return len(self.households)
 
 
+# Each recent case of a project is compared with every new complaint of that project: the
+# per-text derivations below are pure, so a process keeps them instead of redoing them.
+_CACHE = 16_384
+
+
+@lru_cache(maxsize=_CACHE)
 def normalize_phone(phone: str | None) -> str | None:
     """Digits only, without the China country code: '+86 138-0013-8000' → '13800138000'."""
     if not phone:
@@ -171,6 +178,7 @@ def household_key(unit_id: CaseId | None, phone: str | None) -> str | None:
     return f"phone:{normalized}" if normalized else None
 
 
+@lru_cache(maxsize=_CACHE)
 def normalize_building(building: str | None) -> str | None:
     """'5栋', '5号楼', 'Building 5', '５幢' → '5'."""
     if not building:
@@ -178,12 +186,14 @@ def normalize_building(building: str | None) -> str | None:
     return _BUILDING_NOISE.sub("", normalize_text(building)) or None
 
 
+@lru_cache(maxsize=_CACHE)
 def normalize_place(place: str | None) -> str | None:
     if not place:
         return None
     return _PLACE_NOISE.sub("", normalize_text(place)) or None
 
 
+@lru_cache(maxsize=_CACHE)
 def content_tokens(text: str) -> frozenset[str]:
     norm = normalize_text(text)
     tokens: set[str] = set()

@@ -1,0 +1,145 @@
+"""`python -m bench [intake] [dispatch] [options]`, normally through `make bench`, which
+starts a throwaway stack with the five services and passes PROPDESK_*_URL to this process.
+
+Starts its own intake service process (the real `propdesk-service intake`: API, relay,
+jobs) and the bare baseline, onboards the benchmark companies, runs the scenarios, prints
+the figures and writes them to .state/bench/latest.json (and with --write-docs into
+docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from propdesk.devstack.ports import free_port
+
+from bench.load import load_pool
+from bench.processes import intake_argv, start_server
+from bench.report import machine, render, write_docs
+from bench.scenarios import Bench, Options, dispatch_scenario, intake_scenario
+from bench.tenants import onboard_tenants
+
+SCENARIOS = ("intake", "dispatch")
+REQUIRED_ENV = ("PROPDESK_DATABASE_URL", "PROPDESK_NATS_URL", "PROPDESK_REDIS_URL")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("scenarios", nargs="*", help=f"of {', '.join(SCENARIOS)}; default: all")
+    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase")
+    p.add_argument("--warmup", type=float, default=5.0, help="discarded seconds per phase")
+    p.add_argument("--connections", type=int, default=32, help="closed-loop connections")
+    p.add_argument("--rate", type=float, default=200.0, help="open-loop requests/s")
+    p.add_argument("--dispatch-seconds", type=float, default=15.0)
+    p.add_argument(
+        "--dispatch-rates",
+        default="",
+        help="comma list of open-loop rates for the dispatch scenario, run in this order;"
+        " default: 20, then --rate (the lighter first, on a quiet machine)",
+    )
+    p.add_argument(
+        "--settle-max",
+        type=float,
+        default=30.0,
+        help="at most this long, wait for the machine to go idle before each phase",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the intake process with py-spy during the closed loop (collapsed stacks)",
+    )
+    p.add_argument(
+        "--intake-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the benchmarked intake process, e.g."
+        " PROPDESK_TRACE_DATABASE=false (repeatable)",
+    )
+    p.add_argument("--json", type=Path, default=Path(".state/bench/latest.json"))
+    p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    args = p.parse_args(argv)
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        p.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    return args
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    scenarios = args.scenarios or list(SCENARIOS)
+    shown = [a for a in sys.argv[1:] if a != "--write-docs"]
+    env = dict(os.environ)
+    log_dir = Path(env.get("PROPDESK_STATE_DIR") or tempfile.mkdtemp()) / "bench-logs"
+    options = Options(
+        seconds=args.seconds,
+        warmup=args.warmup,
+        connections=args.connections,
+        rate=args.rate,
+        dispatch_seconds=args.dispatch_seconds,
+        dispatch_rates=[float(r) for r in args.dispatch_rates.split(",") if r.strip()]
+        or [20.0, args.rate],
+        settle_max=args.settle_max,
+        profile_dir=args.profile,
+    )
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # --write-docs does not change the figures, so the command shown leaves it out.
+        "command": "make bench" + (f' ARGS="{shlex.join(shown)}"' if shown else ""),
+        "machine": machine(),
+        "options": {k: v for k, v in vars(options).items() if k != "profile_dir"},
+    }
+    intake_env = dict(kv.split("=", 1) for kv in args.intake_env)
+    results["options"]["intake_env"] = intake_env
+    port = free_port()
+    print(f"bench: starting intake (propdesk-service intake --port {port})", flush=True)
+    intake = await asyncio.to_thread(
+        start_server, "intake", intake_argv(port), port, {**env, **intake_env}, log_dir
+    )
+    pool = load_pool()
+    try:
+        t0 = time.monotonic()
+        keys = await onboard_tenants(f"http://127.0.0.1:{port}")
+        print(f"bench: onboarded {len(keys)} companies in {time.monotonic() - t0:.1f} s")
+        bench = Bench(options, env, log_dir, pool, intake, keys, run_id=f"{int(time.time())}")
+        if "intake" in scenarios:
+            results["intake"] = await intake_scenario(bench)
+        if "dispatch" in scenarios:
+            results["dispatch"] = await dispatch_scenario(bench)
+    finally:
+        pool.shutdown()
+        await asyncio.to_thread(intake.stop)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = [v for v in REQUIRED_ENV if not os.environ.get(v)]
+    if missing:
+        print(f"bench: {', '.join(missing)} not set; run it with `make bench`", file=sys.stderr)
+        return 2
+    results = asyncio.run(main_async(args))
+    text = render(results)
+    print("\n" + text + "\n", flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    print(f"bench: figures written to {args.json}")
+    if args.write_docs:
+        write_docs(Path("docs/benchmarks.md"), text)
+        print("bench: docs/benchmarks.md updated")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
