@@ -1,10 +1,12 @@
 """`python -m bench [intake] [dispatch] [options]`, normally through `make bench`, which
-starts a throwaway stack with the five services and passes PROPDESK_*_URL to this process.
+starts a throwaway stack (PostgreSQL, NATS, Redis; no services) and passes PROPDESK_*_URL
+to this process.
 
 Starts its own intake service process (the real `propdesk-service intake`: API, relay,
-jobs) and the bare baseline, onboards the benchmark companies, runs the scenarios, prints
-the figures and writes them to .state/bench/latest.json (and with --write-docs into
-docs/benchmarks.md).
+consumers, jobs), onboards the benchmark companies, runs the scenarios, prints the
+figures and writes them to .state/bench/latest.json (and with --write-docs into
+docs/benchmarks.md). The intake scenario adds the bare baseline process and nothing
+else; the dispatch scenario starts the services it needs (--dispatch-services).
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " default: 20, then --rate (the lighter first, on a quiet machine)",
     )
     p.add_argument(
+        "--dispatch-services",
+        default="dispatch,reporting",
+        help="services the bench starts for the dispatch scenario, next to its intake"
+        " (comma list; dispatch is required)",
+    )
+    p.add_argument(
         "--settle-max",
         type=float,
         default=30.0,
@@ -74,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    if "dispatch" not in args.dispatch_services.split(","):
+        p.error("--dispatch-services must include dispatch")
     return args
 
 
@@ -92,6 +102,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         or [20.0, args.rate],
         settle_max=args.settle_max,
         profile_dir=args.profile,
+        dispatch_services=tuple(n.strip() for n in args.dispatch_services.split(",") if n),
     )
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

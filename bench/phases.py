@@ -124,13 +124,16 @@ async def measure(
     settle_max: float,
     profile_to: Path | None = None,
     database_dsn: str | None = None,
+    also_profile: dict[int, Path] | None = None,
 ) -> Phase:
+    """`also_profile`: other processes (pid → output) to sample with py-spy alongside."""
     settled = await asyncio.to_thread(wait_quiet, settle_max)
     if spec.warmup > 0:
         await run_load(pool, replace(spec, seconds=spec.warmup, warmup=0), workload)
     before = cpu.snapshot(own_pids)
     server_cpu0 = server.cpu_seconds()
     profiler = start_profiler(server.pid, profile_to) if profile_to else None
+    others = [start_profiler(pid, out) for pid, out in (also_profile or {}).items()]
     waits = (
         asyncio.create_task(sample_waits(database_dsn, profile_to.with_suffix(".waits.txt")))
         if profile_to and database_dsn
@@ -139,8 +142,9 @@ async def measure(
     result = await run_load(
         pool, replace(spec, warmup=0, start_index=spec.start_index + 1_000_000), workload
     )
-    if profiler is not None:
-        await asyncio.to_thread(stop_profiler, profiler)
+    for p in [profiler, *others]:
+        if p is not None:
+            await asyncio.to_thread(stop_profiler, p)
     if waits is not None:
         waits.cancel()
         await asyncio.gather(waits, return_exceptions=True)

@@ -87,11 +87,15 @@ def wait_healthy(server: ServerProcess, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{server.name} not healthy on port {server.port} in {timeout:.0f} s")
 
 
-def intake_argv(port: int) -> list[str]:
-    """The real service, as the devstack and production start it: API, outbox relay and
-    periodic jobs in one process."""
+def service_argv(name: str, port: int) -> list[str]:
+    """The real service, as the devstack and production start it: API, outbox relay,
+    consumers and periodic jobs in one process."""
     runner = Path(sysconfig.get_path("scripts")) / "propdesk-service"
-    return [str(runner), "intake", "--port", str(port)]
+    return [str(runner), name, "--port", str(port)]
+
+
+def intake_argv(port: int) -> list[str]:
+    return service_argv("intake", port)
 
 
 def baseline_argv(port: int) -> list[str]:

@@ -104,7 +104,7 @@ class StackConfig:
             nats_port=nats,
             nats_http_port=nats_http,
             redis_port=redis,
-            services=_services_from_env(env) if mode in ("run", "bench") else (),
+            services=_services_from_env(env) if mode == "run" else (),
             service_ports=ports,
             external_database_url=env.get("PROPDESK_DATABASE_URL") or None,
             external_nats_url=env.get("PROPDESK_NATS_URL") or None,

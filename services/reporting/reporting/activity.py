@@ -2,13 +2,17 @@
 
 The first read model of the reporting service; the monthly report builds on it. The day
 is the project's local day (time zone learned from project.upserted events).
+
+One statement per counted event: PostgreSQL looks the project's time zone up and takes
+the local day inside the upsert. No per-process cache of time zones, so a replica that
+did not see a project.upserted (the consumer's messages are shared between replicas)
+never counts with a stale zone.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 from propdesk.bus.consumer import PermanentError
 from propdesk.events import Envelope, parse_payload
@@ -19,19 +23,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 
 
-def local_day(instant: datetime, time_zone: str) -> date:
-    return instant.astimezone(ZoneInfo(time_zone)).date()
+_UPSERT_PROJECT = text(
+    "INSERT INTO reporting.projects (tenant_id, project_id, code, name, time_zone)"
+    " VALUES (:t, :p, :c, :n, :z) ON CONFLICT (project_id) DO UPDATE"
+    " SET code = excluded.code, name = excluded.name, time_zone = excluded.time_zone"
+)
+# The local day of `occurred_at` in the project's zone (the default zone for a project
+# whose project.upserted has not arrived yet).
+_COUNT = text(
+    "INSERT INTO reporting.daily_activity (tenant_id, project_id, day, event_type, count)"
+    " SELECT :t, :p, CAST((CAST(:at AS timestamptz) AT TIME ZONE coalesce("
+    "(SELECT time_zone FROM reporting.projects WHERE project_id = :p), :default_zone))"
+    " AS date), :e, 1"
+    " ON CONFLICT (tenant_id, project_id, day, event_type)"
+    " DO UPDATE SET count = reporting.daily_activity.count + 1"
+)
 
 
 async def record_project(session: AsyncSession, env: Envelope) -> None:
     p = parse_payload(env)
     assert isinstance(p, ProjectUpserted)
     await session.execute(
-        text(
-            "INSERT INTO reporting.projects (tenant_id, project_id, code, name, time_zone)"
-            " VALUES (:t, :p, :c, :n, :z) ON CONFLICT (project_id) DO UPDATE"
-            " SET code = excluded.code, name = excluded.name, time_zone = excluded.time_zone"
-        ),
+        _UPSERT_PROJECT,
         {"t": env.tenant_id, "p": p.project_id, "c": p.code, "n": p.name, "z": p.time_zone},
     )
 
@@ -39,23 +52,14 @@ async def record_project(session: AsyncSession, env: Envelope) -> None:
 async def count_event(session: AsyncSession, env: Envelope) -> None:
     if env.project_id is None:
         raise PermanentError(f"{env.type} carries no project")
-    tz = (
-        await session.execute(
-            text("SELECT time_zone FROM reporting.projects WHERE project_id = :p"),
-            {"p": env.project_id},
-        )
-    ).scalar() or DEFAULT_TIME_ZONE
     await session.execute(
-        text(
-            "INSERT INTO reporting.daily_activity (tenant_id, project_id, day, event_type, count)"
-            " VALUES (:t, :p, :d, :e, 1) ON CONFLICT (tenant_id, project_id, day, event_type)"
-            " DO UPDATE SET count = reporting.daily_activity.count + 1"
-        ),
+        _COUNT,
         {
             "t": env.tenant_id,
             "p": env.project_id,
-            "d": local_day(env.occurred_at, tz),
+            "at": env.occurred_at,
             "e": env.type,
+            "default_zone": DEFAULT_TIME_ZONE,
         },
     )
 

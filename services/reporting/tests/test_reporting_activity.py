@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import httpx
@@ -14,14 +14,7 @@ from propdesk.events.contracts.tenant import ProjectUpserted
 from propdesk.events.envelope import Envelope
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import Settings
-from reporting.activity import local_day
 from reporting.service import ACTIVITY_CONSUMER, create_app
-
-
-def test_local_day_follows_the_project_time_zone():
-    instant = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)  # 01:30 next day in Shanghai
-    assert local_day(instant, "Asia/Shanghai") == date(2026, 11, 27)
-    assert local_day(instant, "Asia/Urumqi") == date(2026, 11, 26)  # UTC+6: 23:30
 
 
 @pytest.fixture
@@ -78,6 +71,10 @@ async def test_events_are_counted_once_per_local_day_and_tenants_see_only_their_
     for env in events:
         assert await _apply(res, env) is True
     assert await _apply(res, events[0]) is False  # redelivery: inbox says already applied
+    # A project reporting has not heard of yet counts in the default zone (Shanghai, where
+    # 17:30 UTC is 01:30 the next day).
+    unknown = uuid4()
+    assert await _apply(res, _complaint_event(a, unknown, late)) is True
 
     token_a = issue_token(res.settings, tenant_id=a, subject="s-a", roles=["cs_supervisor"])
     resp = await _get(res, token_a, **{"from": "2026-11-01", "to": "2026-11-30"})
@@ -90,7 +87,14 @@ async def test_events_are_counted_once_per_local_day_and_tenants_see_only_their_
             "day": "2026-11-26",
             "event_type": "complaint.received",
             "count": 3,
-        }
+        },
+        {
+            "project_id": str(unknown),
+            "project_code": None,
+            "day": "2026-11-27",
+            "event_type": "complaint.received",
+            "count": 1,
+        },
     ]
     token_b = issue_token(res.settings, tenant_id=b, subject="s-b", roles=["cs_supervisor"])
     resp_b = await _get(res, token_b, **{"from": "2026-11-01", "to": "2026-11-30"})
