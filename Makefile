@@ -6,7 +6,7 @@
 #   make lint / fmt   ruff check + format check / fix + format
 #   make migrate      upgrade every schema (PROPDESK_DATABASE_URL, else the `make run` database)
 #   make schemas      export event JSON Schemas
-#   make bench        throwaway stack + services, then `python -m bench` (ARGS passed on)
+#   make bench        throwaway servers, then `python -m bench` (starts what it measures)
 #   make lock         regenerate constraints.txt from the installed closure of propdesk[dev]
 #   make clean-state  delete .state/ (the local databases, JetStream store, logs)
 #

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from propdesk.devstack.ports import free_port
 
 from bench.load import load_pool
 from bench.processes import intake_argv, start_server
 from bench.report import machine, render, write_docs
 from bench.scenarios import Bench, Options, dispatch_scenario, intake_scenario
 from bench.tenants import onboard_tenants
+from propdesk.devstack.ports import free_port
 
 SCENARIOS = ("intake", "dispatch")
 REQUIRED_ENV = ("PROPDESK_DATABASE_URL", "PROPDESK_NATS_URL", "PROPDESK_REDIS_URL")

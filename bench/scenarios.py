@@ -23,14 +23,14 @@ import asyncpg
 import httpx
 import nats
 import orjson
-from propdesk.devstack.ports import free_port
-from propdesk.settings import asyncpg_dsn
 
 from bench.baseline_app import SCHEMA_SQL
 from bench.load import LoadSpec, percentile
 from bench.phases import Phase, measure
 from bench.processes import ServerProcess, baseline_argv, service_argv, start_server
 from bench.workload import ComplaintWorkload
+from propdesk.devstack.ports import free_port
+from propdesk.settings import asyncpg_dsn
 
 HOST = "127.0.0.1"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from uuid import UUID
 
 import httpx
-from propdesk.auth.tokens import issue_token
-from propdesk.settings import get_settings
 
 from bench.workload import TENANTS, company_document
+from propdesk.auth.tokens import issue_token
+from propdesk.settings import get_settings
 
 
 async def onboard_tenants(base_url: str, tenants: int = TENANTS) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
+
 from propdesk.auth.dependencies import (
     StaffContext,
     require_operator,

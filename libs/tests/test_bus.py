@@ -8,6 +8,8 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+from sqlalchemy import text
+
 from propdesk.bus import Consumer, Outbox, PermanentError
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.bus.relay import Relay, republish
@@ -17,7 +19,6 @@ from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy import TenantContext
 from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
 from propdesk.testing.waiting import eventually
-from sqlalchemy import text
 
 
 @pytest.fixture

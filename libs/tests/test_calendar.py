@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from propdesk.calendar import (
     CalendarNotCovered,
     CoverageSource,

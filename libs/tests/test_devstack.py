@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from propdesk.devstack import (
     Child,
     ChildDied,
@@ -351,6 +352,7 @@ def test_demo_seed_failure_is_a_warning_not_a_crash(
 
 def test_demo_company_file_covers_every_department_kind_and_known_roles() -> None:
     import yaml
+
     from propdesk.auth.roles import Role
 
     root = Path(__file__).resolve().parents[2]

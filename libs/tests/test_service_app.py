@@ -14,6 +14,12 @@ import httpx
 import nats
 import pytest
 from fastapi import APIRouter, FastAPI, Request
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
 from propdesk.auth.tokens import issue_token
@@ -24,11 +30,6 @@ from propdesk.service.readiness import nats_check, postgres_check, redis_check
 from propdesk.settings import Settings, async_url
 from propdesk.telemetry import install_test_exporter
 from propdesk.tenancy import TenantContext
-from pydantic import BaseModel, Field
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from sqlalchemy.ext.asyncio import create_async_engine
 
 LIMIT = 64
 TENANT = uuid.UUID("11111111-1111-4111-8111-111111111111")

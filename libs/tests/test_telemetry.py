@@ -7,6 +7,10 @@ import re
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from propdesk.settings import Settings, async_url
 from propdesk.telemetry import (
     get_tracer,
@@ -16,9 +20,6 @@ from propdesk.telemetry import (
     setup_telemetry,
 )
 from propdesk.telemetry.propagation import extract, inject_current
-from redis.asyncio import Redis
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 

@@ -6,11 +6,12 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
 from propdesk.db.session import create_engine, session_factory, tenant_transaction
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy import TenantContext
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 T = "bus_test.notes"
 

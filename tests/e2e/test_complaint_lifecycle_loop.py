@@ -17,6 +17,8 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from sqlalchemy import text
+
 from propdesk.auth.tokens import issue_token
 from propdesk.bus import Consumer
 from propdesk.bus.consumer import ConsumerRunner
@@ -27,7 +29,6 @@ from propdesk.settings import Settings
 from propdesk.tenancy import TenantContext
 from propdesk.testing.databases import fresh_database
 from propdesk.testing.waiting import eventually
-from sqlalchemy import text
 
 intake_app = pytest.importorskip("intake.app")
 from dispatch.app import create_app as create_dispatch_app  # noqa: E402

@@ -13,6 +13,8 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
+from sqlalchemy import text
+
 from propdesk.auth.tokens import issue_token
 from propdesk.bus import Consumer
 from propdesk.bus.consumer import ConsumerRunner
@@ -23,7 +25,6 @@ from propdesk.settings import Settings
 from propdesk.tenancy import TenantContext
 from propdesk.testing.databases import fresh_database
 from propdesk.testing.waiting import eventually
-from sqlalchemy import text
 
 intake_app = pytest.importorskip("intake.app")
 onboarding_apply = pytest.importorskip("intake.onboarding.apply")

@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 
 import httpx
 from fastapi import APIRouter, Header
+
 from propdesk.bus.consumer import Consumer, ConsumerRunner
 from propdesk.bus.outbox import Outbox
 from propdesk.bus.relay import Relay

@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
+
 from propdesk.bus.consumer import Consumer, ConsumerRunner
 from propdesk.bus.outbox import Outbox
 from propdesk.bus.relay import Relay

@@ -4,6 +4,7 @@ the services connect as owns nothing: a guard that fails the day a migration for
 from __future__ import annotations
 
 import asyncpg
+
 from propdesk.settings import SERVICE_NAMES, Settings, asyncpg_dsn
 
 # Tables that hold no tenant data, each with the reason it may skip RLS.

@@ -7,6 +7,7 @@ bus tables); callback tasks and surveys arrive with their own issue.
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import ServiceSpec, resources_app
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from propdesk.service.app import create_service_app
-from propdesk.service.readiness import nats_check, postgres_check
-from propdesk.service.resources import ServiceResources
 
 from dispatch.api import calendars, rosters, routing_rules, work_orders
 from dispatch.api.deps import install_domain_errors
+from propdesk.service.app import create_service_app
+from propdesk.service.readiness import nats_check, postgres_check
+from propdesk.service.resources import ServiceResources
 
 ROUTERS = (work_orders.router, routing_rules.router, calendars.router, rosters.router)
 

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.domain.routing import parse_routing_hints
+from dispatch.flows.dispatching import apply_regrade, dispatch_classified
+from dispatch.flows.duplicate_calls import record_duplicate_call
+from dispatch.store import directory, routing_rules
 from propdesk.bus import Consumer, PermanentError
 from propdesk.events import Envelope, parse_payload
 from propdesk.events.contracts.complaint import (
@@ -23,12 +29,6 @@ from propdesk.events.contracts.tenant import (
     StaffUpserted,
     TenantUpserted,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from dispatch.domain.routing import parse_routing_hints
-from dispatch.flows.dispatching import apply_regrade, dispatch_classified
-from dispatch.flows.duplicate_calls import record_duplicate_call
-from dispatch.store import directory, routing_rules
 
 log = logging.getLogger("dispatch.handlers")
 SCHEMA = "dispatch"

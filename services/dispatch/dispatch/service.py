@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from propdesk.db.session import tenant_transaction
-from propdesk.service.resources import ServiceResources
-from propdesk.service.spec import PeriodicTask, ServiceSpec
-from propdesk.tenancy import system_context
-
 from dispatch.api.calendars import coverage_report
 from dispatch.app import create_app
 from dispatch.flows.overnight import run_overnight_handover
 from dispatch.handlers import consumers
 from dispatch.store.calendars import platform_overrides
+from propdesk.db.session import tenant_transaction
+from propdesk.service.resources import ServiceResources
+from propdesk.service.spec import PeriodicTask, ServiceSpec
+from propdesk.tenancy import system_context
 
 log = logging.getLogger("dispatch")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID, uuid4
 
+from dispatch.handlers import on_directory_event
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
 from propdesk.events import new_event
@@ -17,8 +18,6 @@ from propdesk.events.contracts.tenant import (
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import Settings
 from propdesk.tenancy import TenantContext
-
-from dispatch.handlers import on_directory_event
 
 
 @dataclass

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from dispatch.app import create_app
 from dispatch.testing import Tenant, seed_tenant
 from propdesk.service.resources import ServiceResources

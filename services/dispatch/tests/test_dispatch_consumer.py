@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import orjson
+from sqlalchemy import text
+
 from dispatch.handlers import on_complaint_classified
 from dispatch.testing import Tenant
 from propdesk.bus import Consumer
@@ -18,7 +20,6 @@ from propdesk.db.session import tenant_transaction
 from propdesk.events import new_event
 from propdesk.events.contracts.complaint import ComplaintClassified
 from propdesk.service.resources import ServiceResources
-from sqlalchemy import text
 
 
 async def test_replayed_classified_event_over_nats(res: ServiceResources, tenant: Tenant) -> None:

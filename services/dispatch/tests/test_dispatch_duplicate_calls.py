@@ -8,13 +8,14 @@ import asyncio
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from sqlalchemy import text
+
 from dispatch.handlers import on_complaint_classified
 from dispatch.testing import Tenant
 from propdesk.db.session import tenant_transaction
 from propdesk.events import Envelope, new_event
 from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintDuplicateJoined
 from propdesk.service.resources import ServiceResources
-from sqlalchemy import text
 
 
 def classified(t: Tenant, complaint_id: UUID) -> ComplaintClassified:

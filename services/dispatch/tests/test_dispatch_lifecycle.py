@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+
 from dispatch.domain.lifecycle import (
     OPEN_STATES,
     TRANSITIONS,

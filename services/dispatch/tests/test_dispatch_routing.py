@@ -3,6 +3,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 import pytest
+
 from dispatch.domain.routing import (
     DEFAULT_BY_CATEGORY,
     Department,

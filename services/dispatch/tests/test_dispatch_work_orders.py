@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import text
+
 from dispatch.flows.dispatching import (
     WorkOrderNotYetCreated,
     apply_regrade,
@@ -25,7 +27,6 @@ from propdesk.db.session import tenant_transaction
 from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import asyncpg_dsn
-from sqlalchemy import text
 
 SH = ZoneInfo("Asia/Shanghai")
 TUESDAY_10 = datetime(2026, 11, 24, 10, 0, tzinfo=SH)

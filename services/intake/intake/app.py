@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from propdesk.service.app import create_service_app
-from propdesk.service.readiness import postgres_check, redis_check
-from propdesk.service.resources import ServiceResources
 
 from intake.api import apikeys, complaints, onboarding, rules, validity
 from intake.auth import ApiKeyAuthenticator
+from propdesk.service.app import create_service_app
+from propdesk.service.readiness import postgres_check, redis_check
+from propdesk.service.resources import ServiceResources
 
 ROUTERS = [
     complaints.router,

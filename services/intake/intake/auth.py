@@ -7,15 +7,15 @@ import time
 from uuid import UUID
 
 import redis.asyncio as aioredis
-from propdesk.auth.dependencies import unauthenticated
-from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError
-from propdesk.tenancy import TenantContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from intake import ratelimit
 from intake.store import apikeys
+from propdesk.auth.dependencies import unauthenticated
+from propdesk.db.session import tenant_transaction
+from propdesk.service.problems import ProblemError
+from propdesk.tenancy import TenantContext
 
 API_KEY_HEADER = "x-api-key"
 CHALLENGE = 'ApiKey header="X-API-Key"'

@@ -25,16 +25,15 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from intake.onboarding.apply import apply_document
+from intake.onboarding.document import DocumentError, parse_document
+from intake.store import apikeys
+from intake.store import tenants as directory
 from propdesk.auth.roles import Role
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import create_engine, session_factory, tenant_transaction
 from propdesk.settings import Settings, get_settings
 from propdesk.tenancy import TenantContext
-
-from intake.onboarding.apply import apply_document
-from intake.onboarding.document import DocumentError, parse_document
-from intake.store import apikeys
-from intake.store import tenants as directory
 
 ACTOR = "cli:operator"
 

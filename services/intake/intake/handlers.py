@@ -8,11 +8,11 @@ case are applied in the order JetStream holds them; the sequence check in
 
 from __future__ import annotations
 
-from propdesk.bus import Consumer
-from propdesk.events import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.flows.work_order_steps import apply_work_order_event
+from propdesk.bus import Consumer
+from propdesk.events import Envelope
 
 SCHEMA = "intake"
 WORK_ORDER_SUBJECTS = ["pd.work_order.>"]

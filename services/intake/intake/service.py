@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
+from intake.app import create_app
+from intake.handlers import consumers
+from intake.store.idempotency import sweep_expired
 from propdesk.db.session import tenant_transaction
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import PeriodicTask, ServiceSpec
 from propdesk.tenancy import system_context
-
-from intake.app import create_app
-from intake.handlers import consumers
-from intake.store.idempotency import sweep_expired
 
 # Clients are promised 24 h; keep twice that so a retry at 23:59 still finds its key.
 IDEMPOTENCY_RETENTION_HOURS = 48.0

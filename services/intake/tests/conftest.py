@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 import httpx
 import pytest
+
 from intake.app import create_app
 from intake.onboarding.apply import apply_document
 from intake.onboarding.document import parse_document

@@ -8,6 +8,7 @@ import json
 from uuid import UUID, uuid4
 
 import pytest
+
 from intake.cli import main
 from propdesk.auth.tokens import verify_token
 from propdesk.settings import get_settings

@@ -195,10 +195,11 @@ async def test_every_channel_is_accepted(client, resources):
 
 
 async def test_history_cannot_be_rewritten(resources, company_a, client):
-    from propdesk.db.session import tenant_transaction
-    from propdesk.tenancy import TenantContext
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
+
+    from propdesk.db.session import tenant_transaction
+    from propdesk.tenancy import TenantContext
 
     clerk = company_a.token("intake_clerk")
     cid = (await client.post("/v1/complaints", json=complaint(), headers=clerk)).json()["id"]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+
 from intake.domain.case_status import (
     HANDLED_STATUSES,
     OPEN_STATUSES,

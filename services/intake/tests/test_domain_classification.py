@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from intake.domain.classification import GIVEN_BY_CALLER, classify_category
 from intake.domain.keywords import find_keywords
 from intake.domain.rules import DEFAULT_RULES, TenantRules

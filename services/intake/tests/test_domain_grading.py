@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from intake.domain.grading import GradingFacts, grade_complaint
 from intake.domain.rules import DEFAULT_RULES, TenantRules
 from intake.domain.vocabulary import Category, Channel, Grade

@@ -4,6 +4,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from intake.domain.matching import (
     CaseFacts,
     content_similarity,

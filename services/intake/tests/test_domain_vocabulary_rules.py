@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from intake.domain.received_at import check_received_at
 from intake.domain.rules import DEFAULT_RULES, RulesError, TenantRules
 from intake.domain.vocabulary import (

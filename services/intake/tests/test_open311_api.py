@@ -9,6 +9,7 @@ from uuid import uuid4
 import httpx
 import orjson
 import pytest
+
 from intake.domain.vocabulary import Category
 from propdesk.service.resources import ServiceResources
 

@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import orjson
 import pytest
+
 from intake.api.schemas import ComplaintIn
 from intake.domain.rules import DEFAULT_RULES, TenantRules
 from intake.domain.vocabulary import Category

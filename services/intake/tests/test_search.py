@@ -7,6 +7,7 @@ import json
 from uuid import uuid4
 
 import pytest
+
 from intake.store.complaints import has_trigrams
 
 from .conftest import onboard
@@ -94,13 +95,14 @@ async def test_the_app_role_uses_the_trigram_index(client, resources, intake_set
     goes through intake.search_complaint_ids; as the owner, with the caller's tenant set,
     that function's query plans on complaints_search_trgm."""
     import asyncpg
+    from sqlalchemy import text
+    from sqlalchemy.dialects import postgresql
+
     from intake.store.complaints import list_statement
     from propdesk.db.bootstrap import OWNER_ROLE
     from propdesk.db.session import tenant_transaction
     from propdesk.settings import asyncpg_dsn
     from propdesk.tenancy import TenantContext
-    from sqlalchemy import text
-    from sqlalchemy.dialects import postgresql
 
     company = await onboard(resources, f"V{uuid4().hex[:6].upper()}", "大量物业")
     admin = await asyncpg.connect(asyncpg_dsn(intake_settings.database_url))

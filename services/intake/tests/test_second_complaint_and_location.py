@@ -120,9 +120,10 @@ async def test_previous_case_must_exist_in_the_project(client, company, company_
 
 async def test_handled_case_of_the_household_makes_a_second_complaint(client, company, resources):
     """A household comes back about a matter whose case was handled (closed, not invalid)."""
+    from sqlalchemy import text
+
     from propdesk.db.session import tenant_transaction
     from propdesk.tenancy import TenantContext
-    from sqlalchemy import text
 
     clerk = company.token("intake_clerk")
     place = f"3号门岗 {uuid4().hex[:6]}"

@@ -4,6 +4,7 @@ forced row-level security (the app role owns nothing)."""
 from __future__ import annotations
 
 import pytest
+
 from intake.store.tables import metadata
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+
 from intake.handlers import consumers
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.events import Envelope, new_event

@@ -14,11 +14,12 @@ from __future__ import annotations
 from datetime import date
 from uuid import UUID
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from propdesk.bus.consumer import PermanentError
 from propdesk.events import Envelope, parse_payload
 from propdesk.events.contracts.tenant import ProjectUpserted
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from propdesk.bus.consumer import Consumer
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import ServiceSpec, resources_app
-
 from reporting import activity
 from reporting.api.activity import router as activity_router
 

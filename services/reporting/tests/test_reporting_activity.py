@@ -7,6 +7,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+
 from propdesk.auth.tokens import issue_token
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.events import new_event

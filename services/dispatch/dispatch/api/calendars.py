@@ -7,6 +7,12 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
+from starlette.requests import Request
+
+from dispatch.api.deps import transaction
+from dispatch.api.schemas import HoursIn, LocalDayIn, YearIn
+from dispatch.store import calendars as store
+from dispatch.store import directory
 from propdesk.auth.dependencies import require_operator, require_staff
 from propdesk.auth.roles import Role
 from propdesk.calendar import (
@@ -21,12 +27,6 @@ from propdesk.calendar import (
 )
 from propdesk.service.problems import ProblemError, field_error
 from propdesk.tenancy import TenantContext
-from starlette.requests import Request
-
-from dispatch.api.deps import transaction
-from dispatch.api.schemas import HoursIn, LocalDayIn, YearIn
-from dispatch.store import calendars as store
-from dispatch.store import directory
 
 router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
 ANYONE = tuple(Role)  # tenant staff and the operator

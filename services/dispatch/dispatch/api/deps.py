@@ -6,9 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import field_error, problem_response
-from propdesk.tenancy import TenantContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +13,9 @@ from starlette.responses import Response
 from dispatch.domain.lifecycle import IllegalTransition
 from dispatch.domain.ownership import NotAllowed
 from dispatch.flows.steps import InvalidStep, WorkOrderNotFound
+from propdesk.db.session import tenant_transaction
+from propdesk.service.problems import field_error, problem_response
+from propdesk.tenancy import TenantContext
 
 
 def sessions_of(request: Request) -> async_sessionmaker[AsyncSession]:

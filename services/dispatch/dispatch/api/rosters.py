@@ -7,16 +7,16 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
-from propdesk.auth.dependencies import require_staff
-from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError, field_error
-from propdesk.tenancy import TenantContext
 from sqlalchemy import text
 from starlette.requests import Request
 
 from dispatch.api.deps import transaction
 from dispatch.api.schemas import ShiftIn
 from dispatch.store import directory
+from propdesk.auth.dependencies import require_staff
+from propdesk.auth.roles import Role
+from propdesk.service.problems import ProblemError, field_error
+from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/rosters", tags=["rosters"])
 EDITORS = (Role.TENANT_ADMIN, Role.DIRECTOR, Role.CS_SUPERVISOR, Role.DEPARTMENT_HEAD)

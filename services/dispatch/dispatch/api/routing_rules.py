@@ -7,10 +7,6 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
-from propdesk.auth.dependencies import require_staff
-from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError
-from propdesk.tenancy import TenantContext
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,6 +15,10 @@ from dispatch.api.deps import transaction
 from dispatch.api.schemas import RoutingRuleIn
 from dispatch.domain.routing import RoutingInput, RoutingRule, route
 from dispatch.store import routing_rules as store
+from propdesk.auth.dependencies import require_staff
+from propdesk.auth.roles import Role
+from propdesk.service.problems import ProblemError
+from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/routing-rules", tags=["routing"])
 EDITORS = (Role.TENANT_ADMIN, Role.DIRECTOR, Role.CS_SUPERVISOR)

@@ -6,10 +6,6 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
-from propdesk.auth.dependencies import require_staff
-from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError, field_error
-from propdesk.tenancy import TenantContext
 from starlette.requests import Request
 
 from dispatch.api.deps import transaction
@@ -29,6 +25,10 @@ from dispatch.api.schemas import (
 from dispatch.domain.lifecycle import OPEN_STATES, State, allowed_actions
 from dispatch.flows import steps
 from dispatch.store import work_orders as orders
+from propdesk.auth.dependencies import require_staff
+from propdesk.auth.roles import Role
+from propdesk.service.problems import ProblemError, field_error
+from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1", tags=["work orders"])
 

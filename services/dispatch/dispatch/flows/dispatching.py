@@ -12,15 +12,6 @@ import logging
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from propdesk.bus import Outbox
-from propdesk.calendar import (
-    UncoveredPolicy,
-    coverage,
-    is_working_time,
-    next_working_start,
-)
-from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
-from propdesk.events.contracts.work_order import WorkOrderDispatched, WorkOrderHandedOver
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.assignment import choose_assignee
@@ -31,6 +22,15 @@ from dispatch.flows.duplicate_calls import apply_kept_calls
 from dispatch.flows.events import event
 from dispatch.store import calendars, directory, routing_rules
 from dispatch.store import work_orders as orders
+from propdesk.bus import Outbox
+from propdesk.calendar import (
+    UncoveredPolicy,
+    coverage,
+    is_working_time,
+    next_working_start,
+)
+from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
+from propdesk.events.contracts.work_order import WorkOrderDispatched, WorkOrderHandedOver
 
 log = logging.getLogger("dispatch.dispatching")
 OUTBOX = Outbox("dispatch")

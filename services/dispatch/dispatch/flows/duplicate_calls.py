@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from propdesk.events.contracts.complaint import ComplaintDuplicateJoined
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.store import duplicate_calls as kept
 from dispatch.store import work_orders as orders
+from propdesk.events.contracts.complaint import ComplaintDuplicateJoined
 
 STEP = "duplicate_call"
 NOTE = "业主再次来电"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from dispatch.store.work_orders import WorkOrderRow
 from propdesk.events import Envelope, new_event
 from propdesk.events.contracts import work_order as contracts
-
-from dispatch.store.work_orders import WorkOrderRow
 
 PRODUCER = "dispatch"
 

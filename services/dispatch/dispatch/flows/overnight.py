@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from propdesk.db.session import apply_context, tenant_transaction
-from propdesk.events.contracts import work_order as ev
-from propdesk.tenancy import TenantContext, system_context
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.domain.assignment import choose_assignee
@@ -25,6 +22,9 @@ from dispatch.flows.steps import OUTBOX
 from dispatch.store import directory
 from dispatch.store import work_orders as orders
 from dispatch.store.work_orders import WorkOrderRow
+from propdesk.db.session import apply_context, tenant_transaction
+from propdesk.events.contracts import work_order as ev
+from propdesk.tenancy import TenantContext, system_context
 
 log = logging.getLogger("dispatch.overnight")
 ACTOR = "dispatch:overnight-handover"

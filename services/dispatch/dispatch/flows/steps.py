@@ -9,10 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from propdesk.bus import Outbox
-from propdesk.events import Envelope
-from propdesk.events.contracts import work_order as ev
-from propdesk.tenancy import TenantContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.lifecycle import Action, State, next_state
@@ -30,6 +26,10 @@ from dispatch.flows.events import event
 from dispatch.store import directory
 from dispatch.store import work_orders as orders
 from dispatch.store.work_orders import WorkOrderRow
+from propdesk.bus import Outbox
+from propdesk.events import Envelope
+from propdesk.events.contracts import work_order as ev
+from propdesk.tenancy import TenantContext
 
 OUTBOX = Outbox("dispatch")
 

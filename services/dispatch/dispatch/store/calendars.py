@@ -7,6 +7,10 @@ from datetime import date
 from uuid import UUID
 
 import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.store.directory import get_project
 from propdesk.calendar import (
     DayKind,
     HolidayOverrides,
@@ -15,10 +19,6 @@ from propdesk.calendar import (
     WorkCalendar,
     WorkingHours,
 )
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from dispatch.store.directory import get_project
 
 
 async def platform_overrides(session: AsyncSession) -> HolidayOverrides:

@@ -8,17 +8,17 @@ from datetime import datetime
 from uuid import UUID
 
 import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.domain.assignment import Candidate, Shift
+from dispatch.domain.routing import Department
 from propdesk.events.contracts.tenant import (
     DepartmentUpserted,
     ProjectUpserted,
     StaffUpserted,
     TenantUpserted,
 )
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from dispatch.domain.assignment import Candidate, Shift
-from dispatch.domain.routing import Department
 
 
 async def upsert_tenant(session: AsyncSession, p: TenantUpserted) -> None:

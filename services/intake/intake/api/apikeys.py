@@ -7,11 +7,6 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter
-from propdesk.auth.dependencies import require_staff
-from propdesk.auth.roles import Role
-from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError, field_error
-from propdesk.tenancy import TenantContext
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +14,11 @@ from intake.api.deps import sessions_of
 from intake.api.schemas import ApiKeyIn
 from intake.store import apikeys
 from intake.store import tenants as directory
+from propdesk.auth.dependencies import require_staff
+from propdesk.auth.roles import Role
+from propdesk.db.session import tenant_transaction
+from propdesk.service.problems import ProblemError, field_error
+from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
 

@@ -10,10 +10,6 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Header, Query
-from propdesk.auth.dependencies import require_staff
-from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError, field_error
-from propdesk.tenancy import TenantContext
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +22,10 @@ from intake.flows.record_complaint import record_complaint
 from intake.flows.representation import complaint_body
 from intake.store import complaints as store
 from intake.store import tenants as directory
+from propdesk.auth.dependencies import require_staff
+from propdesk.db.session import tenant_transaction
+from propdesk.service.problems import ProblemError, field_error
+from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import redis.asyncio as aioredis
-from propdesk.auth.roles import SUPERVISOR_ROLES, Role
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
+
+from propdesk.auth.roles import SUPERVISOR_ROLES, Role
 
 RECORD_ROLES = (
     Role.INTAKE_CLERK,

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter
-from propdesk.auth.dependencies import authenticate, authorize
-from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError
-from propdesk.service.request_context import bind_tenant
 from starlette.requests import Request
 from starlette.responses import Response
 
 from intake.api.deps import sessions_of
 from intake.onboarding.apply import TenantMismatch, apply_document
 from intake.onboarding.document import DocumentError, parse_document
+from propdesk.auth.dependencies import authenticate, authorize
+from propdesk.auth.roles import Role
+from propdesk.service.problems import ProblemError
+from propdesk.service.request_context import bind_tenant
 
 router = APIRouter(prefix="/v1", tags=["onboarding"])
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024

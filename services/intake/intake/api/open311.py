@@ -25,11 +25,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter
-from propdesk.auth.dependencies import authenticate, authorize
-from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError
-from propdesk.service.request_context import bind_tenant
-from propdesk.tenancy import TenantContext
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -52,6 +47,11 @@ from intake.open311.service_requests import (
 )
 from intake.open311.submission import flatten, parse_submission
 from intake.store import tenants as directory
+from propdesk.auth.dependencies import authenticate, authorize
+from propdesk.db.session import tenant_transaction
+from propdesk.service.problems import ProblemError
+from propdesk.service.request_context import bind_tenant
+from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 

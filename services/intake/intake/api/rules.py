@@ -14,11 +14,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Body
-from propdesk.auth.dependencies import require_staff
-from propdesk.auth.roles import Role
-from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError
-from propdesk.tenancy import TenantContext
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,6 +21,11 @@ from intake.api.deps import sessions_of
 from intake.domain.rules import RulesError, TenantRules
 from intake.flows.record_complaint import load_rules
 from intake.store import tenants as directory
+from propdesk.auth.dependencies import require_staff
+from propdesk.auth.roles import Role
+from propdesk.db.session import tenant_transaction
+from propdesk.service.problems import ProblemError
+from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 
@@ -90,4 +90,6 @@ async def put_rules(
         if previous != body:
             await directory.replace_rules(s, ctx.tenant_id, body, previous, ctx.actor)
         history = await directory.rules_history(s)
+    # After commit, so a recording running meanwhile cannot put the old rules back.
+    directory_cache.invalidate_tenant(ctx.tenant_id)
     return _json(_answer(body, history))

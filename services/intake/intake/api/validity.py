@@ -6,14 +6,14 @@ from uuid import UUID
 
 import orjson
 from fastapi import APIRouter
-from propdesk.auth.dependencies import require_staff
-from propdesk.tenancy import TenantContext
 from starlette.requests import Request
 from starlette.responses import Response
 
 from intake.api.deps import DECIDE_ROLES, FLAG_ROLES, REQUEST_INVALIDATION_ROLES, sessions_of
 from intake.api.schemas import DecisionIn, FlagIn, InvalidationIn
 from intake.flows.complaint_changes import decide_invalidation, flag_complaint, request_invalidation
+from propdesk.auth.dependencies import require_staff
+from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/complaints", tags=["validity"])
 

@@ -8,6 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from intake.api.schemas import ClassificationOverrideIn, DecisionIn, FlagIn, InvalidationIn
+from intake.domain.case_status import CaseStatus
+from intake.flows import history
+from intake.flows.representation import complaint_body
+from intake.store import complaints as store
 from propdesk.db.session import tenant_transaction
 from propdesk.events.contracts.complaint import (
     ComplaintFlagged,
@@ -19,14 +27,6 @@ from propdesk.events.contracts.complaint import (
 )
 from propdesk.service.problems import ProblemError
 from propdesk.tenancy import TenantContext
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from intake.api.schemas import ClassificationOverrideIn, DecisionIn, FlagIn, InvalidationIn
-from intake.domain.case_status import CaseStatus
-from intake.flows import history
-from intake.flows.representation import complaint_body
-from intake.store import complaints as store
 
 
 def not_found(complaint_id: UUID) -> ProblemError:

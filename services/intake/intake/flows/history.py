@@ -3,32 +3,43 @@ append-only timeline (who, when, why) and an outbox event for the other services
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from propdesk.bus import Outbox
-from propdesk.events import Envelope, EventPayload, new_event
-from propdesk.tenancy import TenantContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.store import complaints as store
+from propdesk.bus import Outbox
+from propdesk.events import Envelope, EventPayload, new_event
+from propdesk.tenancy import TenantContext
 
 PRODUCER = "intake"
 outbox = Outbox("intake")
 
 
+_BUMP_VERSION = text(
+    "UPDATE intake.complaints SET version = version + :n, updated_at = now()"
+    " WHERE id = :id RETURNING version"
+)
+
+
 async def bump_version(session: AsyncSession, complaint_id: UUID, by: int = 1) -> int:
     """Advance the complaint's version; the new value is the next event's aggregate_seq."""
-    return (
-        await session.execute(
-            text(
-                "UPDATE intake.complaints SET version = version + :n, updated_at = now()"
-                " WHERE id = :id RETURNING version"
-            ),
-            {"n": by, "id": complaint_id},
-        )
-    ).scalar_one()
+    return (await session.execute(_BUMP_VERSION, {"n": by, "id": complaint_id})).scalar_one()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One change of a complaint: its timeline row and its outbox event."""
+
+    project_id: UUID
+    complaint_id: UUID
+    seq: int
+    payload: EventPayload
+    reason: str | None = None
+    data: dict[str, Any] | None = None
 
 
 async def record(
@@ -42,21 +53,40 @@ async def record(
     reason: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
+    await record_many(session, ctx, [Entry(project_id, complaint_id, seq, payload, reason, data)])
+
+
+async def record_many(session: AsyncSession, ctx: TenantContext, entries: list[Entry]) -> None:
+    """The entries' timeline rows in one statement and their events in one outbox insert:
+    two round trips whatever their number (a new complaint has two or three)."""
     assert ctx.tenant_id is not None
-    body = payload.model_dump(mode="json")
-    await store.append_event(
+    await store.append_events(
         session,
-        tenant_id=ctx.tenant_id,
-        project_id=project_id,
-        complaint_id=complaint_id,
-        type=payload.event_type,
-        actor=ctx.actor,
-        reason=reason,
-        data={**body, **(data or {})},
+        [
+            {
+                "tenant_id": ctx.tenant_id,
+                "project_id": e.project_id,
+                "complaint_id": e.complaint_id,
+                "type": e.payload.event_type,
+                "actor": ctx.actor,
+                "reason": e.reason,
+                "data": {**e.payload.model_dump(mode="json"), **(e.data or {})},
+            }
+            for e in entries
+        ],
     )
     await outbox.add(
         session,
-        envelope(ctx, project_id=project_id, complaint_id=complaint_id, seq=seq, payload=payload),
+        *(
+            envelope(
+                ctx,
+                project_id=e.project_id,
+                complaint_id=e.complaint_id,
+                seq=e.seq,
+                payload=e.payload,
+            )
+            for e in entries
+        ),
     )
 
 

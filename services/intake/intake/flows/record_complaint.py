@@ -16,20 +16,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import redis.asyncio as aioredis
-from propdesk.db.session import tenant_transaction
-from propdesk.events.contracts.complaint import (
-    ComplaintClassified,
-    ComplaintDuplicateJoined,
-    ComplaintGrouped,
-    ComplaintReceived,
-    ComplaintRegraded,
-)
-from propdesk.service.problems import ProblemError, field_error
-from propdesk.tenancy import TenantContext
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from intake import idempotency_cache
+from intake import directory_cache, idempotency_cache
 from intake.api.schemas import ComplaintIn
 from intake.domain.case_status import CaseStatus, is_open
 from intake.domain.classification import classify_category
@@ -51,7 +41,16 @@ from intake.flows import history
 from intake.flows.representation import complaint_body
 from intake.store import complaints as store
 from intake.store import idempotency
-from intake.store import tenants as directory
+from propdesk.db.session import tenant_transaction
+from propdesk.events.contracts.complaint import (
+    ComplaintClassified,
+    ComplaintDuplicateJoined,
+    ComplaintGrouped,
+    ComplaintReceived,
+    ComplaintRegraded,
+)
+from propdesk.service.problems import ProblemError, field_error
+from propdesk.tenancy import TenantContext
 
 log = logging.getLogger("intake.record")
 
@@ -153,26 +152,26 @@ def _require_aware(value: datetime | None, field: str) -> None:
 
 
 async def _resolve_unit(
-    s: AsyncSession, project_id: UUID, body: ComplaintIn
+    s: AsyncSession, ctx: TenantContext, project_id: UUID, body: ComplaintIn
 ) -> tuple[UUID | None, str | None, str | None, UUID | None]:
     """(unit_id, building, room, household_id)."""
     unit_id: UUID | None = None
     building = room = None
     if body.unit is not None:
         if body.unit.id is not None:
-            unit = await directory.unit_by_id(s, body.unit.id)
+            unit = await directory_cache.unit_by_id(s, ctx, body.unit.id)
             if unit is None or unit.project_id != project_id:
                 raise _unprocessable("body.unit.id", "exists", "no such unit in this project")
             unit_id, building, room = unit.id, unit.building, unit.room
         else:
             building, room = body.unit.building, body.unit.room
-            found = await directory.find_unit(s, project_id, building or "", room or "")
+            found = await directory_cache.find_unit(s, ctx, project_id, building or "", room or "")
             if found is not None:
                 # Units not (yet) onboarded are still recorded, by their text only.
                 unit_id, building = found.id, found.building
     household_id = unit_id
     if body.complainant is not None and body.complainant.household_id is not None:
-        unit = await directory.unit_by_id(s, body.complainant.household_id)
+        unit = await directory_cache.unit_by_id(s, ctx, body.complainant.household_id)
         if unit is None or unit.project_id != project_id:
             raise _unprocessable(
                 "body.complainant.household_id", "exists", "no such unit in this project"
@@ -267,26 +266,22 @@ async def _repeat(
 async def _record(
     s: AsyncSession, ctx: TenantContext, body: ComplaintIn, now: datetime
 ) -> RecordResult:
-    project = await directory.project_by_ref(s, body.project)
+    project = await directory_cache.project_by_ref(s, ctx, body.project)
     if project is None:
         raise _unprocessable("body.project", "exists", f"unknown project {body.project!r}")
-    overrides, _settings = await directory.tenant_rules(s, ctx.tenant_id)  # type: ignore[arg-type]
-    rules = load_rules(overrides)
+    rules = await directory_cache.tenant_rules(s, ctx, load_rules)
     _require_aware(body.received_at, "body.received_at")
     _require_aware(body.occurred_at, "body.occurred_at")
     received_at = body.received_at or now
     violation = check_received_at(received_at, now, rules, field="body.received_at")
     if violation is not None:
         raise _unprocessable(violation.field, violation.rule, violation.message)
-    unit_id, building, room, household_id = await _resolve_unit(s, project.id, body)
+    unit_id, building, room, household_id = await _resolve_unit(s, ctx, project.id, body)
     phone = body.complainant.phone if body.complainant else None
     channel = Channel(body.channel)
 
     category = classify_category(body.content, body.demand, rules, given=body.category)
     complaint_id = uuid4()
-    await store.lock_project_matters(s, project.id)
-    window = max(rules.group_window_hours, rules.duplicate_window_hours)
-    recent = await store.recent_in_project(s, project.id, category.category, received_at, window)
     new_case = CaseFacts(
         id=complaint_id,
         project_id=project.id,
@@ -298,8 +293,16 @@ async def _record(
         content=body.content,
         received_at=received_at,
     )
-    facts = [_facts(r) for r in recent]
+    # Before the lock: handled cases are changed by work-order events, which never take
+    # it, and a complaint recorded meanwhile is not handled; so this read needs no lock,
+    # and every other complaint of the project waits less.
     repeat = await _repeat(s, body, new_case, household_id, rules)
+    # From here to commit, other complaints of the project wait: keep it to the matter
+    # query, the reference number and the writes.
+    await store.lock_project_matters(s, project.id)
+    window = max(rules.group_window_hours, rules.duplicate_window_hours)
+    recent = await store.recent_in_project(s, project.id, category.category, received_at, window)
+    facts = [_facts(r) for r in recent]
     duplicate = find_duplicate(new_case, facts, rules)
     if duplicate is not None:
         # The same household on an open case: the call joins that case. No new complaint,
@@ -378,96 +381,92 @@ async def _record(
         "flags": [],
         "calls": 1,
         "last_call_at": None,
-        "version": 0,
+        # The events below are versions 1..n; set the final one now, not by a later UPDATE.
+        "version": 3 if group is not None else 2,
         "created_by": ctx.actor,
     }
     await store.insert_complaint(s, values)
 
-    seq = 0
-
-    async def emit(
-        payload: Any, reason: str | None = None, data: dict[str, Any] | None = None
-    ) -> None:
-        nonlocal seq
-        seq += 1
-        await history.record(
-            s,
-            ctx,
-            project_id=project.id,
-            complaint_id=complaint_id,
-            seq=seq,
-            payload=payload,
-            reason=reason,
-            data=data,
-        )
-
     common = {"complaint_id": complaint_id, "reference": reference, "project_id": project.id}
-    await emit(
-        ComplaintReceived(
-            **common,
-            channel=channel.value,
-            received_at=received_at,
-            recorded_at=now,
-            category=category.category.value,
-            unit_id=unit_id,
-            building=building,
-            place=body.place,
-            summary=body.content[:200],
-            receiver=body.receiver,
-            external_reference=body.external_reference,
-            project_code=project.code,
-            room=room,
-            household_id=household_id,
-            complainant_name=values["complainant_name"],
-            complainant_phone=phone,
-            occurred_at=body.occurred_at,
-            content=body.content,
-            demand=body.demand,
-            attachments=values["attachments"],
-            group_case_id=group_id,
-            complainant_email=values["complainant_email"],
-            lat=body.lat,
-            long=body.long,
-            device_id=body.device_id,
-            previous_case_id=repeat.previous_case_id,
-            prior_cases=repeat.prior_cases,
-            forwarded_result=body.forwarded_result,
-        ),
-        reason=f"received by {body.receiver or ctx.actor} via {channel.value}",
-    )
-    await emit(
-        ComplaintClassified(
-            **common,
-            channel=channel.value,
-            category=category.category.value,
-            grade=grade_value.value,
-            grade_reasons=grade_reasons,
-            category_reason=category.reason,
-            received_at=received_at,
-            recorded_at=now,
-            building=building,
-            unit_id=unit_id,
-            group_case_id=group_id,
-            place=body.place,
-        ),
-        # The grade's why belongs in the history a reviewer reads, not only in the data.
-        reason=f"{category.reason}; {grade_value.value}: {'; '.join(grade_reasons)}",
-        data={"second_complaint_basis": repeat.reason} if repeat.reason else None,
-    )
-    case: dict[str, Any] = {"kind": "new", "notify_complainant": False}
-    if group is not None and group_id is not None and group_reference is not None:
-        await emit(
-            ComplaintGrouped(
+    entries = [
+        history.Entry(
+            project.id,
+            complaint_id,
+            1,
+            ComplaintReceived(
                 **common,
-                group_case_id=group_id,
-                group_reference=group_reference,
-                household_count=group.size,
-                member_ids=[*group.member_case_ids, complaint_id],  # type: ignore[list-item]
+                channel=channel.value,
+                received_at=received_at,
+                recorded_at=now,
                 category=category.category.value,
+                unit_id=unit_id,
+                building=building,
+                place=body.place,
+                summary=body.content[:200],
+                receiver=body.receiver,
+                external_reference=body.external_reference,
+                project_code=project.code,
+                room=room,
+                household_id=household_id,
+                complainant_name=values["complainant_name"],
+                complainant_phone=phone,
+                occurred_at=body.occurred_at,
+                content=body.content,
+                demand=body.demand,
+                attachments=values["attachments"],
+                group_case_id=group_id,
+                complainant_email=values["complainant_email"],
+                lat=body.lat,
+                long=body.long,
+                device_id=body.device_id,
+                previous_case_id=repeat.previous_case_id,
+                prior_cases=repeat.prior_cases,
+                forwarded_result=body.forwarded_result,
             ),
-            reason=group.reason,
+            reason=f"received by {body.receiver or ctx.actor} via {channel.value}",
+        ),
+        history.Entry(
+            project.id,
+            complaint_id,
+            2,
+            ComplaintClassified(
+                **common,
+                channel=channel.value,
+                category=category.category.value,
+                grade=grade_value.value,
+                grade_reasons=grade_reasons,
+                category_reason=category.reason,
+                received_at=received_at,
+                recorded_at=now,
+                building=building,
+                unit_id=unit_id,
+                group_case_id=group_id,
+                place=body.place,
+            ),
+            # The grade's why belongs in the history a reviewer reads, not only in the data.
+            reason=f"{category.reason}; {grade_value.value}: {'; '.join(grade_reasons)}",
+            data={"second_complaint_basis": repeat.reason} if repeat.reason else None,
+        ),
+    ]
+    case: dict[str, Any] = {"kind": "new", "notify_complainant": False}
+    if group is not None:
+        assert group_id is not None and group_reference is not None
+        entries.append(
+            history.Entry(
+                project.id,
+                complaint_id,
+                3,
+                ComplaintGrouped(
+                    **common,
+                    group_case_id=group_id,
+                    group_reference=group_reference,
+                    household_count=group.size,
+                    member_ids=[*group.member_case_ids, complaint_id],  # type: ignore[list-item]
+                    category=category.category.value,
+                ),
+                reason=group.reason,
+            )
         )
-        await _regroup_members(s, ctx, group, group_id, group_reference, by_id, complaint_id)
         case = {
             **case,
             "kind": "group",
@@ -477,8 +476,11 @@ async def _record(
             "reason": group.reason,
             "notify_complainant": True,
         }
-    await store.update_complaint(s, complaint_id, {"version": seq})
-    values["version"] = seq
+    assert values["version"] == len(entries)
+    await history.record_many(s, ctx, entries)
+    if group is not None:
+        assert group_id is not None and group_reference is not None
+        await _regroup_members(s, ctx, group, group_id, group_reference, by_id, complaint_id)
     out = complaint_body(values, project.code)
     out["case"] = case
     return RecordResult(201, out)

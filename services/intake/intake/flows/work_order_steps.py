@@ -13,17 +13,17 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from propdesk.bus import PermanentError
-from propdesk.events import Envelope, parse_payload
-from propdesk.events.contracts import work_order as wo
-from propdesk.events.contracts.complaint import ComplaintStatusChanged
-from propdesk.tenancy import TenantContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.domain.case_status import StepMark, decide_status
 from intake.flows import history
 from intake.store import complaints as store
 from intake.store import tenants as directory
+from propdesk.bus import PermanentError
+from propdesk.events import Envelope, parse_payload
+from propdesk.events.contracts import work_order as wo
+from propdesk.events.contracts.complaint import ComplaintStatusChanged
+from propdesk.tenancy import TenantContext
 
 log = logging.getLogger("intake.work_orders")
 

@@ -9,6 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
 
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from intake import directory_cache
+from intake.onboarding.document import CompanyDocument
+from intake.store import tenants as directory
+from intake.store.tables import buildings, departments, projects, staff, tenants, units
 from propdesk.bus import Outbox
 from propdesk.db.session import apply_context, tenant_transaction
 from propdesk.events import EventPayload, new_event
@@ -20,12 +27,6 @@ from propdesk.events.contracts.tenant import (
     TenantUpserted,
 )
 from propdesk.tenancy import TenantContext
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from intake.onboarding.document import CompanyDocument
-from intake.store import tenants as directory
-from intake.store.tables import buildings, departments, projects, staff, tenants, units
 
 PRODUCER = "intake"
 outbox = Outbox("intake")
@@ -106,6 +107,8 @@ async def apply_document(
                 for payload, aggregate_id, project_id in events
             ),
         )
+    # After commit: a recording that read the old directory cannot refill it afterwards.
+    directory_cache.invalidate_tenant(tenant_id)
     return report
 
 

@@ -18,10 +18,10 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from propdesk.auth.roles import Role
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from intake.domain.rules import RulesError, TenantRules
+from propdesk.auth.roles import Role
 
 
 def _code_from_scalar(value: Any) -> Any:

@@ -7,7 +7,19 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, Select, and_, func, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,29 +34,72 @@ from intake.store.tables import (
     reference_counters,
 )
 
+# The recording path's statements are built once, at import: SQLAlchemy then finds their
+# compiled form in its cache by identity instead of building and hashing a new construct
+# per request (statement building was the largest CPU share of recording a complaint).
+_LOCK_MATTERS = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
+
 
 async def lock_project_matters(session: AsyncSession, project_id: UUID) -> None:
     """Serialise duplicate and group detection within one project, so two complaints about
     the same matter recorded at the same instant see each other."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"intake:matter:{project_id}"},
+    await session.execute(_LOCK_MATTERS, {"k": f"intake:matter:{project_id}"})
+
+
+_NEXT_REFERENCE = (
+    insert(reference_counters)
+    .values(
+        tenant_id=bindparam("tenant_id"),
+        project_id=bindparam("project_id"),
+        day=bindparam("day"),
+        last=1,
     )
+    .on_conflict_do_update(
+        index_elements=[reference_counters.c.project_id, reference_counters.c.day],
+        set_={"last": reference_counters.c.last + 1},
+    )
+    .returning(reference_counters.c.last)
+)
 
 
 async def next_reference_number(
     session: AsyncSession, tenant_id: UUID, project_id: UUID, day: date
 ) -> int:
-    stmt = (
-        insert(reference_counters)
-        .values(tenant_id=tenant_id, project_id=project_id, day=day, last=1)
-        .on_conflict_do_update(
-            index_elements=[reference_counters.c.project_id, reference_counters.c.day],
-            set_={"last": reference_counters.c.last + 1},
-        )
-        .returning(reference_counters.c.last)
+    params = {"tenant_id": tenant_id, "project_id": project_id, "day": day}
+    return (await session.execute(_NEXT_REFERENCE, params)).scalar_one()
+
+
+_RECENT_IN_PROJECT = (
+    select(
+        complaints.c.id,
+        complaints.c.project_id,
+        complaints.c.household_id,
+        complaints.c.unit_id,
+        complaints.c.complainant_phone,
+        complaints.c.category,
+        complaints.c.building,
+        complaints.c.place,
+        complaints.c.content,
+        complaints.c.received_at,
+        complaints.c.status,
+        complaints.c.validity,
+        complaints.c.group_case_id,
+        complaints.c.grade,
+        complaints.c.grade_reasons,
+        complaints.c.reference,
+        complaints.c.version,
+        complaints.c.prior_cases,
     )
-    return (await session.execute(stmt)).scalar_one()
+    .where(
+        complaints.c.project_id == bindparam("project_id"),
+        complaints.c.category == bindparam("category"),
+        complaints.c.received_at >= bindparam("since"),
+        complaints.c.received_at <= bindparam("until"),
+        complaints.c.validity != "invalid",
+    )
+    .order_by(complaints.c.received_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
 
 
 async def recent_in_project(
@@ -56,7 +111,23 @@ async def recent_in_project(
     limit: int = 500,
 ) -> list[Row]:
     """Cases of the same project and category received within `hours` of `around`."""
-    q = (
+    params = {
+        "project_id": project_id,
+        "category": category,
+        "since": around - timedelta(hours=hours),
+        "until": around + timedelta(hours=hours),
+        "limit": limit,
+    }
+    return list(await session.execute(_RECENT_IN_PROJECT, params))
+
+
+def _handled_of_household_statement(by_household: bool, by_phone: bool) -> Select:
+    who = []
+    if by_household:
+        who.append(complaints.c.household_id == bindparam("household_id"))
+    if by_phone:
+        who.append(complaints.c.complainant_phone == bindparam("phone"))
+    return (
         select(
             complaints.c.id,
             complaints.c.project_id,
@@ -69,25 +140,30 @@ async def recent_in_project(
             complaints.c.content,
             complaints.c.received_at,
             complaints.c.status,
-            complaints.c.validity,
             complaints.c.group_case_id,
-            complaints.c.grade,
-            complaints.c.grade_reasons,
             complaints.c.reference,
-            complaints.c.version,
             complaints.c.prior_cases,
         )
         .where(
-            complaints.c.project_id == project_id,
-            complaints.c.category == category,
-            complaints.c.received_at >= around - timedelta(hours=hours),
-            complaints.c.received_at <= around + timedelta(hours=hours),
+            complaints.c.project_id == bindparam("project_id"),
+            complaints.c.category == bindparam("category"),
+            or_(*who),
+            complaints.c.status.in_([s.value for s in HANDLED_STATUSES]),
             complaints.c.validity != "invalid",
+            complaints.c.received_at >= bindparam("since"),
+            complaints.c.received_at <= bindparam("before"),
         )
         .order_by(complaints.c.received_at.desc())
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer))
     )
-    return list(await session.execute(q))
+
+
+# By (household known, phone known); neither known means no query at all.
+_HANDLED_OF_HOUSEHOLD = {
+    (True, True): _handled_of_household_statement(True, True),
+    (True, False): _handled_of_household_statement(True, False),
+    (False, True): _handled_of_household_statement(False, True),
+}
 
 
 async def handled_of_household(
@@ -102,43 +178,21 @@ async def handled_of_household(
 ) -> list[Row]:
     """Handled (`HANDLED_STATUSES`, not invalid) cases of a household or phone, same project
     and category, received within `days` before `before`: candidates of a second complaint."""
-    who = []
-    if household_id is not None:
-        who.append(complaints.c.household_id == household_id)
-    if phone:
-        who.append(complaints.c.complainant_phone == phone)
-    if not who:
+    by = (household_id is not None, bool(phone))
+    if by == (False, False):
         return []
-    q = (
-        select(
-            complaints.c.id,
-            complaints.c.project_id,
-            complaints.c.household_id,
-            complaints.c.unit_id,
-            complaints.c.complainant_phone,
-            complaints.c.category,
-            complaints.c.building,
-            complaints.c.place,
-            complaints.c.content,
-            complaints.c.received_at,
-            complaints.c.status,
-            complaints.c.group_case_id,
-            complaints.c.reference,
-            complaints.c.prior_cases,
-        )
-        .where(
-            complaints.c.project_id == project_id,
-            complaints.c.category == category,
-            or_(*who),
-            complaints.c.status.in_([s.value for s in HANDLED_STATUSES]),
-            complaints.c.validity != "invalid",
-            complaints.c.received_at >= before - timedelta(days=days),
-            complaints.c.received_at <= before,
-        )
-        .order_by(complaints.c.received_at.desc())
-        .limit(limit)
-    )
-    return list(await session.execute(q))
+    params: dict[str, Any] = {
+        "project_id": project_id,
+        "category": category,
+        "since": before - timedelta(days=days),
+        "before": before,
+        "limit": limit,
+    }
+    if by[0]:
+        params["household_id"] = household_id
+    if by[1]:
+        params["phone"] = phone
+    return list(await session.execute(_HANDLED_OF_HOUSEHOLD[by], params))
 
 
 async def complaint_by_ref(session: AsyncSession, ref: str) -> Row | None:
@@ -150,8 +204,12 @@ async def complaint_by_ref(session: AsyncSession, ref: str) -> Row | None:
     return (await session.execute(select(complaints).where(cond))).first()
 
 
+_INSERT_COMPLAINT = complaints.insert()
+
+
 async def insert_complaint(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(complaints.insert().values(**values))
+    # Parameters, not `.values(**values)`: one compiled INSERT for every call with the same keys.
+    await session.execute(_INSERT_COMPLAINT, values)
 
 
 async def count_call(session: AsyncSession, complaint_id: UUID, received_at: datetime) -> Row:
@@ -214,6 +272,16 @@ async def append_event(
             data=data or {},
         )
     )
+
+
+_INSERT_EVENT = complaint_events.insert()
+
+
+async def append_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Several timeline rows in one round trip; every row has the same keys (tenant_id,
+    project_id, complaint_id, type, actor, reason, data)."""
+    if rows:
+        await session.execute(_INSERT_EVENT, rows)
 
 
 async def timeline(session: AsyncSession, complaint_id: UUID) -> list[Row]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,27 +22,43 @@ class StoredResponse:
     body: dict[str, Any] | None
 
 
+# Built once at import, so each request reuses the compiled statements (see store.complaints).
+_CLAIM = (
+    insert(idempotency_keys)
+    .values(tenant_id=bindparam("tenant_id"), key=bindparam("key"), request_hash=bindparam("hash"))
+    .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    .returning(idempotency_keys.c.key)
+)
+_STORED = select(
+    idempotency_keys.c.request_hash,
+    idempotency_keys.c.status_code,
+    idempotency_keys.c.response,
+).where(
+    idempotency_keys.c.tenant_id == bindparam("tenant_id"),
+    idempotency_keys.c.key == bindparam("key"),
+)
+_COMPLETE = (
+    update(idempotency_keys)
+    .where(
+        idempotency_keys.c.tenant_id == bindparam("tenant_id"),
+        idempotency_keys.c.key == bindparam("key"),
+    )
+    .values(
+        status_code=bindparam("status_code"),
+        response=bindparam("response"),
+        resource_id=bindparam("resource_id"),
+    )
+)
+
+
 async def claim(
     session: AsyncSession, tenant_id: UUID, key: str, request_hash: bytes
 ) -> StoredResponse | None:
     """None when this transaction now owns the key; else what the first request stored."""
-    stmt = (
-        insert(idempotency_keys)
-        .values(tenant_id=tenant_id, key=key, request_hash=request_hash)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-        .returning(idempotency_keys.c.key)
-    )
-    if (await session.execute(stmt)).first() is not None:
+    params = {"tenant_id": tenant_id, "key": key, "hash": request_hash}
+    if (await session.execute(_CLAIM, params)).first() is not None:
         return None
-    row = (
-        await session.execute(
-            select(
-                idempotency_keys.c.request_hash,
-                idempotency_keys.c.status_code,
-                idempotency_keys.c.response,
-            ).where(idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == key)
-        )
-    ).one()
+    row = (await session.execute(_STORED, {"tenant_id": tenant_id, "key": key})).one()
     return StoredResponse(bytes(row.request_hash), row.status_code, row.response)
 
 
@@ -55,9 +71,14 @@ async def complete(
     resource_id: UUID | None,
 ) -> None:
     await session.execute(
-        update(idempotency_keys)
-        .where(idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == key)
-        .values(status_code=status_code, response=body, resource_id=resource_id)
+        _COMPLETE,
+        {
+            "tenant_id": tenant_id,
+            "key": key,
+            "status_code": status_code,
+            "response": body,
+            "resource_id": resource_id,
+        },
     )
 
 

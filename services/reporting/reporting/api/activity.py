@@ -4,12 +4,12 @@ from datetime import date, timedelta
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
 from propdesk.auth.dependencies import require_staff
 from propdesk.db.session import tenant_transaction
 from propdesk.service.problems import ProblemError, field_error
 from propdesk.tenancy import TenantContext
-from pydantic import BaseModel
-
 from reporting import activity
 
 router = APIRouter(prefix="/v1", tags=["activity"])

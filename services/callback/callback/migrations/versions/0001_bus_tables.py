@@ -8,6 +8,7 @@ Create Date: 2026-11-26
 from collections.abc import Sequence
 
 from alembic import op
+
 from propdesk.bus.tables import bus_tables_sql
 
 revision: str = "callback_0001"

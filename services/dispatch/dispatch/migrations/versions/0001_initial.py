@@ -8,6 +8,7 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 from alembic import op
+
 from propdesk.bus.tables import bus_tables_sql
 from propdesk.db.rls import enable_rls_sql
 
