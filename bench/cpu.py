@@ -17,7 +17,7 @@ def _role(cmdline: list[str], own_pids: dict[int, str], pid: int) -> str:
     if "propdesk-service" in joined:
         idx = next(i for i, a in enumerate(cmdline) if a.endswith("propdesk-service"))
         name = cmdline[idx + 1] if idx + 1 < len(cmdline) else "?"
-        return f"{name} (devstack)"
+        return f"{name} (devstack)"  # a service the bench did not start
     if "postgres" in os.path.basename(cmdline[0]) or joined.startswith("postgres:"):
         return "postgresql"
     if "nats-server" in joined:

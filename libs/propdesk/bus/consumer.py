@@ -1,11 +1,11 @@
 """Durable pull consumers with an inbox: each event id is applied once per consumer.
 
 For every message: parse the envelope, restore the producer's trace context, open one
-transaction under the event's tenant, insert (consumer, event id) into the inbox, run the
-handler, commit, then ack. A redelivered event finds its inbox row and is acked without
-running the handler again. Errors nak with the configured backoff; after the last
-allowed delivery, or at once for a `PermanentError` or an unparseable message, the
-message is recorded in dead_letters and terminated.
+transaction, set the event's tenant context and insert (consumer, event id) into the inbox
+(one statement), run the handler, commit, then ack. A redelivered event finds its inbox
+row and is acked without running the handler again. Errors nak with the configured
+backoff; after the last allowed delivery, or at once for a `PermanentError` or an
+unparseable message, the message is recorded in dead_letters and terminated.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from propdesk.db.session import tenant_transaction
 from propdesk.events.envelope import Envelope
 from propdesk.settings import Settings
 from propdesk.telemetry.propagation import extract
-from propdesk.tenancy.context import TenantContext, system_context
+from propdesk.tenancy.context import TenantContext, system_context, use_context
 
 log = logging.getLogger("propdesk.bus.consumer")
 tracer = trace.get_tracer("propdesk.bus")
@@ -69,11 +69,21 @@ class ConsumerRunner:
         self.nc = nc
         self.max_deliver = consumer_config(settings, consumer.name, consumer.subjects).max_deliver
         s = f'"{consumer.schema}"'
+        # The tenant context and the inbox row in one round trip: the CTE's set_config
+        # calls run when the INSERT reads `ctx`, before the row exists, so the policy's
+        # WITH CHECK and every later statement of the transaction see the context
+        # (set_config(..., true) lasts until the transaction ends, like apply_context).
         self._inbox = text(
-            f"INSERT INTO {s}.inbox (consumer, event_id, tenant_id, project_id, event_type)"
-            " VALUES (:consumer, :event_id, :tenant_id, :project_id, :event_type)"
+            "WITH ctx AS (SELECT set_config('app.tenant_id', :tenant_text, true) AS t,"
+            " set_config('app.project_ids', :project_ids, true) AS p,"
+            " set_config('app.actor', :actor, true) AS a,"
+            " set_config('app.roles', :roles, true) AS r,"
+            " set_config('app.system', :system, true) AS s)"
+            f" INSERT INTO {s}.inbox (consumer, event_id, tenant_id, project_id, event_type)"
+            " SELECT :consumer, :event_id, :tenant_id, :project_id, :event_type FROM ctx"
             " ON CONFLICT DO NOTHING RETURNING 1"
         )
+        self._actor = f"consumer:{consumer.name}"
         self._dead = text(
             f"INSERT INTO {s}.dead_letters (consumer, event_id, tenant_id, project_id, subject,"
             " deliveries, error, data, headers)"
@@ -170,22 +180,29 @@ class ConsumerRunner:
     async def apply(self, env: Envelope) -> bool:
         """Apply one event exactly once: one transaction holding the inbox row and the
         handler's writes. False if this consumer had already applied it."""
-        ctx = TenantContext.for_tenant(env.tenant_id, actor=f"consumer:{self.consumer.name}")
-        async with tenant_transaction(self.sessions, ctx) as session:
-            first = await session.execute(
-                self._inbox,
-                {
-                    "consumer": self.consumer.name,
-                    "event_id": env.id,
-                    "tenant_id": env.tenant_id,
-                    "project_id": env.project_id,
-                    "event_type": env.type,
-                },
-            )
-            if first.first() is None:
-                return False
-            await self.consumer.handler(session, env)
-            return True
+        ctx = TenantContext.for_tenant(env.tenant_id, actor=self._actor)
+        settings = ctx.settings()
+        with use_context(ctx):
+            async with self.sessions() as session, session.begin():
+                first = await session.execute(
+                    self._inbox,
+                    {
+                        "tenant_text": settings["app.tenant_id"],
+                        "project_ids": settings["app.project_ids"],
+                        "actor": settings["app.actor"],
+                        "roles": settings["app.roles"],
+                        "system": settings["app.system"],
+                        "consumer": self.consumer.name,
+                        "event_id": env.id,
+                        "tenant_id": env.tenant_id,
+                        "project_id": env.project_id,
+                        "event_type": env.type,
+                    },
+                )
+                if first.first() is None:
+                    return False
+                await self.consumer.handler(session, env)
+                return True
 
     async def _dead_letter(
         self, msg: Msg, env: Envelope | None, deliveries: int, error: str

@@ -7,10 +7,11 @@ import time
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
-from intake import ratelimit
+from intake import idempotency_cache, ratelimit
 from intake.store import apikeys
 from propdesk.auth.dependencies import unauthenticated
 from propdesk.db.session import tenant_transaction
@@ -18,6 +19,7 @@ from propdesk.service.problems import ProblemError
 from propdesk.tenancy import TenantContext
 
 API_KEY_HEADER = "x-api-key"
+IDEMPOTENCY_HEADER = "idempotency-key"
 CHALLENGE = 'ApiKey header="X-API-Key"'
 # A revoked key keeps working for at most this long on a replica that has it cached.
 CACHE_SECONDS = 30.0
@@ -50,6 +52,29 @@ class ApiKeyAuthenticator:
             self._cache[digest] = (now + CACHE_SECONDS, identity)
         return identity
 
+    async def _count(
+        self, identity: apikeys.KeyIdentity, idempotency_key: str | None
+    ) -> tuple[int | None, idempotency_cache.Prefetched | None]:
+        """The rate-limit verdict and, with an Idempotency-Key, the key's replay-cache entry:
+        one Redis round trip for both (the handler would otherwise make a second)."""
+        if self.redis is None:
+            return None, None
+        now = time.time()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                window = ratelimit.queue_count(pipe, identity.tenant_id, identity.key_id, now)
+                if idempotency_key is not None:
+                    idempotency_cache.queue_get(pipe, identity.tenant_id, idempotency_key)
+                results = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            ratelimit.log.warning("rate limit not enforced, redis unavailable: %r", exc)
+            return None, None
+        wait = ratelimit.verdict(int(results[0]), identity.rate_limit_per_minute, window, now)
+        if idempotency_key is None:
+            return wait, None
+        cached = idempotency_cache.parse(results[2])
+        return wait, idempotency_cache.Prefetched(identity.tenant_id, idempotency_key, cached)
+
     async def authenticate(self, request: Request) -> TenantContext | None:
         key = request.headers.get(API_KEY_HEADER)
         if key is None:
@@ -57,12 +82,12 @@ class ApiKeyAuthenticator:
         identity = await self.identify(key.strip())
         if identity is None:
             raise unauthenticated("The API key is not valid.", CHALLENGE)
-        wait = await ratelimit.retry_after(
-            self.redis,
-            identity.tenant_id,
-            identity.key_id,
-            identity.rate_limit_per_minute,
+        idempotency_key = (
+            request.headers.get(IDEMPOTENCY_HEADER) if request.method == "POST" else None
         )
+        wait, prefetched = await self._count(identity, idempotency_key)
+        if prefetched is not None:
+            request.state.idempotency_prefetch = prefetched
         if wait is not None:
             raise ProblemError(
                 429,

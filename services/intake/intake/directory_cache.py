@@ -8,9 +8,9 @@ returned; one tenant's rows are never served to another, nor a project outside a
 credential's scope. The query that fills an entry runs under the caller's RLS context.
 
 Staleness: this process drops a tenant's entries when it commits an onboarding or a rules
-change (`invalidate_tenant`, after commit so a concurrent reader cannot refill the old
-value); a change committed by another process (another replica, the CLI) is seen within
-`TTL_SECONDS`."""
+change (`invalidate_tenant`, after commit; a value loaded before the invalidation is not
+stored after it, so a recording running meanwhile cannot put the old one back); a change
+committed by another process (another replica, the CLI) is seen within `TTL_SECONDS`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ class DirectoryCache:
         self.clock = clock
         self._by_tenant: dict[UUID, dict[Hashable, tuple[float, Any]]] = {}
         self._size = 0
+        # Bumped by each invalidation: a value loaded before it must not be stored after it.
+        self._generation: dict[UUID, int] = {}
+
+    def generation(self, tenant_id: UUID) -> int:
+        return self._generation.get(tenant_id, 0)
 
     def get(self, tenant_id: UUID, key: Hashable) -> tuple[bool, Any]:
         hit = self._by_tenant.get(tenant_id, {}).get(key)
@@ -48,7 +53,13 @@ class DirectoryCache:
             return False, None
         return True, hit[1]
 
-    def put(self, tenant_id: UUID, key: Hashable, value: Any) -> None:
+    def put(
+        self, tenant_id: UUID, key: Hashable, value: Any, *, generation: int | None = None
+    ) -> None:
+        """Store `value`, unless the tenant was invalidated since `generation` (read before
+        the value was loaded): then the value may predate the change."""
+        if generation is not None and generation != self.generation(tenant_id):
+            return
         if self._size >= MAX_ENTRIES:
             self.clear()
         entries = self._by_tenant.setdefault(tenant_id, {})
@@ -57,6 +68,7 @@ class DirectoryCache:
         entries[key] = (self.clock() + self.ttl, value)
 
     def invalidate_tenant(self, tenant_id: UUID) -> None:
+        self._generation[tenant_id] = self.generation(tenant_id) + 1
         self._size -= len(self._by_tenant.pop(tenant_id, {}))
 
     def clear(self) -> None:
@@ -75,8 +87,9 @@ class DirectoryCache:
         found, value = self.get(ctx.tenant_id, scoped)
         if found:
             return value  # type: ignore[no-any-return]
+        generation = self.generation(ctx.tenant_id)
         value = await load()
-        self.put(ctx.tenant_id, scoped, value)
+        self.put(ctx.tenant_id, scoped, value, generation=generation)
         return value
 
 
@@ -94,9 +107,10 @@ async def project_by_ref(session: AsyncSession, ctx: TenantContext, ref: str) ->
     found, value = CACHE.get(ctx.tenant_id, key)
     if found:
         return value  # type: ignore[no-any-return]
+    generation = CACHE.generation(ctx.tenant_id)
     row = await directory.project_by_ref(session, ref)
     if row is not None:
-        CACHE.put(ctx.tenant_id, key, row)
+        CACHE.put(ctx.tenant_id, key, row, generation=generation)
     return row
 
 

@@ -1,35 +1,50 @@
 """The Redis fast path for idempotent replays. PostgreSQL decides; Redis only saves a
 transaction when a completed response is replayed. Any Redis failure falls back to the
-database path."""
+database path.
+
+An API-key request reads its entry in the rate limit's round trip (`queue_get`, see
+`auth.py`) and hands it on as `Prefetched`; other requests read it with `get`."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 log = logging.getLogger("intake.idempotency")
 TTL_SECONDS = 24 * 3600
+
+Cached = tuple[bytes, int, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """What the cache held for (tenant, key) when the request was authenticated."""
+
+    tenant_id: UUID
+    key: str
+    value: Cached | None
+
+    def for_(self, tenant_id: UUID, key: str) -> bool:
+        return self.tenant_id == tenant_id and self.key == key
 
 
 def _key(tenant_id: UUID, key: str) -> str:
     return f"pd:intake:idem:{tenant_id}:{key}"
 
 
-async def get(
-    redis: aioredis.Redis | None, tenant_id: UUID, key: str
-) -> tuple[bytes, int, dict[str, Any]] | None:
-    if redis is None:
-        return None
-    try:
-        raw = await redis.get(_key(tenant_id, key))
-    except (RedisError, OSError, TimeoutError) as exc:
-        log.warning("idempotency cache read failed: %r", exc)
-        return None
+def queue_get(pipe: Pipeline, tenant_id: UUID, key: str) -> None:
+    """Queue the entry's GET on `pipe` (one result, for `parse`)."""
+    pipe.get(_key(tenant_id, key))
+
+
+def parse(raw: bytes | str | None) -> Cached | None:
     if raw is None:
         return None
     try:
@@ -37,6 +52,17 @@ async def get(
         return bytes.fromhex(doc["h"]), int(doc["s"]), doc["b"]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+async def get(redis: aioredis.Redis | None, tenant_id: UUID, key: str) -> Cached | None:
+    if redis is None:
+        return None
+    try:
+        raw = await redis.get(_key(tenant_id, key))
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("idempotency cache read failed: %r", exc)
+        return None
+    return parse(raw)
 
 
 async def put(

@@ -13,7 +13,13 @@ from fastapi import APIRouter, Header, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from intake.api.deps import OVERRIDE_ROLES, RECORD_ROLES, redis_of, sessions_of
+from intake.api.deps import (
+    OVERRIDE_ROLES,
+    RECORD_ROLES,
+    idempotency_prefetch_of,
+    redis_of,
+    sessions_of,
+)
 from intake.api.schemas import ClassificationOverrideIn, ComplaintIn
 from intake.domain.case_status import CaseStatus
 from intake.domain.vocabulary import Category, Channel, Grade
@@ -84,7 +90,12 @@ async def create_complaint(
             "header.Idempotency-Key", "format", f"1 to {MAX_IDEMPOTENCY_KEY} printable characters"
         )
     result = await record_complaint(
-        sessions_of(request), redis_of(request), ctx, body, idempotency_key
+        sessions_of(request),
+        redis_of(request),
+        ctx,
+        body,
+        idempotency_key,
+        prefetched=idempotency_prefetch_of(request),
     )
     headers = {"Location": f"/v1/complaints/{result.body['id']}"}
     if result.replayed:

@@ -6,6 +6,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from intake import idempotency_cache
 from propdesk.auth.roles import SUPERVISOR_ROLES, Role
 
 RECORD_ROLES = (
@@ -35,3 +36,8 @@ def sessions_of(request: Request) -> async_sessionmaker[AsyncSession]:
 
 def redis_of(request: Request) -> aioredis.Redis | None:
     return getattr(request.app.state, "redis", None)
+
+
+def idempotency_prefetch_of(request: Request) -> idempotency_cache.Prefetched | None:
+    """The replay-cache entry the API-key authenticator read with the rate limit, if any."""
+    return getattr(request.state, "idempotency_prefetch", None)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Body
 from starlette.requests import Request
 from starlette.responses import Response
 
+from intake import directory_cache
 from intake.api.deps import sessions_of
 from intake.domain.rules import RulesError, TenantRules
 from intake.flows.record_complaint import load_rules

@@ -112,11 +112,15 @@ async def record_complaint(
     idempotency_key: str | None,
     *,
     now: datetime | None = None,
+    prefetched: idempotency_cache.Prefetched | None = None,
 ) -> RecordResult:
     assert ctx.tenant_id is not None
     digest = request_hash(body) if idempotency_key else b""
     if idempotency_key:
-        cached = await idempotency_cache.get(redis, ctx.tenant_id, idempotency_key)
+        if prefetched is not None and prefetched.for_(ctx.tenant_id, idempotency_key):
+            cached = prefetched.value
+        else:
+            cached = await idempotency_cache.get(redis, ctx.tenant_id, idempotency_key)
         if cached is not None:
             if cached[0] != digest:
                 raise _idempotency_conflict(idempotency_key)
@@ -331,13 +335,16 @@ async def _record(
 
     tz = ZoneInfo(project.time_zone)
     day = now.astimezone(tz).date()
-    number = await store.next_reference_number(s, ctx.tenant_id, project.id, day)  # type: ignore[arg-type]
-    reference = f"{project.code}-{day:%Y%m%d}-{number:04d}"
+    prefix = f"{project.code}-{day:%Y%m%d}-"
 
     by_id = {r.id: r for r in recent}
+    reference: str | None = None
     group_id: UUID | None = None
     group_reference: str | None = None
     if group is not None:
+        # A new group's reference is made from this complaint's, so the number comes first.
+        number = await store.next_reference_number(s, ctx.tenant_id, project.id, day)  # type: ignore[arg-type]
+        reference = f"{prefix}{number:04d}"
         group_id, group_reference = await _open_or_join_group(
             s, ctx, project.id, group, reference, category.category, body.content
         )
@@ -346,7 +353,6 @@ async def _record(
         "id": complaint_id,
         "tenant_id": ctx.tenant_id,
         "project_id": project.id,
-        "reference": reference,
         "channel": channel.value,
         "status": CaseStatus.RECEIVED.value,
         "validity": "pending",
@@ -385,7 +391,13 @@ async def _record(
         "version": 3 if group is not None else 2,
         "created_by": ctx.actor,
     }
-    await store.insert_complaint(s, values)
+    if reference is None:
+        # Most complaints: the number is drawn by the INSERT itself (one round trip).
+        reference = await store.insert_numbered_complaint(s, values, day, prefix)
+        values["reference"] = reference
+    else:
+        values["reference"] = reference
+        await store.insert_complaint(s, values)
 
     common = {"complaint_id": complaint_id, "reference": reference, "project_id": project.id}
     entries = [
@@ -560,10 +572,9 @@ async def _open_or_join_group(
 ) -> tuple[UUID, str]:
     if group.group_case_id is not None:
         gid = UUID(str(group.group_case_id))
-        existing = await store.get_group_case(s, gid)
-        if existing is not None:
-            await store.update_group_case(s, gid, max(existing.household_count, group.size))
-            return gid, existing.reference
+        existing_reference = await store.join_group_case(s, gid, group.size)
+        if existing_reference is not None:
+            return gid, existing_reference
     gid = uuid4()
     group_reference = f"G-{reference}"
     await store.insert_group_case(

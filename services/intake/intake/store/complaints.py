@@ -8,9 +8,12 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    Date,
     Integer,
     Row,
     Select,
+    Text,
+    TextClause,
     and_,
     bindparam,
     func,
@@ -48,12 +51,7 @@ async def lock_project_matters(session: AsyncSession, project_id: UUID) -> None:
 
 _NEXT_REFERENCE = (
     insert(reference_counters)
-    .values(
-        tenant_id=bindparam("tenant_id"),
-        project_id=bindparam("project_id"),
-        day=bindparam("day"),
-        last=1,
-    )
+    # The VALUES come from the parameter names at execution.
     .on_conflict_do_update(
         index_elements=[reference_counters.c.project_id, reference_counters.c.day],
         set_={"last": reference_counters.c.last + 1},
@@ -65,7 +63,7 @@ _NEXT_REFERENCE = (
 async def next_reference_number(
     session: AsyncSession, tenant_id: UUID, project_id: UUID, day: date
 ) -> int:
-    params = {"tenant_id": tenant_id, "project_id": project_id, "day": day}
+    params = {"tenant_id": tenant_id, "project_id": project_id, "day": day, "last": 1}
     return (await session.execute(_NEXT_REFERENCE, params)).scalar_one()
 
 
@@ -210,6 +208,50 @@ _INSERT_COMPLAINT = complaints.insert()
 async def insert_complaint(session: AsyncSession, values: dict[str, Any]) -> None:
     # Parameters, not `.values(**values)`: one compiled INSERT for every call with the same keys.
     await session.execute(_INSERT_COMPLAINT, values)
+
+
+# Statements by the set of column names given, built on first use.
+_NUMBERED_INSERTS: dict[tuple[str, ...], TextClause] = {}
+
+
+def _numbered_insert(keys: tuple[str, ...]) -> TextClause:
+    # The counter upsert runs as a data-modifying CTE of the complaint's INSERT: one round
+    # trip instead of two while the project lock is held. The VALUES list lets PostgreSQL
+    # type the parameters from the target columns; typed bind parameters let SQLAlchemy
+    # encode JSONB and arrays as the Core INSERT did. The number is zero-padded to four
+    # digits and never cut, as `f"{n:04d}"`.
+    columns = ", ".join(f'"{k}"' for k in keys)
+    values = ", ".join(f":{k}" for k in keys)
+    sql = (
+        "WITH n AS ("
+        " INSERT INTO intake.reference_counters AS rc (tenant_id, project_id, day, last)"
+        " VALUES (:tenant_id, :project_id, :reference_day, 1)"
+        " ON CONFLICT (project_id, day) DO UPDATE SET last = rc.last + 1"
+        " RETURNING last)"
+        f" INSERT INTO intake.complaints ({columns}, reference) VALUES ({values},"
+        " (SELECT CAST(:reference_prefix AS text)"
+        " || lpad(n.last::text, greatest(4, length(n.last::text)), '0') FROM n))"
+        " RETURNING reference"
+    )
+    return text(sql).bindparams(
+        *(bindparam(k, type_=complaints.c[k].type) for k in keys),
+        bindparam("reference_day", type_=Date()),
+        bindparam("reference_prefix", type_=Text()),
+    )
+
+
+async def insert_numbered_complaint(
+    session: AsyncSession, values: dict[str, Any], day: date, prefix: str
+) -> str:
+    """Insert the complaint with the project's next number of `day`; its reference
+    (`prefix` + the number, four digits or more). `values` has every column but
+    `reference` and includes `tenant_id` and `project_id`."""
+    keys = tuple(values)
+    stmt = _NUMBERED_INSERTS.get(keys)
+    if stmt is None:
+        stmt = _NUMBERED_INSERTS[keys] = _numbered_insert(keys)
+    params = {**values, "reference_day": day, "reference_prefix": prefix}
+    return (await session.execute(stmt, params)).scalar_one()
 
 
 async def count_call(session: AsyncSession, complaint_id: UUID, received_at: datetime) -> Row:
@@ -370,16 +412,21 @@ async def insert_group_case(session: AsyncSession, values: dict[str, Any]) -> No
     await session.execute(group_cases.insert().values(**values))
 
 
-async def get_group_case(session: AsyncSession, group_id: UUID) -> Row | None:
-    return (await session.execute(select(group_cases).where(group_cases.c.id == group_id))).first()
+_JOIN_GROUP_CASE = text(
+    "UPDATE intake.group_cases"
+    " SET household_count = greatest(household_count, :size), updated_at = now()"
+    " WHERE id = :id RETURNING reference"
+)
 
 
-async def update_group_case(session: AsyncSession, group_id: UUID, household_count: int) -> None:
-    await session.execute(
-        update(group_cases)
-        .where(group_cases.c.id == group_id)
-        .values(household_count=household_count, updated_at=func.now())
-    )
+async def join_group_case(
+    session: AsyncSession, group_id: UUID, household_count: int
+) -> str | None:
+    """Count the group at least `household_count` households; its reference, or None when
+    no such group is visible. One statement: read and update were two round trips under
+    the project lock."""
+    result = await session.execute(_JOIN_GROUP_CASE, {"size": household_count, "id": group_id})
+    return result.scalar_one_or_none()
 
 
 async def pending_invalidation(session: AsyncSession, complaint_id: UUID) -> Row | None:

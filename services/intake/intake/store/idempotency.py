@@ -23,9 +23,10 @@ class StoredResponse:
 
 
 # Built once at import, so each request reuses the compiled statements (see store.complaints).
+# The INSERT's columns and the UPDATE's SET come from the parameter names at execution; the
+# WHERE parameters are named apart from the columns, as SQLAlchemy requires.
 _CLAIM = (
     insert(idempotency_keys)
-    .values(tenant_id=bindparam("tenant_id"), key=bindparam("key"), request_hash=bindparam("hash"))
     .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
     .returning(idempotency_keys.c.key)
 )
@@ -34,20 +35,12 @@ _STORED = select(
     idempotency_keys.c.status_code,
     idempotency_keys.c.response,
 ).where(
-    idempotency_keys.c.tenant_id == bindparam("tenant_id"),
-    idempotency_keys.c.key == bindparam("key"),
+    idempotency_keys.c.tenant_id == bindparam("p_tenant_id"),
+    idempotency_keys.c.key == bindparam("p_key"),
 )
-_COMPLETE = (
-    update(idempotency_keys)
-    .where(
-        idempotency_keys.c.tenant_id == bindparam("tenant_id"),
-        idempotency_keys.c.key == bindparam("key"),
-    )
-    .values(
-        status_code=bindparam("status_code"),
-        response=bindparam("response"),
-        resource_id=bindparam("resource_id"),
-    )
+_COMPLETE = update(idempotency_keys).where(
+    idempotency_keys.c.tenant_id == bindparam("p_tenant_id"),
+    idempotency_keys.c.key == bindparam("p_key"),
 )
 
 
@@ -55,10 +48,10 @@ async def claim(
     session: AsyncSession, tenant_id: UUID, key: str, request_hash: bytes
 ) -> StoredResponse | None:
     """None when this transaction now owns the key; else what the first request stored."""
-    params = {"tenant_id": tenant_id, "key": key, "hash": request_hash}
+    params = {"tenant_id": tenant_id, "key": key, "request_hash": request_hash}
     if (await session.execute(_CLAIM, params)).first() is not None:
         return None
-    row = (await session.execute(_STORED, {"tenant_id": tenant_id, "key": key})).one()
+    row = (await session.execute(_STORED, {"p_tenant_id": tenant_id, "p_key": key})).one()
     return StoredResponse(bytes(row.request_hash), row.status_code, row.response)
 
 
@@ -73,8 +66,8 @@ async def complete(
     await session.execute(
         _COMPLETE,
         {
-            "tenant_id": tenant_id,
-            "key": key,
+            "p_tenant_id": tenant_id,
+            "p_key": key,
             "status_code": status_code,
             "response": body,
             "resource_id": resource_id,
