@@ -511,15 +511,16 @@ async def _join_open_case(
     dispatch through `complaint.duplicate_joined`, answer with the case (200: nothing new
     was created)."""
     case_id = UUID(str(duplicate.case_id))
-    original = await store.get_complaint(s, case_id, for_update=True)
-    assert original is not None  # found by the same transaction's matter query
-    calls, seq = await store.count_call(s, case_id, received_at)
+    # Found by this transaction's matter query, so it is there: count the call and read
+    # the case back in one statement.
+    row = await store.count_call(s, case_id, received_at)
+    calls, seq = row.calls, row.version
     complainant = body.complainant
     channel = Channel(body.channel).value
     joined = ComplaintDuplicateJoined(
         complaint_id=case_id,
-        reference=original.reference,
-        project_id=original.project_id,
+        reference=row.reference,
+        project_id=row.project_id,
         reason=duplicate.reason,
         calls=calls,
         call_id=uuid4(),
@@ -538,7 +539,7 @@ async def _join_open_case(
     await history.record(
         s,
         ctx,
-        project_id=original.project_id,
+        project_id=row.project_id,
         complaint_id=case_id,
         seq=seq,
         payload=joined,
@@ -547,13 +548,11 @@ async def _join_open_case(
             f"{duplicate.reason}"
         ),
     )
-    row = await store.get_complaint(s, case_id)
-    assert row is not None
     out = complaint_body(row._mapping)
     out["case"] = {
         "kind": "duplicate",
         "joined": str(case_id),
-        "reference": original.reference,
+        "reference": row.reference,
         "reason": duplicate.reason,
         "calls": calls,
         "notify_complainant": False,

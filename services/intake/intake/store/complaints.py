@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.domain.case_status import HANDLED_STATUSES
 from intake.store.tables import (
+    TZ,
     complaint_events,
     complaint_flags,
     complaints,
@@ -254,19 +255,25 @@ async def insert_numbered_complaint(
     return (await session.execute(stmt, params)).scalar_one()
 
 
+_COUNT_CALL = (
+    update(complaints)
+    .where(complaints.c.id == bindparam("complaint_id"), projects.c.id == complaints.c.project_id)
+    .values(
+        calls=complaints.c.calls + 1,
+        version=complaints.c.version + 1,
+        last_call_at=func.greatest(complaints.c.last_call_at, bindparam("at", type_=TZ)),
+        updated_at=func.now(),
+    )
+    .returning(*complaints.c, projects.c.code.label("project_code"))
+)
+
+
 async def count_call(session: AsyncSession, complaint_id: UUID, received_at: datetime) -> Row:
-    """One more call from the household about this case: (calls, version) after it. The
-    version moves too, since the call is an event of the case."""
-    return (
-        await session.execute(
-            text(
-                "UPDATE intake.complaints SET calls = calls + 1, version = version + 1,"
-                " last_call_at = greatest(last_call_at, :at), updated_at = now()"
-                " WHERE id = :id RETURNING calls, version"
-            ),
-            {"id": complaint_id, "at": received_at},
-        )
-    ).one()
+    """One more call from the household about this case; the case after it, as
+    `get_complaint` reads it (the UPDATE locks the row, and returning it saves reading it
+    again). The version moves too, since the call is an event of the case."""
+    params = {"complaint_id": complaint_id, "at": received_at}
+    return (await session.execute(_COUNT_CALL, params)).one()
 
 
 async def get_complaint(

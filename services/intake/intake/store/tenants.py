@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, Table, func, select, text, update
+from sqlalchemy import Row, Table, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.store.tables import buildings, projects, rules_changes, staff, tenants, units
@@ -83,34 +83,39 @@ async def project_ids_by_codes(session: AsyncSession, codes: list[str]) -> dict[
     return {r.code: r.id for r in rows}
 
 
+# Built once at import: the recording path runs them per complaint (on a cache miss), and
+# SQLAlchemy then reuses their compiled form without building and hashing a new construct.
+_FIND_UNIT = (
+    select(units.c.id, units.c.code.label("room"), buildings.c.code.label("building"))
+    .join(buildings, buildings.c.id == units.c.building_id)
+    .where(
+        units.c.project_id == bindparam("project_id"),
+        (buildings.c.code == bindparam("building")) | (buildings.c.name == bindparam("building")),
+        units.c.code == bindparam("room"),
+    )
+)
+_UNIT_BY_ID = (
+    select(
+        units.c.id,
+        units.c.project_id,
+        units.c.code.label("room"),
+        buildings.c.code.label("building"),
+    )
+    .join(buildings, buildings.c.id == units.c.building_id)
+    .where(units.c.id == bindparam("unit_id"))
+)
+
+
 async def find_unit(
     session: AsyncSession, project_id: UUID, building: str, room: str
 ) -> Row | None:
     """The unit `room` of `building` (by building code or name) in the project."""
-    q = (
-        select(units.c.id, units.c.code.label("room"), buildings.c.code.label("building"))
-        .join(buildings, buildings.c.id == units.c.building_id)
-        .where(
-            units.c.project_id == project_id,
-            (buildings.c.code == building) | (buildings.c.name == building),
-            units.c.code == room,
-        )
-    )
-    return (await session.execute(q)).first()
+    params = {"project_id": project_id, "building": building, "room": room}
+    return (await session.execute(_FIND_UNIT, params)).first()
 
 
 async def unit_by_id(session: AsyncSession, unit_id: UUID) -> Row | None:
-    q = (
-        select(
-            units.c.id,
-            units.c.project_id,
-            units.c.code.label("room"),
-            buildings.c.code.label("building"),
-        )
-        .join(buildings, buildings.c.id == units.c.building_id)
-        .where(units.c.id == unit_id)
-    )
-    return (await session.execute(q)).first()
+    return (await session.execute(_UNIT_BY_ID, {"unit_id": unit_id})).first()
 
 
 async def row_by_key(session: AsyncSession, table: Table, **key: Any) -> Row | None:
