@@ -319,17 +319,25 @@ async def create_request(request: Request, fmt: str) -> Response:
     return await _answer(fmt, handle)
 
 
+async def _find_requests(
+    request: Request, api_key: str | None, jurisdiction_id: str | None, params: Any
+) -> list[dict[str, Any]]:
+    """The service requests a query selects, as Open311 representations (one lookup
+    shared by the list and the single-request endpoints)."""
+    ctx = await _context(request, api_key)
+    query = parse_request_query(params, datetime.now(UTC))
+    async with tenant_transaction(sessions_of(request), ctx) as s:
+        project = await _project(s, jurisdiction_id, required=False)
+        rows = await lookups.find_requests(s, project.id if project else None, query)
+    return [service_request(r._mapping, r.agency) for r in rows]
+
+
 @router.get("/requests.{fmt}")
 async def list_requests(
     request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
 ) -> Response:
     async def handle(f: Format) -> Response:
-        ctx = await _context(request, api_key)
-        query = parse_request_query(request.query_params, datetime.now(UTC))
-        async with tenant_transaction(sessions_of(request), ctx) as s:
-            project = await _project(s, jurisdiction_id, required=False)
-            rows = await lookups.find_requests(s, project.id if project else None, query)
-        items = [service_request(r._mapping, r.agency) for r in rows]
+        items = await _find_requests(request, api_key, jurisdiction_id, request.query_params)
         return _response(f, render(f, "service_requests", "request", items))
 
     return await _answer(fmt, handle)
@@ -344,16 +352,12 @@ async def get_request(
     api_key: str | None = None,
 ) -> Response:
     async def handle(f: Format) -> Response:
-        ctx = await _context(request, api_key)
-        query = parse_request_query({"service_request_id": service_request_id}, datetime.now(UTC))
-        async with tenant_transaction(sessions_of(request), ctx) as s:
-            project = await _project(s, jurisdiction_id, required=False)
-            rows = await lookups.find_requests(s, project.id if project else None, query)
-        if not rows:
+        params = {"service_request_id": service_request_id}
+        items = await _find_requests(request, api_key, jurisdiction_id, params)
+        if not items:
             raise Open311Errors(
                 [Open311Error(404, f"service_request_id: {service_request_id!r} not found")]
             )
-        items = [service_request(r._mapping, r.agency) for r in rows]
         return _response(f, render(f, "service_requests", "request", items))
 
     return await _answer(fmt, handle)
