@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import logging
 import signal
+from collections.abc import Callable
 
 import uvicorn
 
@@ -134,19 +135,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = load_spec(args.service)
     try:
-        asyncio.run(
-            serve(
-                spec,
-                get_settings(),
-                api=not args.no_api,
-                relay=not args.no_relay,
-                consumers=not args.no_consumers,
-                port=args.port,
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(
+                serve(
+                    spec,
+                    get_settings(),
+                    api=not args.no_api,
+                    relay=not args.no_relay,
+                    consumers=not args.no_consumers,
+                    port=args.port,
+                )
             )
-        )
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (Linux and macOS; what uvicorn itself picks
+    by default), else asyncio's own. The whole process runs on it: API, relay, consumers."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":
