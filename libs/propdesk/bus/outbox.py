@@ -20,12 +20,11 @@ class Outbox:
             " CAST(:envelope AS jsonb), CAST(:trace_context AS jsonb))"
         )
 
-    async def add(self, session: AsyncSession, *envelopes: Envelope) -> None:
-        """Queue events inside the caller's transaction; they are published after commit."""
-        if not envelopes:
-            return
+    def rows(self, *envelopes: Envelope) -> list[dict[str, object]]:
+        """The outbox rows of `envelopes` (JSON as text), carrying the current trace context,
+        for `add` or for a caller that writes them in a statement of its own."""
         trace = inject_current()
-        rows = []
+        rows: list[dict[str, object]] = []
         for env in envelopes:
             if trace and not env.trace_context:
                 env = env.model_copy(update={"trace_context": trace})
@@ -36,8 +35,13 @@ class Outbox:
                     "project_id": env.project_id,
                     "event_type": env.type,
                     "subject": env.subject,
-                    "envelope": orjson.dumps(env.model_dump(mode="json")).decode(),
+                    "envelope": env.model_dump_json(),
                     "trace_context": orjson.dumps(env.trace_context).decode(),
                 }
             )
-        await session.execute(self._insert, rows)
+        return rows
+
+    async def add(self, session: AsyncSession, *envelopes: Envelope) -> None:
+        """Queue events inside the caller's transaction; they are published after commit."""
+        if envelopes:
+            await session.execute(self._insert, self.rows(*envelopes))

@@ -21,6 +21,23 @@ from sqlalchemy.ext.asyncio import (
 from propdesk.settings import Settings, async_url
 from propdesk.tenancy.context import TenantContext, use_context
 
+CONTEXT_SETTINGS = ("app.tenant_id", "app.project_ids", "app.actor", "app.roles", "app.system")
+
+
+def context_sql(first_param: int = 1) -> str:
+    """The `set_config(..., true)` calls that set the tenant context, as select-list items
+    of a plain asyncpg statement whose parameters from `$first_param` on are
+    `context_args(ctx)`: a hot path sets the context in the statement it needs first."""
+    return ", ".join(
+        f"set_config('{name}', ${first_param + i}, true)" for i, name in enumerate(CONTEXT_SETTINGS)
+    )
+
+
+def context_args(ctx: TenantContext) -> list[str]:
+    settings = ctx.settings()
+    return [settings[name] for name in CONTEXT_SETTINGS]
+
+
 _SET_CONTEXT = text(
     "SELECT set_config('app.tenant_id', :tenant_id, true),"
     " set_config('app.project_ids', :project_ids, true),"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import asyncpg
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from propdesk.bus.streams import connect, ensure_stream
 from propdesk.db.session import create_engine, session_factory
-from propdesk.settings import Settings
+from propdesk.settings import Settings, asyncpg_dsn
 
 
 @dataclass
@@ -22,6 +24,8 @@ class ServiceResources:
     sessions: async_sessionmaker[AsyncSession]
     redis: aioredis.Redis
     nc: NATS | None = None
+    _driver_pool: asyncpg.Pool | None = field(default=None, init=False, repr=False)
+    _driver_pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @classmethod
     async def open(cls, name: str, settings: Settings, *, nats: bool = True) -> ServiceResources:
@@ -46,7 +50,26 @@ class ServiceResources:
             await ensure_stream(res.nc.jetstream(), settings)
         return res
 
+    async def driver_pool(self) -> asyncpg.Pool:
+        """A pool of plain asyncpg connections (the app role) for hot paths that run their
+        own statements and transactions: no statement building, no per-statement span.
+        Created on first use. Such a path must set the tenant context in each transaction,
+        as `propdesk.db.session.context_sql` does."""
+        if self._driver_pool is None:
+            async with self._driver_pool_lock:
+                if self._driver_pool is None:
+                    self._driver_pool = await asyncpg.create_pool(
+                        asyncpg_dsn(self.settings.app_db_url),
+                        min_size=1,
+                        max_size=self.settings.db_pool_size,
+                        reset=_end_transaction,
+                    )
+        return self._driver_pool
+
     async def close(self) -> None:
+        if self._driver_pool is not None:
+            with contextlib.suppress(Exception):
+                await self._driver_pool.close()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
@@ -62,3 +85,10 @@ class ServiceResources:
         if self.nc is not None:
             checks["nats"] = nats_check(self.nc)
         return checks
+
+
+async def _end_transaction(conn: asyncpg.Connection) -> None:
+    """What a released driver connection needs: no open transaction (the tenant context and
+    advisory locks are transaction-local), instead of asyncpg's RESET ALL round trip."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")

@@ -1,11 +1,16 @@
 """Per-process cache of the directory reads on the recording path: project by code or id,
-the tenant's rules, units by id and by building and room. They change only by onboarding
-and by `PUT /v1/rules`, yet every complaint read them (four statements of ~20).
+the tenant's rules, and each project's units (the whole project at once: complaints come
+from every unit, so one entry per unit would miss on nearly every complaint). They change
+only by onboarding and by `PUT /v1/rules`, yet every complaint read them.
 
 Safety: an entry is keyed by the tenant AND the caller's project scope (and system flag),
 so it holds exactly what the same query under the same row-level-security context
 returned; one tenant's rows are never served to another, nor a project outside a
 credential's scope. The query that fills an entry runs under the caller's RLS context.
+
+On a miss, the entry is loaded through `session()`, which the recording flow's driver
+transaction answers with `SessionNeeded` (the flow then runs again on a session, which
+fills the entry): so a warm cache is what lets a complaint skip SQLAlchemy altogether.
 
 Staleness: this process drops a tenant's entries when it commits an onboarding or a rules
 change (`invalidate_tenant`, after commit; a value loaded before the invalidation is not
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -31,6 +37,8 @@ TTL_SECONDS = 30.0
 MAX_ENTRIES = 20_000
 
 T = TypeVar("T")
+# The caller's session, asked for only on a miss.
+SessionSource = Callable[[], Awaitable[AsyncSession]]
 
 
 class DirectoryCache:
@@ -100,7 +108,7 @@ def invalidate_tenant(tenant_id: UUID) -> None:
     CACHE.invalidate_tenant(tenant_id)
 
 
-async def project_by_ref(session: AsyncSession, ctx: TenantContext, ref: str) -> Row | None:
+async def project_by_ref(session: SessionSource, ctx: TenantContext, ref: str) -> Row | None:
     # A miss is not cached: a project being onboarded must not stay unknown for the TTL.
     assert ctx.tenant_id is not None
     key = (ctx.project_ids, ctx.system, "project", ref)
@@ -108,39 +116,73 @@ async def project_by_ref(session: AsyncSession, ctx: TenantContext, ref: str) ->
     if found:
         return value  # type: ignore[no-any-return]
     generation = CACHE.generation(ctx.tenant_id)
-    row = await directory.project_by_ref(session, ref)
+    row = await directory.project_by_ref(await session(), ref)
     if row is not None:
         CACHE.put(ctx.tenant_id, key, row, generation=generation)
     return row
 
 
 async def tenant_rules(
-    session: AsyncSession, ctx: TenantContext, parse: Callable[[dict[str, Any]], TenantRules]
+    session: SessionSource, ctx: TenantContext, parse: Callable[[dict[str, Any]], TenantRules]
 ) -> TenantRules:
     """The tenant's effective rules, parsed once per fill (`parse` = overrides → rules)."""
     assert ctx.tenant_id is not None
     tenant_id = ctx.tenant_id
 
     async def load() -> TenantRules:
-        overrides, _settings = await directory.tenant_rules(session, tenant_id)
+        overrides, _settings = await directory.tenant_rules(await session(), tenant_id)
         return parse(overrides)
 
     return await CACHE.through(ctx, ("rules",), load)
 
 
-async def unit_by_id(session: AsyncSession, ctx: TenantContext, unit_id: UUID) -> Row | None:
-    return await CACHE.through(
-        ctx, ("unit", unit_id), lambda: directory.unit_by_id(session, unit_id)
-    )
+@dataclass(frozen=True, slots=True)
+class Unit:
+    id: UUID
+    project_id: UUID
+    building: str
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectUnits:
+    """A project's units by id and by (building code or name, room)."""
+
+    by_id: dict[UUID, Unit]
+    by_place: dict[tuple[str, str], Unit]
+
+    @classmethod
+    def of(cls, rows: list[Row]) -> ProjectUnits:
+        by_id: dict[UUID, Unit] = {}
+        by_name: dict[tuple[str, str], Unit] = {}
+        by_code: dict[tuple[str, str], Unit] = {}
+        for r in rows:
+            unit = Unit(r.id, r.project_id, r.building, r.room)
+            by_id[unit.id] = unit
+            by_code[(r.building, r.room)] = unit
+            by_name[(r.building_name, r.room)] = unit
+        # A building is named by its code or its name; a code wins over another's name.
+        return cls(by_id, {**by_name, **by_code})
+
+
+async def project_units(
+    session: SessionSource, ctx: TenantContext, project_id: UUID
+) -> ProjectUnits:
+    async def load() -> ProjectUnits:
+        return ProjectUnits.of(await directory.project_units(await session(), project_id))
+
+    return await CACHE.through(ctx, ("units", project_id), load)
+
+
+async def unit_by_id(
+    session: SessionSource, ctx: TenantContext, project_id: UUID, unit_id: UUID
+) -> Unit | None:
+    """The unit, if it is one of the project's."""
+    return (await project_units(session, ctx, project_id)).by_id.get(unit_id)
 
 
 async def find_unit(
-    session: AsyncSession, ctx: TenantContext, project_id: UUID, building: str, room: str
-) -> Row | None:
-    # Misses are cached too: units not onboarded are the common case for some tenants, and
-    # onboarding in this process invalidates.
-    return await CACHE.through(
-        ctx,
-        ("unit-at", project_id, building, room),
-        lambda: directory.find_unit(session, project_id, building, room),
-    )
+    session: SessionSource, ctx: TenantContext, project_id: UUID, building: str, room: str
+) -> Unit | None:
+    """The unit `room` of `building` (by building code or name) in the project."""
+    return (await project_units(session, ctx, project_id)).by_place.get((building, room))

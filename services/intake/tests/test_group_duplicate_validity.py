@@ -172,6 +172,23 @@ async def test_repeat_from_same_household_joins_the_open_case(client, company_b,
     assert len(dup_events) == 2
 
 
+async def test_a_joined_call_leaves_no_gap_in_the_days_references(client, company_b):
+    """A duplicate draws no reference number: the next case of the project and day gets the
+    number right after the last case's."""
+    clerk = company_b.token("intake_clerk")
+    marker = uuid4().hex[:6]
+    first = await _file(client, clerk, "2B", "13700000021", f"A栋门口路灯不亮 {marker}", "MOON")
+    joined = await _file(
+        client, clerk, "2B", "13700000021", f"A栋门口路灯还是不亮 {marker}", "MOON", status=200
+    )
+    assert joined["case"]["kind"] == "duplicate"
+    other = _body("3C", "13700000031", f"车库收费不合理 {marker}", "MOON", category="fees")
+    r = await client.post("/v1/complaints", json=other, headers=clerk)
+    assert r.status_code == 201, r.text
+    prefix, number = first["reference"].rsplit("-", 1)
+    assert r.json()["reference"] == f"{prefix}-{int(number) + 1:04d}"
+
+
 async def test_invalidation_needs_another_supervisor(client, company_a, db_rows):
     clerk = company_a.token("intake_clerk", subject="clerk-7")
     sup_1 = company_a.token("cs_supervisor", subject="sup-1")

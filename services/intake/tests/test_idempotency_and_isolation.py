@@ -51,6 +51,10 @@ async def test_replay_without_redis_comes_from_postgres(client, company_a, new_k
     assert again.status_code == 201 and again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
     assert other.status_code == 422
+    # The retry ran the recording up to its key and rolled back: it counted no call on the
+    # case it would otherwise have joined as a duplicate.
+    case = await client.get(f"/v1/complaints/{first.json()['id']}", headers=key)
+    assert case.json()["calls"] == 1 and case.json()["version"] == first.json()["version"]
 
 
 async def test_same_key_other_body_is_422(client, company_a, new_key):

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from intake.api.deps import (
     OVERRIDE_ROLES,
     RECORD_ROLES,
+    driver_pool_of,
     idempotency_prefetch_of,
     redis_of,
     sessions_of,
@@ -91,6 +92,7 @@ async def create_complaint(
         )
     result = await record_complaint(
         sessions_of(request),
+        driver_pool_of(request),
         redis_of(request),
         ctx,
         body,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import asyncpg
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -32,6 +35,11 @@ FLAG_ROLES = OVERRIDE_ROLES
 
 def sessions_of(request: Request) -> async_sessionmaker[AsyncSession]:
     return request.app.state.sessions
+
+
+def driver_pool_of(request: Request) -> Callable[[], Awaitable[asyncpg.Pool]]:
+    """The service's asyncpg pool (created on first use), for the recording hot path."""
+    return request.app.state.resources.driver_pool  # type: ignore[no-any-return]
 
 
 def redis_of(request: Request) -> aioredis.Redis | None:

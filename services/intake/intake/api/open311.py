@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from intake import ratelimit
-from intake.api.deps import RECORD_ROLES, redis_of, sessions_of
+from intake.api.deps import RECORD_ROLES, driver_pool_of, redis_of, sessions_of
 from intake.api.schemas import ComplaintIn
 from intake.auth import ApiKeyAuthenticator, context_for
 from intake.domain.rules import TenantRules
@@ -285,7 +285,9 @@ async def create_request(request: Request, fmt: str) -> Response:
         body = _complaint_in({**submission.complaint, "project": str(project.id)})
         key = _idempotency_key(request, submission.idempotency_seed)
         try:
-            result = await record_complaint(sessions_of(request), redis_of(request), ctx, body, key)
+            result = await record_complaint(
+                sessions_of(request), driver_pool_of(request), redis_of(request), ctx, body, key
+            )
         except ProblemError as exc:
             if (
                 exc.code == "idempotency-key-reused"

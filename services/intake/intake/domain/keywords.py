@@ -29,8 +29,11 @@ _EN_NEGATORS = frozenset({"no", "not", "never", "nobody", "without", "none", "ne
 _EN_WORD = re.compile(r"[a-z0-9']+")
 
 
+@lru_cache(maxsize=8192)
 def normalize_text(text: str) -> str:
-    """NFKC, lower case, curly quotes straightened."""
+    """NFKC, lower case, curly quotes straightened. Cached: one complaint's text is matched
+    by classification, grading and duplicate detection, and each recent case's text again
+    for every new complaint of its project."""
     return unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'").replace("\u2018", "'")
 
 
@@ -79,6 +82,21 @@ def find_keywords(
     text: str, keywords: Iterable[str], *, honour_negation: bool = False
 ) -> tuple[str, ...]:
     """The keywords (as given, in the given order, without repeats) found in `text`."""
+    if isinstance(keywords, tuple):
+        # The rules' keyword lists are tuples: the same text meets the same list many
+        # times (a recent case against every new complaint of its building).
+        return _find_keywords_cached(text, keywords, honour_negation)
+    return _find_keywords(text, keywords, honour_negation)
+
+
+@lru_cache(maxsize=8192)
+def _find_keywords_cached(
+    text: str, keywords: tuple[str, ...], honour_negation: bool
+) -> tuple[str, ...]:
+    return _find_keywords(text, keywords, honour_negation)
+
+
+def _find_keywords(text: str, keywords: Iterable[str], honour_negation: bool) -> tuple[str, ...]:
     norm = normalize_text(text)
     found: list[str] = []
     seen: set[str] = set()

@@ -59,35 +59,35 @@ async def record(
 async def record_many(session: AsyncSession, ctx: TenantContext, entries: list[Entry]) -> None:
     """The entries' timeline rows in one statement and their events in one outbox insert:
     two round trips whatever their number (a new complaint has two or three)."""
+    await store.append_events(session, timeline_rows(ctx, entries))
+    await outbox.add(session, *envelopes(ctx, entries))
+
+
+def timeline_rows(ctx: TenantContext, entries: list[Entry]) -> list[dict[str, Any]]:
+    """The timeline rows of `entries` (tenant_id, project_id, complaint_id, type, actor,
+    reason, data)."""
     assert ctx.tenant_id is not None
-    await store.append_events(
-        session,
-        [
-            {
-                "tenant_id": ctx.tenant_id,
-                "project_id": e.project_id,
-                "complaint_id": e.complaint_id,
-                "type": e.payload.event_type,
-                "actor": ctx.actor,
-                "reason": e.reason,
-                "data": {**e.payload.model_dump(mode="json"), **(e.data or {})},
-            }
-            for e in entries
-        ],
-    )
-    await outbox.add(
-        session,
-        *(
-            envelope(
-                ctx,
-                project_id=e.project_id,
-                complaint_id=e.complaint_id,
-                seq=e.seq,
-                payload=e.payload,
-            )
-            for e in entries
-        ),
-    )
+    return [
+        {
+            "tenant_id": ctx.tenant_id,
+            "project_id": e.project_id,
+            "complaint_id": e.complaint_id,
+            "type": e.payload.event_type,
+            "actor": ctx.actor,
+            "reason": e.reason,
+            "data": {**e.payload.model_dump(mode="json"), **(e.data or {})},
+        }
+        for e in entries
+    ]
+
+
+def envelopes(ctx: TenantContext, entries: list[Entry]) -> list[Envelope]:
+    return [
+        envelope(
+            ctx, project_id=e.project_id, complaint_id=e.complaint_id, seq=e.seq, payload=e.payload
+        )
+        for e in entries
+    ]
 
 
 def envelope(

@@ -1,21 +1,32 @@
-"""Record a complaint: idempotency → project and unit → classification → duplicate and group
-detection → insert with reference number → timeline and outbox, in one transaction.
+"""Record a complaint: project and unit → classification → duplicate and group detection →
+insert with reference number → timeline, outbox and idempotency key, in one transaction.
 
 A repeat from the same household on an open case (a duplicate) inserts nothing: the call
-is counted and put on that case's timeline, and the answer is the case itself (200)."""
+is counted and put on that case's timeline, and the answer is the case itself (200).
+
+Idempotency: Redis answers most replays before any transaction. Otherwise the key row is
+written with the final answer by the last statement of the transaction; if a request with
+the same key committed meanwhile, this one rolls back and answers what that one stored
+(or 422 if its body differed). So concurrent identical requests make one complaint.
+
+The statements of a plain new complaint (`store.recording`): tenant context, project lock,
+one read (reference number, recent cases, household history), one write, commit."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from opentelemetry import trace
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -40,7 +51,7 @@ from intake.domain.vocabulary import Channel, Grade
 from intake.flows import history
 from intake.flows.representation import complaint_body
 from intake.store import complaints as store
-from intake.store import idempotency
+from intake.store import idempotency, recording
 from propdesk.db.session import tenant_transaction
 from propdesk.events.contracts.complaint import (
     ComplaintClassified,
@@ -53,6 +64,7 @@ from propdesk.service.problems import ProblemError, field_error
 from propdesk.tenancy import TenantContext
 
 log = logging.getLogger("intake.record")
+tracer = trace.get_tracer("intake")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +116,27 @@ def load_rules(overrides: dict[str, Any]) -> TenantRules:
         return TenantRules()
 
 
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """The request's Idempotency-Key and the hash of its body."""
+
+    key: str
+    digest: bytes
+
+    def row(self, ctx: TenantContext, result: RecordResult, resource_id: UUID) -> recording.KeyRow:
+        assert ctx.tenant_id is not None
+        return recording.KeyRow(
+            ctx.tenant_id, self.key, self.digest, result.status, result.body, resource_id
+        )
+
+
+class _KeyTaken(Exception):
+    """A request with the same key committed while this one ran: roll back, then replay."""
+
+
 async def record_complaint(
     sessions: async_sessionmaker[AsyncSession],
+    driver_pool: Callable[[], Awaitable[asyncpg.Pool]],
     redis: aioredis.Redis | None,
     ctx: TenantContext,
     body: ComplaintIn,
@@ -115,39 +146,83 @@ async def record_complaint(
     prefetched: idempotency_cache.Prefetched | None = None,
 ) -> RecordResult:
     assert ctx.tenant_id is not None
-    digest = request_hash(body) if idempotency_key else b""
-    if idempotency_key:
-        if prefetched is not None and prefetched.for_(ctx.tenant_id, idempotency_key):
+    key = _Key(idempotency_key, request_hash(body)) if idempotency_key else None
+    if key is not None:
+        if prefetched is not None and prefetched.for_(ctx.tenant_id, key.key):
             cached = prefetched.value
         else:
-            cached = await idempotency_cache.get(redis, ctx.tenant_id, idempotency_key)
+            cached = await idempotency_cache.get(redis, ctx.tenant_id, key.key)
         if cached is not None:
-            if cached[0] != digest:
-                raise _idempotency_conflict(idempotency_key)
+            if cached[0] != key.digest:
+                raise _idempotency_conflict(key.key)
             return RecordResult(cached[1], cached[2], replayed=True)
-    async with tenant_transaction(sessions, ctx) as s:
-        if idempotency_key:
-            stored = await idempotency.claim(s, ctx.tenant_id, idempotency_key, digest)
-            if stored is not None:
-                if stored.request_hash != digest:
-                    raise _idempotency_conflict(idempotency_key)
-                if stored.status_code is not None and stored.body is not None:
-                    return RecordResult(stored.status_code, stored.body, replayed=True)
-        result = await _record(s, ctx, body, now or datetime.now(UTC))
-        if idempotency_key:
-            await idempotency.complete(
-                s,
-                ctx.tenant_id,
-                idempotency_key,
-                result.status,
-                result.body,
-                UUID(result.body["id"]),
-            )
-    if idempotency_key:
+    now = now or datetime.now(UTC)
+    with tracer.start_as_current_span("record complaint") as span:
+        try:
+            try:
+                async with recording.driver_transaction(await driver_pool(), ctx) as tx:
+                    result = await _record(tx, ctx, body, now, key)
+                span.set_attribute("propdesk.recording.transaction", "driver")
+            except recording.SessionNeeded:
+                # A cold directory entry, a named earlier case, a duplicate or a group.
+                async with recording.session_transaction(sessions, ctx) as tx:
+                    result = await _record(tx, ctx, body, now, key)
+                span.set_attribute("propdesk.recording.transaction", "session")
+        except _KeyTaken:
+            assert key is not None
+            span.set_attribute("propdesk.idempotent_replay", True)
+            return await _replay(sessions, redis, ctx, key)
+        except ProblemError:
+            # A retry may no longer pass the checks the first request passed (its
+            # `received_at` has aged, say): the stored answer still stands.
+            if key is not None and (replay := await _stored(sessions, ctx, key)) is not None:
+                return replay
+            raise
+        span.set_attribute("propdesk.case_kind", result.body["case"]["kind"])
+    if key is not None:
         await idempotency_cache.put(
-            redis, ctx.tenant_id, idempotency_key, digest, result.status, result.body
+            redis, ctx.tenant_id, key.key, key.digest, result.status, result.body
         )
     return result
+
+
+async def _stored(
+    sessions: async_sessionmaker[AsyncSession], ctx: TenantContext, key: _Key
+) -> RecordResult | None:
+    """The answer stored under the key, as a replay; 422 if it was for another body."""
+    assert ctx.tenant_id is not None
+    async with tenant_transaction(sessions, ctx) as s:
+        found = await idempotency.stored(s, ctx.tenant_id, key.key)
+    if found is None:
+        return None
+    if found.request_hash != key.digest:
+        raise _idempotency_conflict(key.key)
+    if found.status_code is None or found.body is None:
+        # Keys are written with their answer in one statement; a row without one is not
+        # this version's, and the request cannot be answered from it.
+        raise ProblemError(
+            409,
+            "Idempotent request in progress",
+            code="idempotency-in-progress",
+            detail=f"Idempotency-Key {key.key!r} has no stored answer yet; retry later.",
+        )
+    return RecordResult(found.status_code, found.body, replayed=True)
+
+
+async def _replay(
+    sessions: async_sessionmaker[AsyncSession],
+    redis: aioredis.Redis | None,
+    ctx: TenantContext,
+    key: _Key,
+) -> RecordResult:
+    assert ctx.tenant_id is not None
+    replay = await _stored(sessions, ctx, key)
+    if replay is None:  # the key row is never deleted within its retention period
+        raise RuntimeError(f"idempotency key {key.key!r} taken, yet not stored")
+    await idempotency_cache.put(
+        redis, ctx.tenant_id, key.key, key.digest, replay.status, replay.body
+    )
+    return replay
 
 
 def _require_aware(value: datetime | None, field: str) -> None:
@@ -156,27 +231,31 @@ def _require_aware(value: datetime | None, field: str) -> None:
 
 
 async def _resolve_unit(
-    s: AsyncSession, ctx: TenantContext, project_id: UUID, body: ComplaintIn
+    tx: recording.RecordingTx, ctx: TenantContext, project_id: UUID, body: ComplaintIn
 ) -> tuple[UUID | None, str | None, str | None, UUID | None]:
     """(unit_id, building, room, household_id)."""
     unit_id: UUID | None = None
     building = room = None
     if body.unit is not None:
         if body.unit.id is not None:
-            unit = await directory_cache.unit_by_id(s, ctx, body.unit.id)
-            if unit is None or unit.project_id != project_id:
+            unit = await directory_cache.unit_by_id(tx.session, ctx, project_id, body.unit.id)
+            if unit is None:
                 raise _unprocessable("body.unit.id", "exists", "no such unit in this project")
             unit_id, building, room = unit.id, unit.building, unit.room
         else:
             building, room = body.unit.building, body.unit.room
-            found = await directory_cache.find_unit(s, ctx, project_id, building or "", room or "")
+            found = await directory_cache.find_unit(
+                tx.session, ctx, project_id, building or "", room or ""
+            )
             if found is not None:
                 # Units not (yet) onboarded are still recorded, by their text only.
                 unit_id, building = found.id, found.building
     household_id = unit_id
     if body.complainant is not None and body.complainant.household_id is not None:
-        unit = await directory_cache.unit_by_id(s, ctx, body.complainant.household_id)
-        if unit is None or unit.project_id != project_id:
+        unit = await directory_cache.unit_by_id(
+            tx.session, ctx, project_id, body.complainant.household_id
+        )
+        if unit is None:
             raise _unprocessable(
                 "body.complainant.household_id", "exists", "no such unit in this project"
             )
@@ -186,21 +265,21 @@ async def _resolve_unit(
     return unit_id, building, room, household_id
 
 
-def _facts(row: Row) -> CaseFacts:
+def _facts(row: Mapping[str, Any]) -> CaseFacts:
     return CaseFacts(
-        id=row.id,
-        project_id=row.project_id,
-        household=household_key(row.household_id, row.complainant_phone),
-        phone=row.complainant_phone,
-        category=row.category,
-        building=row.building,
-        place=row.place,
-        content=row.content,
-        received_at=row.received_at,
-        is_open=is_open(row.status),
-        group_case_id=row.group_case_id,
-        reference=row.reference,
-        prior_cases=row.prior_cases,
+        id=row["id"],
+        project_id=row["project_id"],
+        household=household_key(row["household_id"], row["complainant_phone"]),
+        phone=row["complainant_phone"],
+        category=row["category"],
+        building=row["building"],
+        place=row["place"],
+        content=row["content"],
+        received_at=row["received_at"],
+        is_open=is_open(row["status"]),
+        group_case_id=row["group_case_id"],
+        reference=row["reference"],
+        prior_cases=row["prior_cases"],
     )
 
 
@@ -214,11 +293,23 @@ class Repeat:
     reason: str | None = None
 
 
-async def _repeat(
-    s: AsyncSession,
+async def _named_previous(
+    tx: recording.RecordingTx, body: ComplaintIn, project_id: UUID
+) -> Row | None:
+    """The earlier case the caller names (`previous_case`), checked to be of this project."""
+    if body.previous_case is None:
+        return None
+    previous = await store.complaint_by_ref(await tx.session(), body.previous_case)
+    if previous is None or previous.project_id != project_id:
+        raise _unprocessable("body.previous_case", "exists", "no such complaint in this project")
+    return previous
+
+
+def _repeat(
     body: ComplaintIn,
     new_case: CaseFacts,
-    household_id: UUID | None,
+    previous: Row | None,
+    handled: list[Mapping[str, Any]],
     rules: TenantRules,
 ) -> Repeat:
     """The caller's word (`second_complaint`, `previous_case`) and what the records show (a
@@ -226,12 +317,7 @@ async def _repeat(
     candidates: list[Repeat] = []
     if body.second_complaint:
         candidates.append(Repeat(1, reason="the caller says it is a second complaint"))
-    if body.previous_case is not None:
-        previous = await store.complaint_by_ref(s, body.previous_case)
-        if previous is None or previous.project_id != new_case.project_id:
-            raise _unprocessable(
-                "body.previous_case", "exists", "no such complaint in this project"
-            )
+    if previous is not None:
         candidates.append(
             Repeat(
                 previous.prior_cases + 1,
@@ -240,18 +326,7 @@ async def _repeat(
                 f"the caller names the earlier case {previous.reference}",
             )
         )
-    earlier_rows = await store.handled_of_household(
-        s,
-        new_case.project_id,  # type: ignore[arg-type]
-        household_id,
-        new_case.phone,
-        new_case.category.value,
-        new_case.received_at,
-        rules.repeat_window_days,
-    )
-    earlier: EarlierCase | None = find_earlier_case(
-        new_case, [_facts(r) for r in earlier_rows], rules
-    )
+    earlier: EarlierCase | None = find_earlier_case(new_case, [_facts(r) for r in handled], rules)
     if earlier is not None:
         candidates.append(
             Repeat(
@@ -268,19 +343,23 @@ async def _repeat(
 
 
 async def _record(
-    s: AsyncSession, ctx: TenantContext, body: ComplaintIn, now: datetime
+    tx: recording.RecordingTx,
+    ctx: TenantContext,
+    body: ComplaintIn,
+    now: datetime,
+    key: _Key | None,
 ) -> RecordResult:
-    project = await directory_cache.project_by_ref(s, ctx, body.project)
+    project = await directory_cache.project_by_ref(tx.session, ctx, body.project)
     if project is None:
         raise _unprocessable("body.project", "exists", f"unknown project {body.project!r}")
-    rules = await directory_cache.tenant_rules(s, ctx, load_rules)
+    rules = await directory_cache.tenant_rules(tx.session, ctx, load_rules)
     _require_aware(body.received_at, "body.received_at")
     _require_aware(body.occurred_at, "body.occurred_at")
     received_at = body.received_at or now
     violation = check_received_at(received_at, now, rules, field="body.received_at")
     if violation is not None:
         raise _unprocessable(violation.field, violation.rule, violation.message)
-    unit_id, building, room, household_id = await _resolve_unit(s, ctx, project.id, body)
+    unit_id, building, room, household_id = await _resolve_unit(tx, ctx, project.id, body)
     phone = body.complainant.phone if body.complainant else None
     channel = Channel(body.channel)
 
@@ -297,21 +376,34 @@ async def _record(
         content=body.content,
         received_at=received_at,
     )
-    # Before the lock: handled cases are changed by work-order events, which never take
-    # it, and a complaint recorded meanwhile is not handled; so this read needs no lock,
-    # and every other complaint of the project waits less.
-    repeat = await _repeat(s, body, new_case, household_id, rules)
-    # From here to commit, other complaints of the project wait: keep it to the matter
-    # query, the reference number and the writes.
-    await store.lock_project_matters(s, project.id)
-    window = max(rules.group_window_hours, rules.duplicate_window_hours)
-    recent = await store.recent_in_project(s, project.id, category.category, received_at, window)
-    facts = [_facts(r) for r in recent]
+    previous = await _named_previous(tx, body, project.id)
+    tz = ZoneInfo(project.time_zone)
+    day = now.astimezone(tz).date()
+    conn = tx.conn
+    # From here to commit, other complaints of the project wait: keep it to one read and
+    # the writes.
+    await recording.lock_matters(conn, ctx, project.id)
+    matters = await recording.read_matters(
+        conn,
+        tenant_id=ctx.tenant_id,  # type: ignore[arg-type]
+        project_id=project.id,
+        day=day,
+        category=category.category.value,
+        around=received_at,
+        window_hours=max(rules.group_window_hours, rules.duplicate_window_hours),
+        household_id=household_id,
+        phone=phone,
+        repeat_window_days=rules.repeat_window_days,
+    )
+    repeat = _repeat(body, new_case, previous, matters.handled, rules)
+    facts = [_facts(r) for r in matters.recent]
     duplicate = find_duplicate(new_case, facts, rules)
     if duplicate is not None:
         # The same household on an open case: the call joins that case. No new complaint,
         # no reference number, no group change (the household is already counted).
-        return await _join_open_case(s, ctx, body, duplicate, received_at, now)
+        s = await tx.session()
+        await recording.give_back_number(conn, project.id, day, matters.number)
+        return await _join_open_case(s, conn, ctx, body, duplicate, received_at, now, key)
     group = detect_group(new_case, facts, rules)
     grade = grade_complaint(
         GradingFacts(
@@ -333,18 +425,12 @@ async def _record(
         grade_value = Grade.MAJOR
         grade_reasons.insert(0, f"major:group{REASON_SEPARATOR}{group.reason}")
 
-    tz = ZoneInfo(project.time_zone)
-    day = now.astimezone(tz).date()
-    prefix = f"{project.code}-{day:%Y%m%d}-"
-
-    by_id = {r.id: r for r in recent}
-    reference: str | None = None
+    reference = f"{project.code}-{day:%Y%m%d}-{matters.number:04d}"
+    by_id = {r["id"]: r for r in matters.recent}
     group_id: UUID | None = None
     group_reference: str | None = None
     if group is not None:
-        # A new group's reference is made from this complaint's, so the number comes first.
-        number = await store.next_reference_number(s, ctx.tenant_id, project.id, day)  # type: ignore[arg-type]
-        reference = f"{prefix}{number:04d}"
+        s = await tx.session()
         group_id, group_reference = await _open_or_join_group(
             s, ctx, project.id, group, reference, category.category, body.content
         )
@@ -353,6 +439,7 @@ async def _record(
         "id": complaint_id,
         "tenant_id": ctx.tenant_id,
         "project_id": project.id,
+        "reference": reference,
         "channel": channel.value,
         "status": CaseStatus.RECEIVED.value,
         "validity": "pending",
@@ -391,14 +478,6 @@ async def _record(
         "version": 3 if group is not None else 2,
         "created_by": ctx.actor,
     }
-    if reference is None:
-        # Most complaints: the number is drawn by the INSERT itself (one round trip).
-        reference = await store.insert_numbered_complaint(s, values, day, prefix)
-        values["reference"] = reference
-    else:
-        values["reference"] = reference
-        await store.insert_complaint(s, values)
-
     common = {"complaint_id": complaint_id, "reference": reference, "project_id": project.id}
     entries = [
         history.Entry(
@@ -489,22 +568,49 @@ async def _record(
             "notify_complainant": True,
         }
     assert values["version"] == len(entries)
-    await history.record_many(s, ctx, entries)
     if group is not None:
         assert group_id is not None and group_reference is not None
-        await _regroup_members(s, ctx, group, group_id, group_reference, by_id, complaint_id)
+        await _regroup_members(
+            await tx.session(), ctx, group, group_id, group_reference, by_id, complaint_id
+        )
     out = complaint_body(values, project.code)
     out["case"] = case
-    return RecordResult(201, out)
+    result = RecordResult(201, out)
+    await _write(conn, ctx, entries, result, complaint_id, key, complaint=values)
+    return result
+
+
+async def _write(
+    conn: asyncpg.Connection,
+    ctx: TenantContext,
+    entries: list[history.Entry],
+    result: RecordResult,
+    case_id: UUID,
+    key: _Key | None,
+    *,
+    complaint: Mapping[str, Any] | None,
+) -> None:
+    """The last statement: the complaint (if new), its timeline and outbox rows, the key."""
+    stored = await recording.write(
+        conn,
+        complaint=complaint,
+        timeline=history.timeline_rows(ctx, entries),
+        outbox=history.outbox.rows(*history.envelopes(ctx, entries)),
+        key=key.row(ctx, result, case_id) if key is not None else None,
+    )
+    if not stored:
+        raise _KeyTaken
 
 
 async def _join_open_case(
     s: AsyncSession,
+    conn: asyncpg.Connection,
     ctx: TenantContext,
     body: ComplaintIn,
     duplicate: DuplicateMatch,
     received_at: datetime,
     now: datetime,
+    key: _Key | None,
 ) -> RecordResult:
     """Record the call on the open case it repeats (DOMAIN.md: every complaint is recorded,
     and the same matter is handled once): count it, put it on the case's timeline, tell
@@ -536,13 +642,11 @@ async def _join_open_case(
         demand=body.demand,
         attachments=[a.model_dump(mode="json") for a in body.attachments],
     )
-    await history.record(
-        s,
-        ctx,
-        project_id=row.project_id,
-        complaint_id=case_id,
-        seq=seq,
-        payload=joined,
+    entry = history.Entry(
+        row.project_id,
+        case_id,
+        seq,
+        joined,
         reason=(
             f"call {calls} received by {body.receiver or ctx.actor} via {channel}: "
             f"{duplicate.reason}"
@@ -557,7 +661,9 @@ async def _join_open_case(
         "calls": calls,
         "notify_complainant": False,
     }
-    return RecordResult(200, out)
+    result = RecordResult(200, out)
+    await _write(conn, ctx, [entry], result, case_id, key, complaint=None)
+    return result
 
 
 async def _open_or_join_group(
@@ -597,7 +703,7 @@ async def _regroup_members(
     group: GroupDecision,
     group_id: UUID,
     group_reference: str,
-    by_id: dict[Any, Row],
+    by_id: dict[Any, Mapping[str, Any]],
     new_id: UUID,
 ) -> None:
     """Link every member to the group and raise each to major, with an event apiece, so
@@ -607,22 +713,26 @@ async def _regroup_members(
         row = by_id.get(member_id)
         if row is None:
             continue
-        common = {"complaint_id": row.id, "reference": row.reference, "project_id": row.project_id}
-        if row.grade != Grade.MAJOR.value:
-            reasons = [f"major:group{REASON_SEPARATOR}{group.reason}", *row.grade_reasons]
+        common = {
+            "complaint_id": row["id"],
+            "reference": row["reference"],
+            "project_id": row["project_id"],
+        }
+        if row["grade"] != Grade.MAJOR.value:
+            reasons = [f"major:group{REASON_SEPARATOR}{group.reason}", *row["grade_reasons"]]
             await store.update_complaint(
-                s, row.id, {"grade": Grade.MAJOR.value, "grade_reasons": reasons}
+                s, row["id"], {"grade": Grade.MAJOR.value, "grade_reasons": reasons}
             )
-            seq = await history.bump_version(s, row.id)
+            seq = await history.bump_version(s, row["id"])
             await history.record(
                 s,
                 ctx,
-                project_id=row.project_id,
-                complaint_id=row.id,
+                project_id=row["project_id"],
+                complaint_id=row["id"],
                 seq=seq,
                 payload=ComplaintRegraded(
                     **common,
-                    previous_grade=row.grade,
+                    previous_grade=row["grade"],
                     grade=Grade.MAJOR.value,
                     grade_reasons=reasons,
                     reason=group.reason,
@@ -630,14 +740,14 @@ async def _regroup_members(
                 ),
                 reason=group.reason,
             )
-        if row.group_case_id != group_id:
-            await store.update_complaint(s, row.id, {"group_case_id": group_id})
-            seq = await history.bump_version(s, row.id)
+        if row["group_case_id"] != group_id:
+            await store.update_complaint(s, row["id"], {"group_case_id": group_id})
+            seq = await history.bump_version(s, row["id"])
             await history.record(
                 s,
                 ctx,
-                project_id=row.project_id,
-                complaint_id=row.id,
+                project_id=row["project_id"],
+                complaint_id=row["id"],
                 seq=seq,
                 payload=ComplaintGrouped(
                     **common,
@@ -645,7 +755,7 @@ async def _regroup_members(
                     group_reference=group_reference,
                     household_count=group.size,
                     member_ids=members,  # type: ignore[arg-type]
-                    category=row.category,
+                    category=row["category"],
                 ),
                 reason=group.reason,
             )

@@ -1,6 +1,7 @@
-"""Idempotency keys in PostgreSQL: the source of truth. The key row is inserted in the same
-transaction as the complaint, so a crash leaves both or neither, and concurrent requests
-with one key queue on the primary key until the first commits (then they replay it)."""
+"""Idempotency keys in PostgreSQL: the source of truth. A key row is inserted, with the final
+answer, by the statement that writes the complaint (`store.recording.write`), in the same
+transaction: a crash leaves both or neither. A request that finds the key taken when it
+writes rolls back and replays what the first one stored (`stored`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.store.tables import idempotency_keys
@@ -22,14 +22,6 @@ class StoredResponse:
     body: dict[str, Any] | None
 
 
-# Built once at import, so each request reuses the compiled statements (see store.complaints).
-# The INSERT's columns and the UPDATE's SET come from the parameter names at execution; the
-# WHERE parameters are named apart from the columns, as SQLAlchemy requires.
-_CLAIM = (
-    insert(idempotency_keys)
-    .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-    .returning(idempotency_keys.c.key)
-)
 _STORED = select(
     idempotency_keys.c.request_hash,
     idempotency_keys.c.status_code,
@@ -38,41 +30,14 @@ _STORED = select(
     idempotency_keys.c.tenant_id == bindparam("p_tenant_id"),
     idempotency_keys.c.key == bindparam("p_key"),
 )
-_COMPLETE = update(idempotency_keys).where(
-    idempotency_keys.c.tenant_id == bindparam("p_tenant_id"),
-    idempotency_keys.c.key == bindparam("p_key"),
-)
 
 
-async def claim(
-    session: AsyncSession, tenant_id: UUID, key: str, request_hash: bytes
-) -> StoredResponse | None:
-    """None when this transaction now owns the key; else what the first request stored."""
-    params = {"tenant_id": tenant_id, "key": key, "request_hash": request_hash}
-    if (await session.execute(_CLAIM, params)).first() is not None:
+async def stored(session: AsyncSession, tenant_id: UUID, key: str) -> StoredResponse | None:
+    """What the request that took `key` stored; None if no committed request holds it."""
+    row = (await session.execute(_STORED, {"p_tenant_id": tenant_id, "p_key": key})).first()
+    if row is None:
         return None
-    row = (await session.execute(_STORED, {"p_tenant_id": tenant_id, "p_key": key})).one()
     return StoredResponse(bytes(row.request_hash), row.status_code, row.response)
-
-
-async def complete(
-    session: AsyncSession,
-    tenant_id: UUID,
-    key: str,
-    status_code: int,
-    body: dict[str, Any],
-    resource_id: UUID | None,
-) -> None:
-    await session.execute(
-        _COMPLETE,
-        {
-            "p_tenant_id": tenant_id,
-            "p_key": key,
-            "status_code": status_code,
-            "response": body,
-            "resource_id": resource_id,
-        },
-    )
 
 
 async def sweep_expired(session: AsyncSession, older_than_hours: float) -> int:

@@ -85,37 +85,22 @@ async def project_ids_by_codes(session: AsyncSession, codes: list[str]) -> dict[
 
 # Built once at import: the recording path runs them per complaint (on a cache miss), and
 # SQLAlchemy then reuses their compiled form without building and hashing a new construct.
-_FIND_UNIT = (
-    select(units.c.id, units.c.code.label("room"), buildings.c.code.label("building"))
-    .join(buildings, buildings.c.id == units.c.building_id)
-    .where(
-        units.c.project_id == bindparam("project_id"),
-        (buildings.c.code == bindparam("building")) | (buildings.c.name == bindparam("building")),
-        units.c.code == bindparam("room"),
-    )
-)
-_UNIT_BY_ID = (
+_PROJECT_UNITS = (
     select(
         units.c.id,
         units.c.project_id,
         units.c.code.label("room"),
         buildings.c.code.label("building"),
+        buildings.c.name.label("building_name"),
     )
     .join(buildings, buildings.c.id == units.c.building_id)
-    .where(units.c.id == bindparam("unit_id"))
+    .where(units.c.project_id == bindparam("project_id"))
 )
 
 
-async def find_unit(
-    session: AsyncSession, project_id: UUID, building: str, room: str
-) -> Row | None:
-    """The unit `room` of `building` (by building code or name) in the project."""
-    params = {"project_id": project_id, "building": building, "room": room}
-    return (await session.execute(_FIND_UNIT, params)).first()
-
-
-async def unit_by_id(session: AsyncSession, unit_id: UUID) -> Row | None:
-    return (await session.execute(_UNIT_BY_ID, {"unit_id": unit_id})).first()
+async def project_units(session: AsyncSession, project_id: UUID) -> list[Row]:
+    """Every unit of the project: id, project_id, room, building (code), building_name."""
+    return list(await session.execute(_PROJECT_UNITS, {"project_id": project_id}))
 
 
 async def row_by_key(session: AsyncSession, table: Table, **key: Any) -> Row | None:

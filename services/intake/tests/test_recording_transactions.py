@@ -1,0 +1,64 @@
+"""Which transaction records a complaint: a plain new complaint on a warm directory cache
+runs on the driver pool (no SQLAlchemy), anything else falls back to a session; both
+carry the request's trace into the outbox."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from propdesk.telemetry import install_test_exporter
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def _body(room: str, phone: str, content: str) -> dict:
+    return {
+        "project": "SUNRISE",
+        "channel": "phone",
+        "content": content,
+        "unit": {"building": "7", "room": room},
+        "complainant": {"name": "业主", "phone": phone},
+    }
+
+
+def _recorded(exporter) -> list:
+    return [s for s in exporter.get_finished_spans() if s.name == "record complaint"]
+
+
+async def test_plain_complaints_skip_sqlalchemy_and_keep_the_trace(client, company_a, db_rows):
+    clerk = company_a.token("intake_clerk")
+    marker = uuid4().hex[:8]
+    # Warms the directory entries of this scope, project and unit (a miss → session).
+    warm = await client.post(
+        "/v1/complaints", json=_body("701", "13500000701", f"7号楼水压低 {marker}"), headers=clerk
+    )
+    assert warm.status_code == 201, warm.text
+    exporter = install_test_exporter()
+    r = await client.post(
+        "/v1/complaints", json=_body("701", "13500000702", f"门禁卡失灵 {marker}"), headers=clerk
+    )
+    assert r.status_code == 201, r.text
+    (span,) = _recorded(exporter)
+    assert span.attributes["propdesk.recording.transaction"] == "driver"
+    assert span.attributes["propdesk.case_kind"] == "new"
+    rows = await db_rows(
+        "SELECT trace_context->>'traceparent' AS tp FROM intake.outbox"
+        " WHERE envelope->>'aggregate_id' = $1",
+        r.json()["id"],
+    )
+    assert len(rows) == 2
+    assert {row["tp"].split("-")[1] for row in rows} == {f"{span.context.trace_id:032x}"}
+
+
+async def test_a_duplicate_call_falls_back_to_a_session(client, company_a):
+    clerk = company_a.token("intake_clerk")
+    marker = uuid4().hex[:8]
+    body = _body("702", "13500000703", f"7号楼楼道灯不亮 {marker}")
+    assert (await client.post("/v1/complaints", json=body, headers=clerk)).status_code == 201
+    exporter = install_test_exporter()
+    again = await client.post("/v1/complaints", json=body, headers=clerk)
+    assert again.status_code == 200 and again.json()["case"]["kind"] == "duplicate"
+    (span,) = _recorded(exporter)
+    assert span.attributes["propdesk.recording.transaction"] == "session"
