@@ -55,8 +55,14 @@ class Relay:
 
     async def _connect_pool(self) -> asyncpg.Pool:
         if self._pool is None:
+            # The relay's own connections only ever do its work, which reads every tenant's
+            # outbox rows: the system context is set once per connection (the outbox policy
+            # admits it) instead of once per batch.
             self._pool = await asyncpg.create_pool(
-                asyncpg_dsn(self.settings.app_db_url), min_size=1, max_size=2
+                asyncpg_dsn(self.settings.app_db_url),
+                min_size=1,
+                max_size=2,
+                server_settings={"app.system": "on"},
             )
         return self._pool
 
@@ -69,7 +75,6 @@ class Relay:
         """Publish one batch of pending rows. Returns how many were published."""
         pool = await self._connect_pool()
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('app.system', 'on', true)")
             rows = await conn.fetch(self._claim, self.settings.outbox_batch_size)
             if not rows:
                 return 0
@@ -130,7 +135,10 @@ class Relay:
                     delay = 0.1
                     if n >= self.settings.outbox_batch_size:
                         continue  # more waiting: no sleep
-                    if n == 0:
+                    if n > 0:
+                        # Under load: let the next batch fill for a moment.
+                        await _wait(stop, self.settings.outbox_linger_seconds)
+                    else:
                         self._wake.clear()
                         await _wait_any(
                             stop, self._wake, self.settings.outbox_poll_interval_seconds
