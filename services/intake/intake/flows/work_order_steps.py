@@ -1,10 +1,11 @@
 """Dispatch's work-order steps onto the complaint record (the case registry).
 
-Runs inside the consumer's one transaction (inbox row already written): lock the complaint,
-append the step to its timeline, move its status when the step is the newest one seen
-(`domain.case_status.decide_status`), and announce a change as `complaint.status_changed`
-through the outbox. Every step is kept in the timeline, late ones too, so "cause, course
-and result can all be queried and traced" from the complaint alone.
+Runs inside the consumer's one transaction (inbox row already written), in two statements
+(`store.case_progress`): lock the complaint; then append the step to its timeline, move its
+status when the step is the newest one seen (`domain.case_status.decide_status`), and
+announce a change as `complaint.status_changed` through the outbox. Every step is kept in
+the timeline, late ones too, so "cause, course and result can all be queried and traced"
+from the complaint alone.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.domain.case_status import StepMark, decide_status
 from intake.flows import history
-from intake.store import complaints as store
-from intake.store import tenants as directory
+from intake.store import case_progress
 from propdesk.bus import PermanentError
+from propdesk.db.session import driver_connection
 from propdesk.events import Envelope, parse_payload
 from propdesk.events.contracts import work_order as wo
 from propdesk.events.contracts.complaint import ComplaintStatusChanged
@@ -99,74 +100,65 @@ async def apply_work_order_event(session: AsyncSession, env: Envelope) -> bool:
     payload = parse_payload(env)
     if not isinstance(payload, wo._WorkOrderFacts):
         raise PermanentError(f"not a work-order event: {env.type}")
-    row = await store.get_complaint(session, payload.complaint_id, for_update=True)
-    if row is None:
+    conn = await driver_connection(session)
+    case = await case_progress.lock_case(conn, payload.complaint_id, _staff_ids(payload))
+    if case is None:
         # The complaint is intake's: a work order for an unknown one is never applicable.
         raise PermanentError(f"no complaint {payload.complaint_id} for work order event {env.id}")
     incoming = StepMark(payload.work_order_id, env.aggregate_seq, payload.at)
     last = (
-        StepMark(row.work_order_id, row.work_order_seq, row.work_order_at)
-        if row.work_order_id is not None
+        StepMark(case.work_order_id, case.work_order_seq, case.work_order_at)
+        if case.work_order_id is not None
         else None
     )
-    decision = decide_status(row.status, last, incoming, payload.state)
-    names = await directory.staff_names(session, _staff_ids(payload))
-    reason = step_reason(payload, names)
+    decision = decide_status(case.status, last, incoming, payload.state)
+    reason = step_reason(payload, case.staff_names)
     actor = payload.actor or env.actor or env.producer
     data: dict[str, Any] = {
         **payload.model_dump(mode="json"),
         "event_id": str(env.id),
         "work_order_seq": env.aggregate_seq,
-        "status_before": row.status,
+        "status_before": case.status,
         "status_after": decision.status.value,
     }
     if decision.late:
         data["late"] = True
     if decision.why and not decision.changed:
         data["status_unchanged_because"] = decision.why
-    await store.append_event(
-        session,
-        tenant_id=env.tenant_id,
-        project_id=row.project_id,
-        complaint_id=row.id,
-        type=env.type,
-        actor=actor,
-        reason=reason,
-        data=data,
-    )
+    timeline = {
+        "tenant_id": env.tenant_id,
+        "project_id": case.project_id,
+        "complaint_id": case.id,
+        "type": env.type,
+        "actor": actor,
+        "reason": reason,
+        "data": data,
+    }
     if decision.late:
         log.info(
             "complaint %s: late %s (seq %d < %d) kept in the timeline only",
-            row.id,
+            case.id,
             env.type,
             env.aggregate_seq,
-            row.work_order_seq,
+            case.work_order_seq,
+        )
+        await case_progress.write_step(
+            conn, complaint_id=case.id, timeline=timeline, update=None, outbox=[]
         )
         return False
-    values: dict[str, Any] = {
-        "work_order_id": payload.work_order_id,
-        "work_order_seq": env.aggregate_seq,
-        "work_order_at": payload.at,
-    }
+    outbox: list[dict[str, Any]] = []
     if decision.changed:
-        values["status"] = decision.status.value
-    await store.update_complaint(session, row.id, values)
-    if not decision.changed:
-        return False
-    seq = await history.bump_version(session, row.id)
-    ctx = TenantContext.for_tenant(env.tenant_id, actor=actor)
-    await history.outbox.add(
-        session,
-        history.envelope(
+        ctx = TenantContext.for_tenant(env.tenant_id, actor=actor)
+        changed = history.envelope(
             ctx,
-            project_id=row.project_id,
-            complaint_id=row.id,
-            seq=seq,
+            project_id=case.project_id,
+            complaint_id=case.id,
+            seq=case.version + 1,  # the row is locked: the version moves by this event only
             payload=ComplaintStatusChanged(
-                complaint_id=row.id,
-                reference=row.reference,
-                project_id=row.project_id,
-                previous_status=row.status,
+                complaint_id=case.id,
+                reference=case.reference,
+                project_id=case.project_id,
+                previous_status=case.status,
                 status=decision.status.value,
                 cause=env.type,
                 at=payload.at,
@@ -175,6 +167,16 @@ async def apply_work_order_event(session: AsyncSession, env: Envelope) -> bool:
                 handler_id=payload.handler_id,
                 reason=reason,
             ),
-        ),
+        )
+        outbox = history.outbox.rows(changed)  # type: ignore[assignment]
+    update = case_progress.CaseUpdate(
+        work_order_id=payload.work_order_id,
+        work_order_seq=env.aggregate_seq,
+        work_order_at=payload.at,
+        status=decision.status.value if decision.changed else None,
+        versions=1 if decision.changed else 0,
     )
-    return True
+    await case_progress.write_step(
+        conn, complaint_id=case.id, timeline=timeline, update=update, outbox=outbox
+    )
+    return decision.changed

@@ -84,30 +84,6 @@ async def update_complaint(
     )
 
 
-async def append_event(
-    session: AsyncSession,
-    *,
-    tenant_id: UUID,
-    project_id: UUID,
-    complaint_id: UUID,
-    type: str,
-    actor: str,
-    reason: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    await session.execute(
-        complaint_events.insert().values(
-            tenant_id=tenant_id,
-            project_id=project_id,
-            complaint_id=complaint_id,
-            type=type,
-            actor=actor,
-            reason=reason,
-            data=data or {},
-        )
-    )
-
-
 _INSERT_EVENT = complaint_events.insert()
 
 

@@ -36,11 +36,23 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from intake.domain.case_status import HANDLED_STATUSES
-from propdesk.db.session import context_args, context_sql, tenant_transaction
+from intake.store.bulk_values import (
+    OUTBOX_COLUMNS,
+    TIMELINE_COLUMNS,
+    json_text,
+    outbox_args,
+    timeline_args,
+    values_sql,
+)
+from propdesk.db.session import (
+    context_args,
+    context_sql,
+    driver_connection,
+    tenant_transaction,
+)
 from propdesk.tenancy import TenantContext
 from propdesk.tenancy.context import use_context
 
@@ -103,9 +115,7 @@ async def session_transaction(
 ) -> AsyncIterator[RecordingTx]:
     """A `tenant_transaction`, with the asyncpg connection under it for this module."""
     async with tenant_transaction(sessions, ctx) as session:
-        conn = await session.connection()
-        raw = await conn.get_raw_connection()
-        yield RecordingTx(raw.driver_connection, session)  # type: ignore[arg-type]
+        yield RecordingTx(await driver_connection(session), session)
 
 
 _LOCK_MATTERS = f"SELECT {context_sql(2)}, pg_advisory_xact_lock(hashtextextended($1, 0))"
@@ -255,45 +265,26 @@ COMPLAINT_COLUMNS = (
     "created_by",
 )
 _JSON_COLUMNS = frozenset({"attachments"})
-TIMELINE_COLUMNS = ("tenant_id", "project_id", "complaint_id", "type", "actor", "reason", "data")
-OUTBOX_COLUMNS = (
-    "event_id",
-    "tenant_id",
-    "project_id",
-    "event_type",
-    "subject",
-    "envelope",
-    "trace_context",
-)
 KEY_COLUMNS = ("tenant_id", "key", "request_hash", "status_code", "response", "resource_id")
-
-
-def _values(columns: Sequence[str], rows: int, start: int) -> tuple[str, int]:
-    groups = []
-    n = start
-    for _ in range(rows):
-        groups.append("(" + ", ".join(f"${n + i}" for i in range(len(columns))) + ")")
-        n += len(columns)
-    return ", ".join(groups), n
 
 
 def _write_sql(complaint: bool, timeline: int, outbox: int, key: bool) -> str:
     ctes: list[str] = []
     n = 1
     if complaint:
-        values, n = _values(COMPLAINT_COLUMNS, 1, n)
+        values, n = values_sql(COMPLAINT_COLUMNS, 1, n)
         cols = ", ".join(f'"{c}"' for c in COMPLAINT_COLUMNS)
         ctes.append(f"c AS (INSERT INTO intake.complaints ({cols}) VALUES {values})")
     if timeline:
-        values, n = _values(TIMELINE_COLUMNS, timeline, n)
+        values, n = values_sql(TIMELINE_COLUMNS, timeline, n)
         cols = ", ".join(TIMELINE_COLUMNS)
         ctes.append(f"t AS (INSERT INTO intake.complaint_events ({cols}) VALUES {values})")
     if outbox:
-        values, n = _values(OUTBOX_COLUMNS, outbox, n)
+        values, n = values_sql(OUTBOX_COLUMNS, outbox, n)
         cols = ", ".join(OUTBOX_COLUMNS)
         ctes.append(f"o AS (INSERT INTO intake.outbox ({cols}) VALUES {values})")
     if key:
-        values, n = _values(KEY_COLUMNS, 1, n)
+        values, n = values_sql(KEY_COLUMNS, 1, n)
         cols = ", ".join(KEY_COLUMNS)
         ctes.append(
             f"k AS (INSERT INTO intake.idempotency_keys ({cols}) VALUES {values}"
@@ -320,10 +311,6 @@ class KeyRow:
     resource_id: UUID | None
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 async def write(
     conn: asyncpg.Connection,
     *,
@@ -343,19 +330,17 @@ async def write(
     args: list[Any] = []
     if complaint is not None:
         args += [
-            _json(complaint[c]) if c in _JSON_COLUMNS else complaint[c] for c in COMPLAINT_COLUMNS
+            json_text(complaint[c]) if c in _JSON_COLUMNS else complaint[c]
+            for c in COMPLAINT_COLUMNS
         ]
-    for row in timeline:
-        args += [_json(row[c]) if c == "data" else row[c] for c in TIMELINE_COLUMNS]
-    for row in outbox:
-        args += [row[c] for c in OUTBOX_COLUMNS]
+    args += timeline_args(timeline) + outbox_args(outbox)
     if key is not None:
         args += [
             key.tenant_id,
             key.key,
             key.request_hash,
             key.status_code,
-            _json(key.response),
+            json_text(key.response),
             key.resource_id,
         ]
     return bool(await conn.fetchval(sql, *args))

@@ -122,14 +122,6 @@ async def update_row(
     await session.execute(update(table).where(table.c.id == row_id).values(**values))
 
 
-async def staff_names(session: AsyncSession, ids: list[UUID]) -> dict[UUID, str]:
-    """Display names (name and code) of staff members, for timeline entries."""
-    if not ids:
-        return {}
-    q = select(staff.c.id, staff.c.name, staff.c.code).where(staff.c.id.in_(ids))
-    return {r.id: f"{r.name} ({r.code})" for r in await session.execute(q)}
-
-
 async def staff_by_code(session: AsyncSession, code: str) -> Row | None:
     """A staff member of the tenant in context, by their code."""
     return (await session.execute(select(staff).where(staff.c.code == code))).first()
