@@ -117,3 +117,27 @@ async def test_redis_client_commands_become_spans(settings: Settings) -> None:
         if s.parent is not None and s.parent.span_id == parent.get_span_context().span_id
     ]
     assert [s.name for s in children] == ["PING"]
+
+
+def test_without_an_exporter_spans_do_not_record_but_the_context_travels() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    from propdesk.telemetry.setup import ExportGate
+
+    gate = ExportGate(ALWAYS_ON)
+    tracer = TracerProvider(sampler=gate).get_tracer("gate-test")
+    with tracer.start_as_current_span("unexported") as span:
+        assert not span.is_recording()
+        context = span.get_span_context()
+        assert context.is_valid and not context.trace_flags.sampled
+        carrier = inject_current()
+    _version, trace_id, span_id, flags = carrier["traceparent"].split("-")
+    assert (trace_id, span_id) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")
+    assert int(flags, 16) & 1 == 0  # not sampled
+    # A consumer continues the same trace, still without recording.
+    with tracer.start_as_current_span("consume", context=extract(carrier)) as child:
+        assert child.get_span_context().trace_id == context.trace_id
+        assert not child.is_recording()
+    gate.exporting = True
+    with tracer.start_as_current_span("exported") as span:
+        assert span.is_recording() and span.get_span_context().trace_flags.sampled
