@@ -16,6 +16,7 @@ from dispatch.flows.dispatching import apply_regrade, dispatch_classified
 from dispatch.flows.duplicate_calls import record_duplicate_call
 from dispatch.store import directory, routing_rules
 from propdesk.bus import Consumer, PermanentError
+from propdesk.bus.consumer import by_project
 from propdesk.events import Envelope, parse_payload
 from propdesk.events.contracts.complaint import (
     ComplaintClassified,
@@ -108,5 +109,11 @@ def consumers() -> list[Consumer]:
             subjects=[f"pd.{t}.>" for t in COMPLAINT_TYPES],
             handler=on_complaint_classified,
             description="one work order per classified complaint; regrades and repeat calls",
+            # A complaint's events stay in order in its project's lane; a project's
+            # complaints are dispatched one after another (round-robin and open load see
+            # the previous assignment), different projects concurrently.
+            per_transaction=32,
+            lanes=4,
+            lane_key=by_project,
         ),
     ]

@@ -3,14 +3,18 @@
 The first read model of the reporting service; the monthly report builds on it. The day
 is the project's local day (time zone learned from project.upserted events).
 
-One statement per counted event: PostgreSQL looks the project's time zone up and takes
-the local day inside the upsert. No per-process cache of time zones, so a replica that
-did not see a project.upserted (the consumer's messages are shared between replicas)
-never counts with a stale zone.
+PostgreSQL looks the project's time zone up and takes the local day inside the upsert. No
+per-process cache of time zones, so a replica that did not see a project.upserted (the
+consumer's messages are shared between replicas) never counts with a stale zone.
+
+The consumer applies a fetched batch per transaction (`handle_batch`): the counted events
+between two project.upserted events go in one statement, summed per (project, day, type)
+before the upsert; one event alone goes through `handle`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from uuid import UUID
 
@@ -38,6 +42,21 @@ _COUNT = text(
     " AS date), :e, 1"
     " ON CONFLICT (tenant_id, project_id, day, event_type)"
     " DO UPDATE SET count = reporting.daily_activity.count + 1"
+)
+
+
+# The same for many events of one tenant (the consumer's transaction): $1 tenant, then the
+# events' projects, instants and types; summed per row first, since one upsert statement
+# may not touch a row twice.
+_COUNT_MANY = (
+    "INSERT INTO reporting.daily_activity AS a (tenant_id, project_id, day, event_type, count)"
+    " SELECT $1::uuid, e.project_id,"
+    " CAST(e.at AT TIME ZONE coalesce(p.time_zone, $5::text) AS date), e.event_type, count(*)"
+    " FROM unnest($2::uuid[], $3::timestamptz[], $4::text[]) AS e(project_id, at, event_type)"
+    " LEFT JOIN reporting.projects p ON p.project_id = e.project_id"
+    " GROUP BY 1, 2, 3, 4"
+    " ON CONFLICT (tenant_id, project_id, day, event_type)"
+    " DO UPDATE SET count = a.count + excluded.count"
 )
 
 
@@ -70,6 +89,38 @@ async def handle(session: AsyncSession, env: Envelope) -> None:
         await record_project(session, env)
     else:
         await count_event(session, env)
+
+
+async def handle_batch(session: AsyncSession, envs: Sequence[Envelope]) -> None:
+    """Events of one tenant in stream order: a project's zone is recorded before the counts
+    that follow it are taken."""
+    pending: list[Envelope] = []
+    for env in envs:
+        if env.type == "project.upserted":
+            await _count_many(session, pending)
+            pending = []
+            await record_project(session, env)
+        elif env.project_id is None:
+            raise PermanentError(f"{env.type} carries no project")
+        else:
+            pending.append(env)
+    await _count_many(session, pending)
+
+
+async def _count_many(session: AsyncSession, envs: Sequence[Envelope]) -> None:
+    if not envs:
+        return
+    conn = await session.connection()
+    await conn.exec_driver_sql(
+        _COUNT_MANY,
+        (
+            envs[0].tenant_id,
+            [e.project_id for e in envs],
+            [e.occurred_at for e in envs],
+            [e.type for e in envs],
+            DEFAULT_TIME_ZONE,
+        ),
+    )
 
 
 async def activity(

@@ -16,6 +16,14 @@ ACTIVITY_CONSUMER = Consumer(
     subjects=["pd.project.upserted.>", "pd.complaint.>", "pd.work_order.>"],
     handler=activity.handle,
     description="daily activity per project and event type",
+    # A fetched batch in few transactions and one counting statement per tenant; lanes by
+    # tenant (the default) keep a project.upserted ahead of the events that follow it.
+    batch_handler=activity.handle_batch,
+    per_transaction=256,
+    lanes=2,
+    batch=256,
+    # Nobody waits on these counts by the millisecond: gather a fifth of a second's events.
+    linger_seconds=0.2,
 )
 
 

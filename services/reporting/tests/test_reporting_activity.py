@@ -120,3 +120,59 @@ async def test_bad_ranges_are_precise_problems(res):
     assert resp.status_code == 422 and resp.json()["errors"][0]["rule"] == "max_days"
     unauth = await _get(res, "not-a-token")
     assert unauth.status_code == 401
+
+
+class _Fetched:
+    """What `ConsumerRunner.handle_batch` uses of a fetched JetStream message."""
+
+    def __init__(self, env: Envelope) -> None:
+        self.data = env.model_dump_json().encode()
+        self.subject = env.subject
+        self.headers = None
+        self.metadata = None
+        self.outcome: list[str] = []
+
+    async def ack(self) -> None:
+        self.outcome.append("ack")
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.outcome.append("nak")
+
+    async def term(self) -> None:
+        self.outcome.append("term")
+
+
+async def test_a_batch_counts_like_one_event_at_a_time(res):
+    """One fetched batch: the zone a project.upserted sets applies to the events after it,
+    a repeated event counts once, and the sums land on the same rows."""
+    tenant, project, other = uuid4(), uuid4(), uuid4()
+    late = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)  # the 26th in Urumqi, 27th in Shanghai
+    before = _complaint_event(tenant, project, late)  # counted in the default zone
+    upserted = new_event(
+        ProjectUpserted(project_id=project, code="WEST", name="西苑", time_zone="Asia/Urumqi"),
+        tenant_id=tenant,
+        project_id=project,
+        aggregate_id=project,
+        producer="test",
+    )
+    after = [_complaint_event(tenant, project, late) for _ in range(3)]
+    elsewhere = [_complaint_event(tenant, other, late) for _ in range(2)]
+    batch = [before, upserted, after[0], elsewhere[0], after[1], after[0], after[2], elsewhere[1]]
+    msgs = [_Fetched(e) for e in batch]
+    runner = ConsumerRunner(ACTIVITY_CONSUMER, res.settings, res.sessions)
+    await runner.handle_batch(msgs)  # type: ignore[arg-type]
+    assert [m.outcome for m in msgs] == [["ack"]] * len(batch)
+    assert (runner.handled, runner.duplicates) == (len(batch) - 1, 1)
+
+    token = issue_token(res.settings, tenant_id=tenant, subject="s", roles=["cs_supervisor"])
+    rows = (await _get(res, token, **{"from": "2026-11-01", "to": "2026-11-30"})).json()
+    got = {(r["project_id"], r["day"], r["count"]) for r in rows}
+    assert got == {
+        (str(project), "2026-11-27", 1),
+        (str(project), "2026-11-26", 3),
+        (str(other), "2026-11-27", 2),
+    }
+    # Redelivered (a crash before the acks): counted zero more times.
+    await runner.handle_batch([_Fetched(e) for e in batch])  # type: ignore[arg-type]
+    rows = (await _get(res, token, **{"from": "2026-11-01", "to": "2026-11-30"})).json()
+    assert {(r["project_id"], r["day"], r["count"]) for r in rows} == got

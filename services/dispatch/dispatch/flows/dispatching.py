@@ -1,9 +1,10 @@
 """complaint.classified → one work order: route, pick the receiver, record, announce (and
 write the repeat calls kept for the complaint, see `duplicate_calls`).
 
-One transaction per event (the consumer's): the inbox row, the work order, its first
-step, the staff's round-robin mark and the outbox events commit together. The unique
-(tenant, complaint) constraint makes a replay beyond the inbox harmless too.
+In the consumer's transaction: the inbox row, the work order, its first step, the staff's
+round-robin mark and the outbox events commit together. The unique (tenant, complaint)
+constraint makes a replay beyond the inbox harmless too. Three statements per complaint
+(`store.dispatching`); the routing inputs come from `store.routing_cache`.
 """
 
 from __future__ import annotations
@@ -18,17 +19,13 @@ from dispatch.domain.assignment import choose_assignee
 from dispatch.domain.lifecycle import State
 from dispatch.domain.ownership import OwnerChange
 from dispatch.domain.routing import RoutingInput, resolve_department, route
-from dispatch.flows.duplicate_calls import apply_kept_calls
+from dispatch.flows.duplicate_calls import append_kept_calls
 from dispatch.flows.events import event
-from dispatch.store import calendars, directory, routing_rules
+from dispatch.store import dispatching as store
+from dispatch.store import routing_cache
 from dispatch.store import work_orders as orders
 from propdesk.bus import Outbox
-from propdesk.calendar import (
-    UncoveredPolicy,
-    coverage,
-    is_working_time,
-    next_working_start,
-)
+from propdesk.calendar import coverage, is_working_time, next_working_start
 from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
 from propdesk.events.contracts.work_order import WorkOrderDispatched, WorkOrderHandedOver
 
@@ -46,13 +43,13 @@ async def dispatch_classified(
 ) -> UUID | None:
     """The new work order's id, or None when the complaint already has one."""
     now = now or datetime.now(UTC)
-    if await orders.by_complaint(session, c.complaint_id) is not None:
+    conn = await store.driver(session)
+    if await store.lock_and_find(conn, c.complaint_id) is not None:
         return None
+    routing = await routing_cache.project_routing(session, c.project_id)
+    cal = routing.calendar
     # Dispatch never stops for a missing holiday year: it treats the year's weekdays as
     # working and says so loudly (the start-up check and /v1/calendars/coverage too).
-    cal = await calendars.project_calendar(
-        session, c.project_id, uncovered=UncoveredPolicy.WEEKDAYS
-    )
     if not coverage(now.year, cal.platform).covered:
         log.warning(
             "holiday calendar for %s is not loaded: dispatching %s with weekdays only",
@@ -61,30 +58,27 @@ async def dispatch_classified(
         )
     working = is_working_time(cal, now)
 
-    rules = await routing_rules.rules_for(session, c.project_id)
     decision = route(
         RoutingInput(c.project_id, c.category, c.grade, building=c.building, place=c.place),
-        rules,
+        routing.rules,
     )
-    department = resolve_department(
-        decision.department, c.project_id, await directory.departments_for(session, c.project_id)
+    department = resolve_department(decision.department, c.project_id, routing.departments)
+    people = await store.people(
+        conn,
+        c.project_id,
+        now,
+        department_id=department.id if department else None,
+        role=None if working else DUTY_LEADER,
     )
-    department_staff = (
-        await directory.candidates(session, c.project_id, department_id=department.id)
-        if department
-        else []
-    )
-    leaders = [] if working else await directory.candidates(session, c.project_id, role=DUTY_LEADER)
-    shifts = await directory.shifts_at(session, c.project_id, now)
     assignment = choose_assignee(
-        department_staff,
-        leaders,
-        shifts,
+        people.department_staff,
+        people.with_role,
+        people.shifts,
         at=now,
         working_time=working,
         preferred_role=decision.handler_role,
         preferred_staff_id=decision.handler_staff_id,
-        required_skills=frozenset({c.category}) if department_staff else frozenset(),
+        required_skills=frozenset({c.category}) if people.department_staff else frozenset(),
     )
     assignment_reason = assignment.reason
     if department is None:
@@ -120,17 +114,6 @@ async def dispatch_classified(
         recorded_at=c.recorded_at,
         dispatched_at=now,
     )
-    if not await orders.insert(session, wo):
-        return None
-    await orders.append_step(
-        session,
-        wo,
-        action="dispatch",
-        from_state=None,
-        actor="dispatch",
-        at=now,
-        details={"routing": decision.as_record(), "assignment": assignment_reason},
-    )
     envelopes = [
         event(
             WorkOrderDispatched,
@@ -147,8 +130,7 @@ async def dispatch_classified(
             overnight_handover_at=wo.overnight_handover_at,
         )
     ]
-    if assignment.staff_id is not None:
-        await directory.mark_assigned(session, assignment.staff_id, now)
+    change: OwnerChange | None = None
     if assignment.after_hours:
         change = OwnerChange(
             None,
@@ -158,7 +140,6 @@ async def dispatch_classified(
             "received outside working hours by the duty shift leader",
             now,
         )
-        await orders.append_owner(session, wo, change)
         envelopes.append(
             event(
                 WorkOrderHandedOver,
@@ -172,9 +153,18 @@ async def dispatch_classified(
                 reason=change.reason,
             )
         )
+    written = await store.write(
+        conn,
+        wo,
+        step_details={"routing": decision.as_record(), "assignment": assignment_reason},
+        assigned_staff_id=assignment.staff_id,
+        first_owner=change,
+        outbox_rows=OUTBOX.rows(*envelopes),
+    )
+    if not written.inserted:
+        return None
     # Repeat calls that overtook this classification become steps after the dispatch.
-    await apply_kept_calls(session, wo)
-    await OUTBOX.add(session, *envelopes)
+    await append_kept_calls(session, wo, written.kept_calls)
     return wo.id
 
 

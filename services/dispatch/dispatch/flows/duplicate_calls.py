@@ -4,7 +4,8 @@ The household called again about a case that is still open; intake recorded the 
 that case instead of opening another, so the handler sees it here: a step with who
 called, when, on which channel, and what they said. The order's state does not change.
 When the order does not exist yet (the call overtook its classification), the call is
-kept and written as a step when the order is created (`apply_kept_calls`): never dropped.
+kept and written as a step when the order is created (`dispatch_classified` takes them in
+the statement that inserts the order, then `append_kept_calls`): never dropped.
 """
 
 from __future__ import annotations
@@ -80,13 +81,11 @@ async def record_duplicate_call(
     return wo.id
 
 
-async def apply_kept_calls(session: AsyncSession, wo: orders.WorkOrderRow) -> int:
-    """Write the calls kept for the order's complaint as its steps; how many there were.
-    Call right after the order is inserted, in the same transaction."""
-    await kept.lock_complaint(session, wo.complaint_id)
-    calls = await kept.take(session, wo.complaint_id)
+async def append_kept_calls(
+    session: AsyncSession, wo: orders.WorkOrderRow, calls: list[tuple[datetime, dict[str, Any]]]
+) -> None:
+    """The kept calls (already taken, oldest first) as the order's steps."""
     for at, details in calls:
         await _append(session, wo, at, details)
     if calls:
         await orders.save(session, wo)
-    return len(calls)

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.store.directory import get_project
+from dispatch.store.routing_cache import invalidate
 from propdesk.calendar import (
     DayKind,
     HolidayOverrides,
@@ -69,6 +70,7 @@ async def save_year(
     source: str,
     loaded_by: str,
 ) -> None:
+    invalidate(session)
     await session.execute(
         text(
             "INSERT INTO dispatch.platform_calendar_years"
@@ -130,6 +132,7 @@ async def put_local_day(
     kind: DayKind,
     name: str,
 ) -> None:
+    invalidate(session)
     await session.execute(
         text(
             "INSERT INTO dispatch.calendar_days (tenant_id, project_id, day, kind, name)"
@@ -143,6 +146,7 @@ async def put_local_day(
 
 
 async def set_working_hours(session: AsyncSession, project_id: UUID, hours: WorkingHours) -> bool:
+    invalidate(session)
     result = await session.execute(
         text(
             "UPDATE dispatch.projects SET working_hours = CAST(:h AS jsonb), updated_at = now()"

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.assignment import Candidate, Shift
 from dispatch.domain.routing import Department
+from dispatch.store.routing_cache import invalidate
 from propdesk.events.contracts.tenant import (
     DepartmentUpserted,
     ProjectUpserted,
@@ -39,6 +40,7 @@ async def upsert_tenant(session: AsyncSession, p: TenantUpserted) -> None:
 
 
 async def upsert_project(session: AsyncSession, tenant_id: UUID, p: ProjectUpserted) -> None:
+    invalidate(session)
     await session.execute(
         text(
             "INSERT INTO dispatch.projects (id, tenant_id, code, name, time_zone, calendar)"
@@ -58,6 +60,7 @@ async def upsert_project(session: AsyncSession, tenant_id: UUID, p: ProjectUpser
 
 
 async def upsert_department(session: AsyncSession, tenant_id: UUID, p: DepartmentUpserted) -> None:
+    invalidate(session)
     await session.execute(
         text(
             "INSERT INTO dispatch.departments (id, tenant_id, project_id, code, name, kind)"

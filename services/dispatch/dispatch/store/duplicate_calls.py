@@ -1,5 +1,6 @@
 """Repeat calls (complaint.duplicate_joined) that arrived before their complaint's work
-order: kept until the order exists, then taken once."""
+order: kept until the order exists, then taken once (by the statement that inserts the
+order, `store.dispatching.write`)."""
 
 from __future__ import annotations
 
@@ -46,16 +47,3 @@ async def keep(
             "d": orjson.dumps(details, default=str).decode(),
         },
     )
-
-
-async def take(session: AsyncSession, complaint_id: UUID) -> list[tuple[datetime, dict]]:
-    """The kept calls of a complaint, oldest first, removed."""
-    rows = await session.execute(
-        text(
-            "DELETE FROM dispatch.pending_duplicate_calls WHERE complaint_id = :c"
-            " RETURNING at, details, event_id"
-        ),
-        {"c": complaint_id},
-    )
-    found = sorted(rows, key=lambda r: (r.at, str(r.event_id)))
-    return [(r.at, dict(r.details)) for r in found]

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.routing import RoutingRule
+from dispatch.store.routing_cache import invalidate
 
 _COLUMNS = (
     "id, project_id, category, grade, building, place, department, handler_role,"
@@ -71,6 +72,7 @@ def _params(rule: RoutingRule) -> dict:
 async def insert_rule(
     session: AsyncSession, tenant_id: UUID, rule: RoutingRule, created_by: str
 ) -> int:
+    invalidate(session)
     return (
         await session.execute(
             text(
@@ -87,6 +89,7 @@ async def insert_rule(
 
 
 async def update_rule(session: AsyncSession, rule_id: int, rule: RoutingRule) -> bool:
+    invalidate(session)
     params = _params(rule)
     params.pop("source")
     result = await session.execute(
@@ -103,6 +106,7 @@ async def update_rule(session: AsyncSession, rule_id: int, rule: RoutingRule) ->
 
 
 async def delete_rule(session: AsyncSession, rule_id: int) -> bool:
+    invalidate(session)
     result = await session.execute(
         text("DELETE FROM dispatch.routing_rules WHERE id = :id"), {"id": rule_id}
     )
@@ -113,6 +117,7 @@ async def replace_onboarding_rules(
     session: AsyncSession, tenant_id: UUID, rules: list[RoutingRule]
 ) -> None:
     """The onboarding file is the truth for its own rules; API-made rules stay."""
+    invalidate(session)
     await session.execute(text("DELETE FROM dispatch.routing_rules WHERE source = 'onboarding'"))
     for rule in rules:
         await insert_rule(session, tenant_id, rule, "onboarding")

@@ -1,0 +1,212 @@
+"""ConsumerRunner applying a fetched batch in shared transactions and lanes, on the real
+PostgreSQL: each event applied once under its own tenant, duplicates skipped, a failing
+event split off (nak or dead letter) without losing or doubling the others, and a batch
+redelivered after its commit (a crash before the acks) applied zero more times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import uuid4
+
+import asyncpg
+import orjson
+import pytest
+
+from propdesk.bus import Consumer, PermanentError
+from propdesk.bus.consumer import ConsumerRunner
+from propdesk.db.session import create_engine, session_factory
+from propdesk.events.envelope import Envelope
+from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
+
+
+@dataclass
+class _Meta:
+    num_delivered: int = 1
+
+
+@dataclass
+class FetchedMessage:
+    """What `ConsumerRunner.handle_batch` uses of a fetched JetStream message."""
+
+    env: Envelope
+    deliveries: int = 1
+    outcome: list[str] = field(default_factory=list)
+    headers: dict[str, str] | None = None
+
+    @property
+    def data(self) -> bytes:
+        return orjson.dumps(self.env.model_dump(mode="json"))
+
+    @property
+    def metadata(self) -> _Meta:
+        return _Meta(self.deliveries)
+
+    @property
+    def subject(self) -> str:
+        return self.env.subject
+
+    async def ack(self) -> None:
+        self.outcome.append("ack")
+
+    async def nak(self, delay: float | None = None) -> None:
+        self.outcome.append("nak")
+
+    async def term(self) -> None:
+        self.outcome.append("term")
+
+
+@pytest.fixture
+async def sessions(settings: Settings, bus_schema: str):
+    engine = create_engine(settings)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+def _runner(settings, sessions, name: str, handler, **options) -> ConsumerRunner:
+    c = Consumer(name, SCHEMA, [f"pd.bustest.*.{name}.>"], handler, **options)
+    return ConsumerRunner(c, settings, sessions)
+
+
+async def _applied_tenants(settings: Settings, name: str) -> dict[str, str]:
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        rows = await conn.fetch(
+            f"SELECT event_id::text AS e, tenant_id::text AS t FROM {SCHEMA}.applied"
+            " WHERE consumer = $1",
+            name,
+        )
+    finally:
+        await conn.close()
+    return {r["e"]: r["t"] for r in rows}
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+async def test_a_batch_of_several_tenants_applies_each_event_once(settings, sessions, lanes):
+    name = f"t-batch-{uuid4().hex[:8]}"
+    a, b = uuid4(), uuid4()
+    envs = [note_event(a if i % 3 else b, uuid4()) for i in range(12)]
+    msgs = [FetchedMessage(e) for e in envs]
+    msgs.insert(5, FetchedMessage(envs[2]))  # the same event twice in one batch
+    runner = _runner(
+        settings, sessions, name, applied_recorder(name), per_transaction=8, lanes=lanes
+    )
+    await runner.handle_batch(msgs)  # type: ignore[arg-type]
+    assert all(m.outcome == ["ack"] for m in msgs)
+    assert (runner.handled, runner.duplicates, runner.dead_lettered) == (12, 1, 0)
+    got = await count_applied(settings, name)
+    assert got == {str(e.id): 1 for e in envs}
+    # Each handler ran under its own event's tenant (the RLS policy checks every row).
+    assert await _applied_tenants(settings, name) == {str(e.id): str(e.tenant_id) for e in envs}
+
+    # Redelivered after the commit, before the acks (a crash): nothing is applied again.
+    again = [FetchedMessage(e, deliveries=2) for e in envs]
+    await runner.handle_batch(again)  # type: ignore[arg-type]
+    assert all(m.outcome == ["ack"] for m in again)
+    assert runner.duplicates == 1 + len(envs)
+    assert await count_applied(settings, name) == got
+
+
+async def test_a_failing_event_is_split_off_and_the_rest_applied_once(settings, sessions):
+    name = f"t-split-{uuid4().hex[:8]}"
+    tenant = uuid4()
+    record = applied_recorder(name)
+    calls: dict[str, int] = {}
+
+    async def handler(session, env: Envelope) -> None:
+        calls[str(env.id)] = calls.get(str(env.id), 0) + 1
+        await record(session, env)  # rolled back with the failure
+        if env.payload["body"] == "flaky":
+            raise ConnectionError("downstream hiccup")
+        if env.payload["body"] == "poison":
+            raise PermanentError("poison")
+
+    bodies = ["ok", "ok", "flaky", "ok", "poison", "ok", "ok"]
+    envs = [note_event(tenant, None, body=body) for body in bodies]
+    msgs = [FetchedMessage(e) for e in envs]
+    runner = _runner(settings, sessions, name, handler, per_transaction=64)
+    await runner.handle_batch(msgs)  # type: ignore[arg-type]
+
+    outcome = {body: [] for body in bodies}
+    for body, m in zip(bodies, msgs, strict=True):
+        outcome[body].append(m.outcome)
+    assert outcome["flaky"] == [["nak"]]
+    assert outcome["poison"] == [["term"]]
+    assert outcome["ok"] == [["ack"]] * 5
+    assert runner.handled == 5 and runner.dead_lettered == 1
+    got = await count_applied(settings, name)
+    assert got == {str(e.id): 1 for e, body in zip(envs, bodies, strict=True) if body == "ok"}
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        dead = await conn.fetch(
+            f"SELECT event_id FROM {SCHEMA}.dead_letters WHERE consumer = $1", name
+        )
+    finally:
+        await conn.close()
+    assert [r["event_id"] for r in dead] == [envs[4].id]
+
+
+async def test_batch_handler_gets_the_new_events_of_one_tenant_in_order(settings, sessions):
+    name = f"t-bh-{uuid4().hex[:8]}"
+    a, b = uuid4(), uuid4()
+    seen: list[list[Envelope]] = []
+    alone: list[Envelope] = []
+    record = applied_recorder(name)
+
+    async def per_event(session, env: Envelope) -> None:
+        alone.append(env)  # a transaction of one event takes the one-event path
+        await record(session, env)
+
+    async def batch_handler(session, envs) -> None:
+        seen.append(list(envs))
+        for env in envs:
+            await record(session, env)
+
+    envs = [note_event(a if i % 2 else b, None) for i in range(6)]
+    runner = _runner(
+        settings, sessions, name, per_event, per_transaction=64, batch_handler=batch_handler
+    )
+    first = [FetchedMessage(e) for e in envs[:3]]
+    await runner.handle_batch(first)  # type: ignore[arg-type]
+    # The first three again, with three new ones: only the new ones reach the handler.
+    await runner.handle_batch([FetchedMessage(e) for e in envs])  # type: ignore[arg-type]
+    assert [[e.id for e in batch] for batch in seen] == [
+        [envs[0].id, envs[2].id],
+        [envs[4].id],
+        [envs[3].id, envs[5].id],
+    ]
+    assert [e.id for e in alone] == [envs[1].id]
+    assert await count_applied(settings, name) == {str(e.id): 1 for e in envs}
+
+
+async def test_each_event_of_a_batch_continues_its_producers_trace(settings, sessions):
+    from opentelemetry import trace
+
+    from propdesk.telemetry import install_test_exporter
+    from propdesk.telemetry.propagation import inject_current
+
+    exporter = install_test_exporter()
+    tracer = trace.get_tracer("test")
+    name = f"t-trace-{uuid4().hex[:8]}"
+    tenant = uuid4()
+    msgs: list[FetchedMessage] = []
+    producers = {}
+    for _ in range(4):
+        env = note_event(tenant, None)
+        with tracer.start_as_current_span("produce") as span:
+            msgs.append(FetchedMessage(env, headers=inject_current()))
+        producers[str(env.id)] = span.get_span_context()
+    runner = _runner(settings, sessions, name, applied_recorder(name), per_transaction=64)
+    await runner.handle_batch(msgs)  # type: ignore[arg-type]
+    assert runner.handled == 4
+
+    consumed = {
+        s.attributes["messaging.message.id"]: s
+        for s in exporter.get_finished_spans()
+        if s.name == "consume bustest.noted" and s.attributes
+    }
+    assert consumed.keys() == producers.keys()
+    for event_id, span in consumed.items():
+        assert span.parent is not None
+        assert span.context.trace_id == producers[event_id].trace_id
+        assert span.parent.span_id == producers[event_id].span_id
