@@ -1,6 +1,6 @@
-"""Which transaction records a complaint: a plain new complaint on a warm directory cache
-runs on the driver pool (no SQLAlchemy), anything else falls back to a session; both
-carry the request's trace into the outbox."""
+"""Which transaction records a complaint: new, duplicate and group complaints on a warm
+directory cache run on the driver pool (no SQLAlchemy); a cold cache or a named earlier case
+falls back to a session. Both carry the request's trace into the outbox."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from propdesk.telemetry import install_test_exporter
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def _body(room: str, phone: str, content: str) -> dict:
+def _body(room: str, phone: str, content: str, building: str = "7") -> dict:
     return {
         "project": "SUNRISE",
         "channel": "phone",
         "content": content,
-        "unit": {"building": "7", "room": room},
+        "unit": {"building": building, "room": room},
         "complainant": {"name": "业主", "phone": phone},
     }
 
@@ -52,13 +52,38 @@ async def test_plain_complaints_skip_sqlalchemy_and_keep_the_trace(client, compa
     assert {row["tp"].split("-")[1] for row in rows} == {f"{span.context.trace_id:032x}"}
 
 
-async def test_a_duplicate_call_falls_back_to_a_session(client, company_a):
+async def test_duplicates_and_groups_stay_on_the_driver(client, company_a):
+    clerk = company_a.token("intake_clerk")
+    marker = uuid4().hex[:8]
+    # A building of its own: other tests' elevator complaints must not make a group first.
+    building = f"Z{marker}"
+    first = _body("711", "13500000711", f"电梯停运，困在里面 {marker}", building)
+    assert (await client.post("/v1/complaints", json=first, headers=clerk)).status_code == 201
+    exporter = install_test_exporter()
+    again = await client.post("/v1/complaints", json=first, headers=clerk)
+    assert again.status_code == 200 and again.json()["case"]["kind"] == "duplicate"
+    second = _body("712", "13500000712", f"电梯停运好几天 {marker}", building)
+    third = _body("713", "13500000713", f"电梯又停运了 {marker}", building)
+    assert (await client.post("/v1/complaints", json=second, headers=clerk)).status_code == 201
+    grouped = await client.post("/v1/complaints", json=third, headers=clerk)
+    assert grouped.status_code == 201 and grouped.json()["case"]["kind"] == "group", grouped.text
+    spans = _recorded(exporter)
+    assert [s.attributes["propdesk.case_kind"] for s in spans] == ["duplicate", "new", "group"]
+    assert {s.attributes["propdesk.recording.transaction"] for s in spans} == {"driver"}
+
+
+async def test_a_named_earlier_case_falls_back_to_a_session(client, company_a):
     clerk = company_a.token("intake_clerk")
     marker = uuid4().hex[:8]
     body = _body("702", "13500000703", f"7号楼楼道灯不亮 {marker}")
-    assert (await client.post("/v1/complaints", json=body, headers=clerk)).status_code == 201
+    earlier = await client.post("/v1/complaints", json=body, headers=clerk)
+    assert earlier.status_code == 201
     exporter = install_test_exporter()
-    again = await client.post("/v1/complaints", json=body, headers=clerk)
-    assert again.status_code == 200 and again.json()["case"]["kind"] == "duplicate"
+    named = {
+        **_body("703", "13500000704", f"车位被占 {marker}"),
+        "previous_case": earlier.json()["reference"],
+    }
+    r = await client.post("/v1/complaints", json=named, headers=clerk)
+    assert r.status_code == 201, r.text
     (span,) = _recorded(exporter)
     assert span.attributes["propdesk.recording.transaction"] == "session"

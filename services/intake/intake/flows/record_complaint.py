@@ -401,9 +401,8 @@ async def _record(
     if duplicate is not None:
         # The same household on an open case: the call joins that case. No new complaint,
         # no reference number, no group change (the household is already counted).
-        s = await tx.session()
         await recording.give_back_number(conn, project.id, day, matters.number)
-        return await _join_open_case(s, conn, ctx, body, duplicate, received_at, now, key)
+        return await _join_open_case(conn, ctx, body, duplicate, received_at, now, key)
     group = detect_group(new_case, facts, rules)
     grade = grade_complaint(
         GradingFacts(
@@ -429,11 +428,12 @@ async def _record(
     by_id = {r["id"]: r for r in matters.recent}
     group_id: UUID | None = None
     group_reference: str | None = None
+    group_case: recording.GroupCase | None = None
     if group is not None:
-        s = await tx.session()
-        group_id, group_reference = await _open_or_join_group(
-            s, ctx, project.id, group, reference, category.category, body.content
+        group_case = _group_case(
+            ctx, project.id, group, reference, category.category.value, body.content, by_id
         )
+        group_id, group_reference = group_case.id, group_case.reference
 
     values: dict[str, Any] = {
         "id": complaint_id,
@@ -568,15 +568,27 @@ async def _record(
             "notify_complainant": True,
         }
     assert values["version"] == len(entries)
+    members: list[recording.MemberUpdate] = []
     if group is not None:
         assert group_id is not None and group_reference is not None
-        await _regroup_members(
-            await tx.session(), ctx, group, group_id, group_reference, by_id, complaint_id
+        members, member_entries = await _regroup_members(
+            conn, ctx, group, group_id, group_reference, by_id, complaint_id
         )
+        entries += member_entries
     out = complaint_body(values, project.code)
     out["case"] = case
     result = RecordResult(201, out)
-    await _write(conn, ctx, entries, result, complaint_id, key, complaint=values)
+    await _write(
+        conn,
+        ctx,
+        entries,
+        result,
+        complaint_id,
+        key,
+        complaint=values,
+        group=group_case,
+        members=members,
+    )
     return result
 
 
@@ -589,21 +601,25 @@ async def _write(
     key: _Key | None,
     *,
     complaint: Mapping[str, Any] | None,
+    group: recording.GroupCase | None = None,
+    members: list[recording.MemberUpdate] | None = None,
 ) -> None:
-    """The last statement: the complaint (if new), its timeline and outbox rows, the key."""
+    """The last statement: the group case and members (if any), the complaint (if new), the
+    timeline and outbox rows, the key."""
     stored = await recording.write(
         conn,
         complaint=complaint,
         timeline=history.timeline_rows(ctx, entries),
         outbox=history.outbox.rows(*history.envelopes(ctx, entries)),
         key=key.row(ctx, result, case_id) if key is not None else None,
+        group=group,
+        members=members or (),
     )
     if not stored:
         raise _KeyTaken
 
 
 async def _join_open_case(
-    s: AsyncSession,
     conn: asyncpg.Connection,
     ctx: TenantContext,
     body: ComplaintIn,
@@ -619,14 +635,14 @@ async def _join_open_case(
     case_id = UUID(str(duplicate.case_id))
     # Found by this transaction's matter query, so it is there: count the call and read
     # the case back in one statement.
-    row = await store.count_call(s, case_id, received_at)
-    calls, seq = row.calls, row.version
+    row = await recording.count_call(conn, case_id, received_at)
+    calls, seq = row["calls"], row["version"]
     complainant = body.complainant
     channel = Channel(body.channel).value
     joined = ComplaintDuplicateJoined(
         complaint_id=case_id,
-        reference=row.reference,
-        project_id=row.project_id,
+        reference=row["reference"],
+        project_id=row["project_id"],
         reason=duplicate.reason,
         calls=calls,
         call_id=uuid4(),
@@ -643,7 +659,7 @@ async def _join_open_case(
         attachments=[a.model_dump(mode="json") for a in body.attachments],
     )
     entry = history.Entry(
-        row.project_id,
+        row["project_id"],
         case_id,
         seq,
         joined,
@@ -652,11 +668,11 @@ async def _join_open_case(
             f"{duplicate.reason}"
         ),
     )
-    out = complaint_body(row._mapping)
+    out = complaint_body(row)
     out["case"] = {
         "kind": "duplicate",
         "joined": str(case_id),
-        "reference": row.reference,
+        "reference": row["reference"],
         "reason": duplicate.reason,
         "calls": calls,
         "notify_complainant": False,
@@ -666,96 +682,118 @@ async def _join_open_case(
     return result
 
 
-async def _open_or_join_group(
-    s: AsyncSession,
+def _group_case(
     ctx: TenantContext,
     project_id: UUID,
     group: GroupDecision,
     reference: str,
     category: str,
     content: str,
-) -> tuple[UUID, str]:
+    by_id: dict[Any, Mapping[str, Any]],
+) -> recording.GroupCase:
+    """The group case the complaint joins (the members' group, its reference read with
+    them), or a new one named after the complaint (`G-<reference>`)."""
+    assert ctx.tenant_id is not None
     if group.group_case_id is not None:
-        gid = UUID(str(group.group_case_id))
-        existing_reference = await store.join_group_case(s, gid, group.size)
-        if existing_reference is not None:
-            return gid, existing_reference
-    gid = uuid4()
-    group_reference = f"G-{reference}"
-    await store.insert_group_case(
-        s,
-        {
-            "id": gid,
-            "tenant_id": ctx.tenant_id,
-            "project_id": project_id,
-            "reference": group_reference,
-            "category": category,
-            "matter": content[:200],
-            "household_count": group.size,
-        },
+        for row in by_id.values():
+            if row["group_case_id"] == group.group_case_id and row["group_reference"]:
+                return recording.GroupCase(
+                    UUID(str(group.group_case_id)),
+                    ctx.tenant_id,
+                    project_id,
+                    row["group_reference"],
+                    category,
+                    content[:200],
+                    group.size,
+                    new=False,
+                )
+    return recording.GroupCase(
+        uuid4(),
+        ctx.tenant_id,
+        project_id,
+        f"G-{reference}",
+        category,
+        content[:200],
+        group.size,
+        new=True,
     )
-    return gid, group_reference
 
 
 async def _regroup_members(
-    s: AsyncSession,
+    conn: asyncpg.Connection,
     ctx: TenantContext,
     group: GroupDecision,
     group_id: UUID,
     group_reference: str,
     by_id: dict[Any, Mapping[str, Any]],
     new_id: UUID,
-) -> None:
+) -> tuple[list[recording.MemberUpdate], list[history.Entry]]:
     """Link every member to the group and raise each to major, with an event apiece, so
-    each member's complainant is told too."""
+    each member's complainant is told too: the members' updates and their entries."""
     members = [*group.member_case_ids, new_id]
-    for member_id in group.member_case_ids:
-        row = by_id.get(member_id)
-        if row is None:
-            continue
+    changing = [
+        row
+        for member_id in group.member_case_ids
+        if (row := by_id.get(member_id)) is not None
+        and (row["grade"] != Grade.MAJOR.value or row["group_case_id"] != group_id)
+    ]
+    if not changing:
+        return [], []
+    versions = await recording.lock_members(conn, [row["id"] for row in changing])
+    updates: list[recording.MemberUpdate] = []
+    entries: list[history.Entry] = []
+    for row in changing:
+        seq = versions[row["id"]]
         common = {
             "complaint_id": row["id"],
             "reference": row["reference"],
             "project_id": row["project_id"],
         }
+        reasons = list(row["grade_reasons"])
         if row["grade"] != Grade.MAJOR.value:
-            reasons = [f"major:group{REASON_SEPARATOR}{group.reason}", *row["grade_reasons"]]
-            await store.update_complaint(
-                s, row["id"], {"grade": Grade.MAJOR.value, "grade_reasons": reasons}
-            )
-            seq = await history.bump_version(s, row["id"])
-            await history.record(
-                s,
-                ctx,
-                project_id=row["project_id"],
-                complaint_id=row["id"],
-                seq=seq,
-                payload=ComplaintRegraded(
-                    **common,
-                    previous_grade=row["grade"],
-                    grade=Grade.MAJOR.value,
-                    grade_reasons=reasons,
+            reasons = [f"major:group{REASON_SEPARATOR}{group.reason}", *reasons]
+            seq += 1
+            entries.append(
+                history.Entry(
+                    row["project_id"],
+                    row["id"],
+                    seq,
+                    ComplaintRegraded(
+                        **common,
+                        previous_grade=row["grade"],
+                        grade=Grade.MAJOR.value,
+                        grade_reasons=reasons,
+                        reason=group.reason,
+                        group_case_id=group_id,
+                    ),
                     reason=group.reason,
-                    group_case_id=group_id,
-                ),
-                reason=group.reason,
+                )
             )
         if row["group_case_id"] != group_id:
-            await store.update_complaint(s, row["id"], {"group_case_id": group_id})
-            seq = await history.bump_version(s, row["id"])
-            await history.record(
-                s,
-                ctx,
-                project_id=row["project_id"],
-                complaint_id=row["id"],
-                seq=seq,
-                payload=ComplaintGrouped(
-                    **common,
-                    group_case_id=group_id,
-                    group_reference=group_reference,
-                    household_count=group.size,
-                    member_ids=members,  # type: ignore[arg-type]
-                    category=row["category"],
-                ),
-                reason=group.reason,
+            seq += 1
+            entries.append(
+                history.Entry(
+                    row["project_id"],
+                    row["id"],
+                    seq,
+                    ComplaintGrouped(
+                        **common,
+                        group_case_id=group_id,
+                        group_reference=group_reference,
+                        household_count=group.size,
+                        member_ids=members,  # type: ignore[arg-type]
+                        category=row["category"],
+                    ),
+                    reason=group.reason,
+                )
             )
+        updates.append(
+            recording.MemberUpdate(
+                row["id"],
+                Grade.MAJOR.value,
+                reasons,
+                group_id,
+                seq - versions[row["id"]],
+            )
+        )
+    return updates, entries

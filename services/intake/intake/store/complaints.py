@@ -11,21 +11,17 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
-    bindparam,
     func,
     select,
-    text,
     tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.store.tables import (
-    TZ,
     complaint_events,
     complaint_flags,
     complaints,
-    group_cases,
     invalidation_requests,
     projects,
 )
@@ -38,27 +34,6 @@ async def complaint_by_ref(session: AsyncSession, ref: str) -> Row | None:
     except ValueError:
         cond = complaints.c.reference == ref
     return (await session.execute(select(complaints).where(cond))).first()
-
-
-_COUNT_CALL = (
-    update(complaints)
-    .where(complaints.c.id == bindparam("complaint_id"), projects.c.id == complaints.c.project_id)
-    .values(
-        calls=complaints.c.calls + 1,
-        version=complaints.c.version + 1,
-        last_call_at=func.greatest(complaints.c.last_call_at, bindparam("at", type_=TZ)),
-        updated_at=func.now(),
-    )
-    .returning(*complaints.c, projects.c.code.label("project_code"))
-)
-
-
-async def count_call(session: AsyncSession, complaint_id: UUID, received_at: datetime) -> Row:
-    """One more call from the household about this case; the case after it, as
-    `get_complaint` reads it (the UPDATE locks the row, and returning it saves reading it
-    again). The version moves too, since the call is an event of the case."""
-    params = {"complaint_id": complaint_id, "at": received_at}
-    return (await session.execute(_COUNT_CALL, params)).one()
 
 
 async def get_complaint(
@@ -174,27 +149,6 @@ def list_statement(
 async def list_complaints(session: AsyncSession, **filters: Any) -> list[Row]:
     """`list_statement(**filters)`, run."""
     return list(await session.execute(list_statement(**filters)))
-
-
-async def insert_group_case(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(group_cases.insert().values(**values))
-
-
-_JOIN_GROUP_CASE = text(
-    "UPDATE intake.group_cases"
-    " SET household_count = greatest(household_count, :size), updated_at = now()"
-    " WHERE id = :id RETURNING reference"
-)
-
-
-async def join_group_case(
-    session: AsyncSession, group_id: UUID, household_count: int
-) -> str | None:
-    """Count the group at least `household_count` households; its reference, or None when
-    no such group is visible. One statement: read and update were two round trips under
-    the project lock."""
-    result = await session.execute(_JOIN_GROUP_CASE, {"size": household_count, "id": group_id})
-    return result.scalar_one_or_none()
 
 
 async def pending_invalidation(session: AsyncSession, complaint_id: UUID) -> Row | None:

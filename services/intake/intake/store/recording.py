@@ -36,6 +36,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from intake.domain.case_status import HANDLED_STATUSES
@@ -158,7 +159,11 @@ def _read_matters_sql(by_household: bool, by_phone: bool) -> str:
         )
     else:
         parts.append(")")
-    parts.append(" SELECT n.last AS number, m.* FROM n LEFT JOIN m ON true")
+    # The group's reference rides along: a complaint joining the group names it.
+    parts.append(
+        " SELECT n.last AS number, m.*, g.reference AS group_reference"
+        " FROM n LEFT JOIN m ON true LEFT JOIN intake.group_cases g ON g.id = m.group_case_id"
+    )
     return "".join(parts)
 
 
@@ -208,6 +213,40 @@ async def read_matters(
     recent = [r for r in rows if r["kind"] == "recent"]
     handled = [r for r in rows if r["kind"] == "handled"]
     return Matters(rows[0]["number"], recent, handled)
+
+
+_LOCK_MEMBERS = (
+    "SELECT id, version FROM intake.complaints WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+)
+
+
+async def lock_members(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, int]:
+    """Lock the group members this complaint changes (in id order, as every multi-row
+    locker here does) and read their versions: the work-order consumer moves a version
+    without the project lock, so the next event's sequence is read under the row lock."""
+    rows = await conn.fetch(_LOCK_MEMBERS, list(ids))
+    return {r["id"]: r["version"] for r in rows}
+
+
+_COUNT_CALL = (
+    "UPDATE intake.complaints c SET calls = c.calls + 1, version = c.version + 1,"
+    " last_call_at = greatest(c.last_call_at, $2), updated_at = now()"
+    " FROM intake.projects p WHERE c.id = $1 AND p.id = c.project_id"
+    " RETURNING c.*, p.code AS project_code"
+)
+
+
+async def count_call(
+    conn: asyncpg.Connection, complaint_id: UUID, received_at: datetime
+) -> dict[str, Any]:
+    """One more call from the household about this open case: the case after it, with
+    `project_code` (the UPDATE locks the row; returning it saves reading it again)."""
+    row = await conn.fetchrow(_COUNT_CALL, complaint_id, received_at)
+    assert row is not None  # found by this transaction's matter read
+    case = dict(row)
+    if isinstance(case["attachments"], str | bytes):
+        case["attachments"] = orjson.loads(case["attachments"])
+    return case
 
 
 _GIVE_BACK = (
@@ -268,9 +307,72 @@ _JSON_COLUMNS = frozenset({"attachments"})
 KEY_COLUMNS = ("tenant_id", "key", "request_hash", "status_code", "response", "resource_id")
 
 
-def _write_sql(complaint: bool, timeline: int, outbox: int, key: bool) -> str:
+GROUP_COLUMNS = (
+    "id",
+    "tenant_id",
+    "project_id",
+    "reference",
+    "category",
+    "matter",
+    "household_count",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCase:
+    """The group case a complaint opens (`new`) or joins (its household count raised to at
+    least `household_count`)."""
+
+    id: UUID
+    tenant_id: UUID
+    project_id: UUID
+    reference: str
+    category: str
+    matter: str
+    household_count: int
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUpdate:
+    """An earlier complaint a group complaint changes: linked to the group, raised to
+    major; its version moves by `versions` (one per event it gets)."""
+
+    id: UUID
+    grade: str
+    grade_reasons: list[str]
+    group_case_id: UUID
+    versions: int
+
+
+def _write_sql(
+    complaint: bool, timeline: int, outbox: int, key: bool, group: str, members: bool
+) -> str:
     ctes: list[str] = []
     n = 1
+    if group == "new":
+        values, n = values_sql(GROUP_COLUMNS, 1, n)
+        ctes.append(
+            f"g AS (INSERT INTO intake.group_cases ({', '.join(GROUP_COLUMNS)}) VALUES {values})"
+        )
+    elif group == "join":
+        ctes.append(
+            "g AS (UPDATE intake.group_cases SET"
+            f" household_count = greatest(household_count, ${n + 1}), updated_at = now()"
+            f" WHERE id = ${n})"
+        )
+        n += 2
+    if members:
+        ctes.append(
+            "mu AS (UPDATE intake.complaints c SET grade = u.grade,"
+            " grade_reasons = ARRAY(SELECT jsonb_array_elements_text(u.reasons)),"
+            " group_case_id = u.group_case_id, version = c.version + u.versions,"
+            " updated_at = now()"
+            f" FROM unnest(${n}::uuid[], ${n + 1}::text[], ${n + 2}::jsonb[], ${n + 3}::uuid[],"
+            f" ${n + 4}::int[]) AS u(id, grade, reasons, group_case_id, versions)"
+            " WHERE c.id = u.id)"
+        )
+        n += 5
     if complaint:
         values, n = values_sql(COMPLAINT_COLUMNS, 1, n)
         cols = ", ".join(f'"{c}"' for c in COMPLAINT_COLUMNS)
@@ -296,7 +398,7 @@ def _write_sql(complaint: bool, timeline: int, outbox: int, key: bool) -> str:
     return "WITH " + ", ".join(ctes) + " " + final
 
 
-_WRITES: dict[tuple[bool, int, int, bool], str] = {}
+_WRITES: dict[tuple[bool, int, int, bool, str, bool], str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,16 +420,39 @@ async def write(
     timeline: Sequence[Mapping[str, Any]],
     outbox: Sequence[Mapping[str, Any]],
     key: KeyRow | None,
+    group: GroupCase | None = None,
+    members: Sequence[MemberUpdate] = (),
 ) -> bool:
-    """Insert the complaint (every column of `COMPLAINT_COLUMNS`), the timeline rows, the
-    outbox rows (as `Outbox.rows` makes them) and the idempotency key in one statement.
-    False when the key was already taken (by a request that committed while this one ran):
-    the caller must roll back and replay what that request stored."""
-    shape = (complaint is not None, len(timeline), len(outbox), key is not None)
+    """In one statement: the group case opened or joined, the group members' updates, the
+    complaint (every column of `COMPLAINT_COLUMNS`), the timeline rows, the outbox rows (as
+    `Outbox.rows` makes them) and the idempotency key. False when the key was already
+    taken (by a request that committed while this one ran): the caller must roll back and
+    replay what that request stored."""
+    group_shape = "" if group is None else "new" if group.new else "join"
+    shape = (
+        complaint is not None,
+        len(timeline),
+        len(outbox),
+        key is not None,
+        group_shape,
+        bool(members),
+    )
     sql = _WRITES.get(shape)
     if sql is None:
         sql = _WRITES[shape] = _write_sql(*shape)
     args: list[Any] = []
+    if group is not None and group.new:
+        args += [getattr(group, c) for c in GROUP_COLUMNS]
+    elif group is not None:
+        args += [group.id, group.household_count]
+    if members:
+        args += [
+            [m.id for m in members],
+            [m.grade for m in members],
+            [json_text(m.grade_reasons) for m in members],
+            [m.group_case_id for m in members],
+            [m.versions for m in members],
+        ]
     if complaint is not None:
         args += [
             json_text(complaint[c]) if c in _JSON_COLUMNS else complaint[c]
