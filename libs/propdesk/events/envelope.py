@@ -68,6 +68,7 @@ def new_event(
     aggregate_seq: int = 0,
     actor: str | None = None,
     occurred_at: datetime | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> Envelope:
     return Envelope(
         type=payload.event_type,
@@ -81,4 +82,5 @@ def new_event(
         producer=producer,
         actor=actor,
         payload=payload.model_dump(mode="json"),
+        trace_context=trace_context or {},
     )

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from intake.store import complaints as store
 from propdesk.bus import Outbox
 from propdesk.events import Envelope, EventPayload, new_event
+from propdesk.telemetry.propagation import inject_current
 from propdesk.tenancy import TenantContext
 
 PRODUCER = "intake"
@@ -59,15 +60,31 @@ async def record(
 async def record_many(session: AsyncSession, ctx: TenantContext, entries: list[Entry]) -> None:
     """The entries' timeline rows in one statement and their events in one outbox insert:
     two round trips whatever their number (a new complaint has two or three)."""
-    await store.append_events(session, timeline_rows(ctx, entries))
-    await outbox.add(session, *envelopes(ctx, entries))
+    rows, events = timeline_and_events(ctx, entries)
+    await store.append_events(session, rows)
+    await outbox.add(session, *events)
 
 
-def timeline_rows(ctx: TenantContext, entries: list[Entry]) -> list[dict[str, Any]]:
+def timeline_and_events(
+    ctx: TenantContext, entries: list[Entry]
+) -> tuple[list[dict[str, Any]], list[Envelope]]:
     """The timeline rows of `entries` (tenant_id, project_id, complaint_id, type, actor,
-    reason, data)."""
+    reason, data) and their events (carrying the current trace context); each payload is
+    serialised once, for both."""
     assert ctx.tenant_id is not None
-    return [
+    trace = inject_current()
+    events = [
+        envelope(
+            ctx,
+            project_id=e.project_id,
+            complaint_id=e.complaint_id,
+            seq=e.seq,
+            payload=e.payload,
+            trace_context=trace,
+        )
+        for e in entries
+    ]
+    rows = [
         {
             "tenant_id": ctx.tenant_id,
             "project_id": e.project_id,
@@ -75,23 +92,21 @@ def timeline_rows(ctx: TenantContext, entries: list[Entry]) -> list[dict[str, An
             "type": e.payload.event_type,
             "actor": ctx.actor,
             "reason": e.reason,
-            "data": {**e.payload.model_dump(mode="json"), **(e.data or {})},
+            "data": {**env.payload, **(e.data or {})},
         }
-        for e in entries
+        for e, env in zip(entries, events, strict=True)
     ]
-
-
-def envelopes(ctx: TenantContext, entries: list[Entry]) -> list[Envelope]:
-    return [
-        envelope(
-            ctx, project_id=e.project_id, complaint_id=e.complaint_id, seq=e.seq, payload=e.payload
-        )
-        for e in entries
-    ]
+    return rows, events
 
 
 def envelope(
-    ctx: TenantContext, *, project_id: UUID, complaint_id: UUID, seq: int, payload: EventPayload
+    ctx: TenantContext,
+    *,
+    project_id: UUID,
+    complaint_id: UUID,
+    seq: int,
+    payload: EventPayload,
+    trace_context: dict[str, str] | None = None,
 ) -> Envelope:
     """The complaint event as it goes out: the complaint is the aggregate, its version the
     sequence."""
@@ -104,4 +119,5 @@ def envelope(
         aggregate_seq=seq,
         producer=PRODUCER,
         actor=ctx.actor,
+        trace_context=trace_context,
     )

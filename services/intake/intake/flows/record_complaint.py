@@ -606,11 +606,12 @@ async def _write(
 ) -> None:
     """The last statement: the group case and members (if any), the complaint (if new), the
     timeline and outbox rows, the key."""
+    timeline, events = history.timeline_and_events(ctx, entries)
     stored = await recording.write(
         conn,
         complaint=complaint,
-        timeline=history.timeline_rows(ctx, entries),
-        outbox=history.outbox.rows(*history.envelopes(ctx, entries)),
+        timeline=timeline,
+        outbox=history.outbox.rows(*events),
         key=key.row(ctx, result, case_id) if key is not None else None,
         group=group,
         members=members or (),

@@ -35,7 +35,7 @@ def json_text(value: Any) -> str:
 
 
 def timeline_args(rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """The arguments of `rows` (as `history.timeline_rows` makes them), in column order."""
+    """The arguments of `rows` (as `history.timeline_and_events` makes them), in column order."""
     return [json_text(r[c]) if c == "data" else r[c] for r in rows for c in TIMELINE_COLUMNS]
 
 
