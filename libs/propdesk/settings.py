@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     consumer_backoff_seconds: list[float] = Field(default_factory=lambda: [1, 2, 5, 15, 30, 60])
 
     # Outbox relay.
+    # Garbage collection of a service process (`propdesk.service.runner.tune_gc`).
+    gc_gen0_threshold: int = 20_000
     outbox_batch_size: int = 256
     outbox_poll_interval_seconds: float = 1.0
     # After a partial batch, the relay waits this long for more rows before the next one:
