@@ -221,7 +221,10 @@ def same_matter(
     a: CaseFacts, b: CaseFacts, rules: TenantRules, *, window_hours: int
 ) -> MatterMatch | None:
     """How `a` and `b` are the same matter, or None when they are not (see module doc)."""
-    if str(a.project_id) != str(b.project_id) or a.category != b.category:
+    if a.category != b.category or (
+        # Ids are UUIDs or their text; compare as text only when the plain test says no.
+        a.project_id != b.project_id and str(a.project_id) != str(b.project_id)
+    ):
         return None
     if not _within(a.received_at, b.received_at, window_hours):
         return None
