@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dispatch-rates",
         default="",
         help="comma list of open-loop rates for the dispatch scenario, run in this order;"
-        " default: 20, then --rate (the lighter first, on a quiet machine)",
+        " default: 20, 100, then --rate (the lighter first, on a quiet machine)",
     )
     p.add_argument(
         "--dispatch-services",
@@ -99,7 +99,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         rate=args.rate,
         dispatch_seconds=args.dispatch_seconds,
         dispatch_rates=[float(r) for r in args.dispatch_rates.split(",") if r.strip()]
-        or [20.0, args.rate],
+        or sorted({20.0, 100.0, args.rate}),
         settle_max=args.settle_max,
         profile_dir=args.profile,
         dispatch_services=tuple(n.strip() for n in args.dispatch_services.split(",") if n),
