@@ -64,7 +64,8 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = 8 * 3600
 
     # Client spans for every SQL statement and Redis command (the HTTP and messaging spans
-    # are always on). Off trims per-request overhead where traces are not collected.
+    # are always on), when spans are exported at all (`propdesk.telemetry.exporting`).
+    # Off trims per-request overhead where traces are collected but these are not wanted.
     trace_database: bool = True
     trace_redis: bool = True
 

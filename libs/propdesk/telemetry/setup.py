@@ -59,6 +59,13 @@ class ExportGate(Sampler):
         return f"ExportGate({self.sampler.get_description()}, exporting={self.exporting})"
 
 
+def exporting() -> bool:
+    """Whether spans are recorded (an exporter is installed). Instrumentations whose spans
+    would all be dropped are not worth their hooks: `ServiceResources` instruments the
+    database and Redis clients only then."""
+    return _provider is not None and _gate().exporting
+
+
 def _gate() -> ExportGate:
     assert _provider is not None
     return _provider.sampler  # type: ignore[return-value]
