@@ -16,8 +16,10 @@ driver pool): BEGIN, then
    with the final response, in one statement; the key is inserted last and only if no
    other request holds it (else the caller rolls back and replays the stored answer);
 
-then COMMIT: five round trips. A step that needs SQLAlchemy (a directory read the cache
-does not hold, a named earlier case, joining an open case, a group) asks `tx.session()`,
+then COMMIT: five round trips. A group complaint adds `lock_members` and writes the group
+case and the members' updates in the same `write`; a duplicate counts the call with
+`count_call` and gives its number back (`give_back_number`). A step that needs SQLAlchemy
+(a directory read the cache does not hold, a named earlier case) asks `tx.session()`,
 which in a driver transaction raises `SessionNeeded`: the caller rolls back and runs the
 flow again in a `session_transaction`, where the same statements run on the session's
 connection and the session is at hand.
