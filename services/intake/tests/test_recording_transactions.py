@@ -4,10 +4,13 @@ falls back to a session. Both carry the request's trace into the outbox."""
 
 from __future__ import annotations
 
-from uuid import uuid4
+import asyncio
+from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 
+from propdesk.settings import asyncpg_dsn
 from propdesk.telemetry import install_test_exporter
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -87,3 +90,47 @@ async def test_a_named_earlier_case_falls_back_to_a_session(client, company_a):
     assert r.status_code == 201, r.text
     (span,) = _recorded(exporter)
     assert span.attributes["propdesk.recording.transaction"] == "session"
+
+
+async def test_a_group_that_deadlocks_is_retried_not_a_500(client, company_a, intake_settings):
+    """The member locks of a group complaint (id order) against a transaction that holds
+    the same complaints in the other order, as a batch of work-order steps may:
+    PostgreSQL aborts one side, and the recording tries again."""
+    clerk = company_a.token("intake_clerk")
+    marker = uuid4().hex[:8]
+    building = f"D{marker}"
+    ids = []
+    for room, phone in (("721", "13500000721"), ("722", "13500000722")):
+        r = await client.post(
+            "/v1/complaints",
+            json=_body(room, phone, f"电梯停运 {marker}", building),
+            headers=clerk,
+        )
+        assert r.status_code == 201 and r.json()["case"]["kind"] == "new", r.text
+        ids.append(UUID(r.json()["id"]))
+    first, second = sorted(ids)
+    other = await asyncpg.connect(asyncpg_dsn(intake_settings.database_url))
+    try:
+        tx = other.transaction()
+        await tx.start()
+        lock = "SELECT 1 FROM intake.complaints WHERE id = $1 FOR UPDATE"
+        await other.execute(lock, second)
+        third = asyncio.create_task(
+            client.post(
+                "/v1/complaints",
+                json=_body("723", "13500000723", f"电梯又停运 {marker}", building),
+                headers=clerk,
+            )
+        )
+        # The recording locks `first`, then waits for `second`; now wait for `first`.
+        await asyncio.sleep(0.3)
+        try:
+            await other.execute(lock, first)
+        except asyncpg.exceptions.DeadlockDetectedError:
+            pass  # PostgreSQL may pick this side instead; either way no 500
+        await tx.rollback()
+        r = await third
+    finally:
+        await other.close()
+    assert r.status_code == 201, r.text
+    assert r.json()["case"]["kind"] == "group"

@@ -159,15 +159,16 @@ async def record_complaint(
     now = now or datetime.now(UTC)
     with tracer.start_as_current_span("record complaint") as span:
         try:
-            try:
-                async with recording.driver_transaction(await driver_pool(), ctx) as tx:
-                    result = await _record(tx, ctx, body, now, key)
-                span.set_attribute("propdesk.recording.transaction", "driver")
-            except recording.SessionNeeded:
-                # A cold directory entry, a named earlier case, a duplicate or a group.
-                async with recording.session_transaction(sessions, ctx) as tx:
-                    result = await _record(tx, ctx, body, now, key)
-                span.set_attribute("propdesk.recording.transaction", "session")
+            for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+                try:
+                    result = await _record_once(sessions, driver_pool, ctx, body, now, key, span)
+                    break
+                except asyncpg.exceptions.DeadlockDetectedError:
+                    # A group's member locks against a work-order step batch that locked
+                    # the same complaints in another order: PostgreSQL aborted this side.
+                    if attempt == DEADLOCK_ATTEMPTS:
+                        raise
+                    log.warning("recording deadlocked (attempt %d), retrying", attempt)
         except _KeyTaken:
             assert key is not None
             span.set_attribute("propdesk.idempotent_replay", True)
@@ -183,6 +184,31 @@ async def record_complaint(
         await idempotency_cache.put(
             redis, ctx.tenant_id, key.key, key.digest, result.status, result.body
         )
+    return result
+
+
+DEADLOCK_ATTEMPTS = 3
+
+
+async def _record_once(
+    sessions: async_sessionmaker[AsyncSession],
+    driver_pool: Callable[[], Awaitable[asyncpg.Pool]],
+    ctx: TenantContext,
+    body: ComplaintIn,
+    now: datetime,
+    key: _Key | None,
+    span: trace.Span,
+) -> RecordResult:
+    """One attempt, on the driver pool, or on a session when a step needs one."""
+    try:
+        async with recording.driver_transaction(await driver_pool(), ctx) as tx:
+            result = await _record(tx, ctx, body, now, key)
+        span.set_attribute("propdesk.recording.transaction", "driver")
+    except recording.SessionNeeded:
+        # A cold directory entry or a named earlier case.
+        async with recording.session_transaction(sessions, ctx) as tx:
+            result = await _record(tx, ctx, body, now, key)
+        span.set_attribute("propdesk.recording.transaction", "session")
     return result
 
 
