@@ -59,21 +59,27 @@ class ApiKeyAuthenticator:
         one Redis round trip for both (the handler would otherwise make a second)."""
         if self.redis is None:
             return None, None
-        now = time.time()
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                window = ratelimit.queue_count(pipe, identity.tenant_id, identity.key_id, now)
-                if idempotency_key is not None:
-                    idempotency_cache.queue_get(pipe, identity.tenant_id, idempotency_key)
-                results = await pipe.execute()
+            counted = await ratelimit.count(
+                self.redis,
+                identity.tenant_id,
+                identity.key_id,
+                identity.rate_limit_per_minute,
+                also_read=(
+                    idempotency_cache.redis_key(identity.tenant_id, idempotency_key)
+                    if idempotency_key is not None
+                    else None
+                ),
+            )
         except (RedisError, OSError, TimeoutError) as exc:
             ratelimit.log.warning("rate limit not enforced, redis unavailable: %r", exc)
             return None, None
-        wait = ratelimit.verdict(int(results[0]), identity.rate_limit_per_minute, window, now)
         if idempotency_key is None:
-            return wait, None
-        cached = idempotency_cache.parse(results[2])
-        return wait, idempotency_cache.Prefetched(identity.tenant_id, idempotency_key, cached)
+            return counted.retry_after, None
+        cached = idempotency_cache.parse(counted.entry)
+        return counted.retry_after, idempotency_cache.Prefetched(
+            identity.tenant_id, idempotency_key, cached
+        )
 
     async def authenticate(self, request: Request) -> TenantContext | None:
         key = request.headers.get(API_KEY_HEADER)

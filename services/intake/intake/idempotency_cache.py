@@ -2,7 +2,7 @@
 transaction when a completed response is replayed. Any Redis failure falls back to the
 database path.
 
-An API-key request reads its entry in the rate limit's round trip (`queue_get`, see
+An API-key request reads its entry in the rate limit's call (`ratelimit.count`, see
 `auth.py`) and hands it on as `Prefetched`; other requests read it with `get`."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from uuid import UUID
 
 import orjson
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 log = logging.getLogger("intake.idempotency")
@@ -35,13 +34,9 @@ class Prefetched:
         return self.tenant_id == tenant_id and self.key == key
 
 
-def _key(tenant_id: UUID, key: str) -> str:
-    return f"pd:intake:idem:{tenant_id}:{key}"
-
-
-def queue_get(pipe: Pipeline, tenant_id: UUID, key: str) -> None:
-    """Queue the entry's GET on `pipe` (one result, for `parse`)."""
-    pipe.get(_key(tenant_id, key))
+def redis_key(tenant_id: UUID, key: str) -> str:
+    """The entry's Redis key (the tenant in braces, as `ratelimit.window_key`)."""
+    return f"pd:intake:idem:{{{tenant_id}}}:{key}"
 
 
 def parse(raw: bytes | str | None) -> Cached | None:
@@ -58,7 +53,7 @@ async def get(redis: aioredis.Redis | None, tenant_id: UUID, key: str) -> Cached
     if redis is None:
         return None
     try:
-        raw = await redis.get(_key(tenant_id, key))
+        raw = await redis.get(redis_key(tenant_id, key))
     except (RedisError, OSError, TimeoutError) as exc:
         log.warning("idempotency cache read failed: %r", exc)
         return None
@@ -77,7 +72,7 @@ async def put(
         return
     try:
         await redis.set(
-            _key(tenant_id, key),
+            redis_key(tenant_id, key),
             orjson.dumps({"h": request_hash.hex(), "s": status, "b": body}),
             ex=TTL_SECONDS,
         )

@@ -168,6 +168,12 @@ async def test_rate_limit_per_key(client, company_a, new_key):
     assert codes == [200, 200, 429]
     assert r.json()["code"] == "rate-limited"
     assert 1 <= int(r.headers["retry-after"]) <= 61
+    # The window's counter expires on its own (set when the window's first request came).
+    redis = client._transport.app.state.redis  # type: ignore[attr-defined]
+    key_id = key["X-API-Key"].split("_")[1]
+    (counter,) = [k async for k in redis.scan_iter(match=f"pd:intake:rl:*:{key_id}:*")]
+    assert await redis.get(counter) == b"3"
+    assert 60 < await redis.ttl(counter) <= 120
 
 
 async def test_bad_or_revoked_key_is_401(client, company_a):
