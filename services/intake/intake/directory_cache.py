@@ -12,6 +12,14 @@ On a miss, the entry is loaded through `session()`, which the recording flow's d
 transaction answers with `SessionNeeded` (the flow then runs again on a session, which
 fills the entry): so a warm cache is what lets a complaint skip SQLAlchemy altogether.
 
+Refresh ahead: an entry past 60-80 % of its TTL (jittered, so entries filled together do
+not come due together) is reloaded in the background, in a transaction of its own under
+the same scope, while requests go on using it; one reload per entry at a time. So the
+directory of projects in use never expires under the requests: a miss (and the recording
+rerun on a session that follows it) is for entries not used within a TTL. Without this,
+the entries of hundreds of projects, filled in the first seconds, expired together and
+the misses stalled the process for a second or more every TTL.
+
 Staleness: this process drops a tenant's entries when it commits an onboarding or a rules
 change (`invalidate_tenant`, after commit; a value loaded before the invalidation is not
 stored after it, so a recording running meanwhile cannot put the old one back); a change
@@ -19,6 +27,9 @@ committed by another process (another replica, the CLI) is seen within `TTL_SECO
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -26,10 +37,11 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from intake.domain.rules import TenantRules
 from intake.store import tenants as directory
+from propdesk.db.session import tenant_transaction
 from propdesk.tenancy import TenantContext
 
 TTL_SECONDS = 30.0
@@ -39,6 +51,9 @@ MAX_ENTRIES = 20_000
 T = TypeVar("T")
 # The caller's session, asked for only on a miss.
 SessionSource = Callable[[], Awaitable[AsyncSession]]
+# Refreshes ahead of expiry open their own transactions from this factory.
+Sessions = async_sessionmaker[AsyncSession]
+log = logging.getLogger("intake.directory_cache")
 
 
 class DirectoryCache:
@@ -47,10 +62,13 @@ class DirectoryCache:
     ) -> None:
         self.ttl = ttl
         self.clock = clock
-        self._by_tenant: dict[UUID, dict[Hashable, tuple[float, Any]]] = {}
+        # key → (expires at, value, refresh due at)
+        self._by_tenant: dict[UUID, dict[Hashable, tuple[float, Any, float]]] = {}
         self._size = 0
         # Bumped by each invalidation: a value loaded before it must not be stored after it.
         self._generation: dict[UUID, int] = {}
+        self._refreshing: set[tuple[UUID, Hashable]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def generation(self, tenant_id: UUID) -> int:
         return self._generation.get(tenant_id, 0)
@@ -73,7 +91,36 @@ class DirectoryCache:
         entries = self._by_tenant.setdefault(tenant_id, {})
         if key not in entries:
             self._size += 1
-        entries[key] = (self.clock() + self.ttl, value)
+        now = self.clock()
+        entries[key] = (now + self.ttl, value, now + self.ttl * random.uniform(0.6, 0.8))
+
+    def refresh_due(self, tenant_id: UUID, key: Hashable) -> bool:
+        """Whether a live entry should be reloaded ahead of its expiry (and is not yet)."""
+        hit = self._by_tenant.get(tenant_id, {}).get(key)
+        return (
+            hit is not None and hit[2] <= self.clock() and (tenant_id, key) not in self._refreshing
+        )
+
+    def refresh(self, tenant_id: UUID, key: Hashable, load: Callable[[], Awaitable[Any]]) -> None:
+        """Reload the entry in the background with `load` (its own transaction)."""
+        self._refreshing.add((tenant_id, key))
+        task = asyncio.create_task(self._reload(tenant_id, key, load))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(
+        self, tenant_id: UUID, key: Hashable, load: Callable[[], Awaitable[Any]]
+    ) -> None:
+        generation = self.generation(tenant_id)
+        try:
+            value = await load()
+        except Exception as exc:  # the entry serves until it expires; the next use retries
+            log.warning("directory refresh failed for tenant %s: %r", tenant_id, exc)
+        else:
+            if value is not None:
+                self.put(tenant_id, key, value, generation=generation)
+        finally:
+            self._refreshing.discard((tenant_id, key))
 
     def invalidate_tenant(self, tenant_id: UUID) -> None:
         self._generation[tenant_id] = self.generation(tenant_id) + 1
@@ -88,12 +135,16 @@ class DirectoryCache:
         ctx: TenantContext,
         key: tuple[Hashable, ...],
         load: Callable[[], Awaitable[T]],
+        refresh: Callable[[], Awaitable[T]] | None = None,
     ) -> T:
-        """The cached value for `key` under `ctx`'s scope, loaded by `load` on a miss."""
+        """The cached value for `key` under `ctx`'s scope, loaded by `load` on a miss and
+        reloaded by `refresh` (its own transaction) in the background when due."""
         assert ctx.tenant_id is not None
         scoped = (ctx.project_ids, ctx.system, *key)
         found, value = self.get(ctx.tenant_id, scoped)
         if found:
+            if refresh is not None and self.refresh_due(ctx.tenant_id, scoped):
+                self.refresh(ctx.tenant_id, scoped, refresh)
             return value  # type: ignore[no-any-return]
         generation = self.generation(ctx.tenant_id)
         value = await load()
@@ -108,32 +159,68 @@ def invalidate_tenant(tenant_id: UUID) -> None:
     CACHE.invalidate_tenant(tenant_id)
 
 
-async def project_by_ref(session: SessionSource, ctx: TenantContext, ref: str) -> Row | None:
+def _loaders(
+    session: SessionSource,
+    sessions: Sessions | None,
+    ctx: TenantContext,
+    load_on: Callable[[AsyncSession], Awaitable[T]],
+) -> tuple[Callable[[], Awaitable[T]], Callable[[], Awaitable[T]] | None]:
+    """`load_on` in the caller's transaction (a miss), and in a transaction of its own under
+    the same context (a refresh ahead of expiry; none without a session factory)."""
+
+    async def in_request() -> T:
+        return await load_on(await session())
+
+    if sessions is None:
+        return in_request, None
+    factory = sessions
+
+    async def on_its_own() -> T:
+        async with tenant_transaction(factory, ctx) as s:
+            return await load_on(s)
+
+    return in_request, on_its_own
+
+
+async def project_by_ref(
+    session: SessionSource, ctx: TenantContext, ref: str, *, sessions: Sessions | None = None
+) -> Row | None:
     # A miss is not cached: a project being onboarded must not stay unknown for the TTL.
     assert ctx.tenant_id is not None
     key = (ctx.project_ids, ctx.system, "project", ref)
+
+    async def load_on(s: AsyncSession) -> Row | None:
+        return await directory.project_by_ref(s, ref)
+
+    in_request, on_its_own = _loaders(session, sessions, ctx, load_on)
     found, value = CACHE.get(ctx.tenant_id, key)
     if found:
+        if on_its_own is not None and CACHE.refresh_due(ctx.tenant_id, key):
+            CACHE.refresh(ctx.tenant_id, key, on_its_own)
         return value  # type: ignore[no-any-return]
     generation = CACHE.generation(ctx.tenant_id)
-    row = await directory.project_by_ref(await session(), ref)
+    row = await in_request()
     if row is not None:
         CACHE.put(ctx.tenant_id, key, row, generation=generation)
     return row
 
 
 async def tenant_rules(
-    session: SessionSource, ctx: TenantContext, parse: Callable[[dict[str, Any]], TenantRules]
+    session: SessionSource,
+    ctx: TenantContext,
+    parse: Callable[[dict[str, Any]], TenantRules],
+    *,
+    sessions: Sessions | None = None,
 ) -> TenantRules:
     """The tenant's effective rules, parsed once per fill (`parse` = overrides → rules)."""
     assert ctx.tenant_id is not None
     tenant_id = ctx.tenant_id
 
-    async def load() -> TenantRules:
-        overrides, _settings = await directory.tenant_rules(await session(), tenant_id)
+    async def load_on(s: AsyncSession) -> TenantRules:
+        overrides, _settings = await directory.tenant_rules(s, tenant_id)
         return parse(overrides)
 
-    return await CACHE.through(ctx, ("rules",), load)
+    return await CACHE.through(ctx, ("rules",), *_loaders(session, sessions, ctx, load_on))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,23 +253,42 @@ class ProjectUnits:
 
 
 async def project_units(
-    session: SessionSource, ctx: TenantContext, project_id: UUID
+    session: SessionSource,
+    ctx: TenantContext,
+    project_id: UUID,
+    *,
+    sessions: Sessions | None = None,
 ) -> ProjectUnits:
-    async def load() -> ProjectUnits:
-        return ProjectUnits.of(await directory.project_units(await session(), project_id))
+    async def load_on(s: AsyncSession) -> ProjectUnits:
+        return ProjectUnits.of(await directory.project_units(s, project_id))
 
-    return await CACHE.through(ctx, ("units", project_id), load)
+    return await CACHE.through(
+        ctx, ("units", project_id), *_loaders(session, sessions, ctx, load_on)
+    )
 
 
 async def unit_by_id(
-    session: SessionSource, ctx: TenantContext, project_id: UUID, unit_id: UUID
+    session: SessionSource,
+    ctx: TenantContext,
+    project_id: UUID,
+    unit_id: UUID,
+    *,
+    sessions: Sessions | None = None,
 ) -> Unit | None:
     """The unit, if it is one of the project's."""
-    return (await project_units(session, ctx, project_id)).by_id.get(unit_id)
+    units = await project_units(session, ctx, project_id, sessions=sessions)
+    return units.by_id.get(unit_id)
 
 
 async def find_unit(
-    session: SessionSource, ctx: TenantContext, project_id: UUID, building: str, room: str
+    session: SessionSource,
+    ctx: TenantContext,
+    project_id: UUID,
+    building: str,
+    room: str,
+    *,
+    sessions: Sessions | None = None,
 ) -> Unit | None:
     """The unit `room` of `building` (by building code or name) in the project."""
-    return (await project_units(session, ctx, project_id)).by_place.get((building, room))
+    units = await project_units(session, ctx, project_id, sessions=sessions)
+    return units.by_place.get((building, room))

@@ -125,3 +125,37 @@ def test_the_module_cache_is_what_invalidation_clears() -> None:
     directory_cache.CACHE.put(tenant, "k", "v")
     directory_cache.invalidate_tenant(tenant)
     assert directory_cache.CACHE.get(tenant, "k") == (False, None)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_entry_in_use_is_refreshed_before_it_expires() -> None:
+    import asyncio
+
+    clock = Clock()
+    cache = DirectoryCache(ttl=30.0, clock=clock)
+    ctx = TenantContext.for_tenant(uuid4(), actor="t")
+    refreshes: list[str] = []
+    gate = asyncio.Event()
+
+    async def load() -> str:
+        return "v1"
+
+    async def refresh() -> str:
+        refreshes.append("v2")
+        await gate.wait()
+        return "v2"
+
+    assert await cache.through(ctx, ("x",), load, refresh) == "v1"
+    clock.now += 17.9  # before 60 % of the TTL: nothing to do
+    assert await cache.through(ctx, ("x",), load, refresh) == "v1"
+    assert refreshes == []
+    clock.now += 6.2  # past 80 %: still served, reloaded in the background, once
+    assert await cache.through(ctx, ("x",), load, refresh) == "v1"
+    assert await cache.through(ctx, ("x",), load, refresh) == "v1"
+    await asyncio.sleep(0)
+    assert refreshes == ["v2"]
+    gate.set()
+    await asyncio.gather(*cache._tasks)
+    assert await cache.through(ctx, ("x",), load, refresh) == "v2"
+    clock.now += 29.0  # the refreshed entry lives a full TTL from its reload
+    assert cache.get(ctx.tenant_id, (ctx.project_ids, ctx.system, "x")) == (True, "v2")

@@ -201,7 +201,7 @@ async def _record_once(
 ) -> RecordResult:
     """One attempt, on the driver pool, or on a session when a step needs one."""
     try:
-        async with recording.driver_transaction(await driver_pool(), ctx) as tx:
+        async with recording.driver_transaction(await driver_pool(), sessions, ctx) as tx:
             result = await _record(tx, ctx, body, now, key)
         span.set_attribute("propdesk.recording.transaction", "driver")
     except recording.SessionNeeded:
@@ -264,14 +264,16 @@ async def _resolve_unit(
     building = room = None
     if body.unit is not None:
         if body.unit.id is not None:
-            unit = await directory_cache.unit_by_id(tx.session, ctx, project_id, body.unit.id)
+            unit = await directory_cache.unit_by_id(
+                tx.session, ctx, project_id, body.unit.id, sessions=tx.sessions
+            )
             if unit is None:
                 raise _unprocessable("body.unit.id", "exists", "no such unit in this project")
             unit_id, building, room = unit.id, unit.building, unit.room
         else:
             building, room = body.unit.building, body.unit.room
             found = await directory_cache.find_unit(
-                tx.session, ctx, project_id, building or "", room or ""
+                tx.session, ctx, project_id, building or "", room or "", sessions=tx.sessions
             )
             if found is not None:
                 # Units not (yet) onboarded are still recorded, by their text only.
@@ -279,7 +281,7 @@ async def _resolve_unit(
     household_id = unit_id
     if body.complainant is not None and body.complainant.household_id is not None:
         unit = await directory_cache.unit_by_id(
-            tx.session, ctx, project_id, body.complainant.household_id
+            tx.session, ctx, project_id, body.complainant.household_id, sessions=tx.sessions
         )
         if unit is None:
             raise _unprocessable(
@@ -375,10 +377,12 @@ async def _record(
     now: datetime,
     key: _Key | None,
 ) -> RecordResult:
-    project = await directory_cache.project_by_ref(tx.session, ctx, body.project)
+    project = await directory_cache.project_by_ref(
+        tx.session, ctx, body.project, sessions=tx.sessions
+    )
     if project is None:
         raise _unprocessable("body.project", "exists", f"unknown project {body.project!r}")
-    rules = await directory_cache.tenant_rules(tx.session, ctx, load_rules)
+    rules = await directory_cache.tenant_rules(tx.session, ctx, load_rules, sessions=tx.sessions)
     _require_aware(body.received_at, "body.received_at")
     _require_aware(body.occurred_at, "body.occurred_at")
     received_at = body.received_at or now

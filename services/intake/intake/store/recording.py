@@ -92,10 +92,12 @@ class SessionNeeded(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RecordingTx:
-    """One recording transaction: its asyncpg connection, and its SQLAlchemy session when
-    it runs in one (`session_transaction`)."""
+    """One recording transaction: its asyncpg connection, its SQLAlchemy session when it
+    runs in one (`session_transaction`), and the service's session factory (directory
+    entries are refreshed ahead of expiry in transactions of their own)."""
 
     conn: asyncpg.Connection
+    sessions: async_sessionmaker[AsyncSession]
     _session: AsyncSession | None = None
 
     async def session(self) -> AsyncSession:
@@ -105,11 +107,13 @@ class RecordingTx:
 
 
 @asynccontextmanager
-async def driver_transaction(pool: asyncpg.Pool, ctx: TenantContext) -> AsyncIterator[RecordingTx]:
+async def driver_transaction(
+    pool: asyncpg.Pool, sessions: async_sessionmaker[AsyncSession], ctx: TenantContext
+) -> AsyncIterator[RecordingTx]:
     """A transaction on a driver-pool connection; the context is set by `lock_matters`."""
     with use_context(ctx):
         async with pool.acquire() as conn, conn.transaction():
-            yield RecordingTx(conn)
+            yield RecordingTx(conn, sessions)
 
 
 @asynccontextmanager
@@ -118,7 +122,7 @@ async def session_transaction(
 ) -> AsyncIterator[RecordingTx]:
     """A `tenant_transaction`, with the asyncpg connection under it for this module."""
     async with tenant_transaction(sessions, ctx) as session:
-        yield RecordingTx(await driver_connection(session), session)
+        yield RecordingTx(await driver_connection(session), sessions, session)
 
 
 _LOCK_MATTERS = f"SELECT {context_sql(2)}, pg_advisory_xact_lock(hashtextextended($1, 0))"
