@@ -12,7 +12,7 @@ On a miss, the entry is loaded through `session()`, which the recording flow's d
 transaction answers with `SessionNeeded` (the flow then runs again on a session, which
 fills the entry): so a warm cache is what lets a complaint skip SQLAlchemy altogether.
 
-Refresh ahead: an entry past 60-80 % of its TTL (jittered, so entries filled together do
+Refresh ahead: an entry past 50-90 % of its TTL (jittered, so entries filled together do
 not come due together) is reloaded in the background, in a transaction of its own under
 the same scope, while requests go on using it; one reload per entry at a time. So the
 directory of projects in use never expires under the requests: a miss (and the recording
@@ -92,7 +92,7 @@ class DirectoryCache:
         if key not in entries:
             self._size += 1
         now = self.clock()
-        entries[key] = (now + self.ttl, value, now + self.ttl * random.uniform(0.6, 0.8))
+        entries[key] = (now + self.ttl, value, now + self.ttl * random.uniform(0.5, 0.9))
 
     def refresh_due(self, tenant_id: UUID, key: Hashable) -> bool:
         """Whether a live entry should be reloaded ahead of its expiry (and is not yet)."""

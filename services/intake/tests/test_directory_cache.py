@@ -146,10 +146,10 @@ async def test_an_entry_in_use_is_refreshed_before_it_expires() -> None:
         return "v2"
 
     assert await cache.through(ctx, ("x",), load, refresh) == "v1"
-    clock.now += 17.9  # before 60 % of the TTL: nothing to do
+    clock.now += 14.9  # before 50 % of the TTL: nothing to do
     assert await cache.through(ctx, ("x",), load, refresh) == "v1"
     assert refreshes == []
-    clock.now += 6.2  # past 80 %: still served, reloaded in the background, once
+    clock.now += 12.2  # past 90 %: still served, reloaded in the background, once
     assert await cache.through(ctx, ("x",), load, refresh) == "v1"
     assert await cache.through(ctx, ("x",), load, refresh) == "v1"
     await asyncio.sleep(0)
