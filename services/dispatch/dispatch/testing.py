@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from dispatch.handlers import on_directory_event
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
 from propdesk.events import new_event
+from propdesk.events.contracts.complaint import ComplaintClassified
 from propdesk.events.contracts.tenant import (
     DepartmentUpserted,
     ProjectUpserted,
@@ -44,6 +47,24 @@ class Tenant:
 
     def handler(self, which: UUID) -> dict[str, str]:
         return self.token(which, "handler")
+
+    def classified(self, **fields: Any) -> ComplaintClassified:
+        """A new simple facility complaint of the project, classified now; `fields`
+        override any of it."""
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {
+            "complaint_id": uuid4(),
+            "reference": "TS-1",
+            "project_id": self.project_id,
+            "channel": "phone",
+            "category": "facility_repair",
+            "grade": "simple",
+            "grade_reasons": [],
+            "category_reason": "test",
+            "received_at": now,
+            "recorded_at": now,
+        }
+        return ComplaintClassified(**{**values, **fields})
 
 
 async def seed_tenant(res: ServiceResources) -> Tenant:

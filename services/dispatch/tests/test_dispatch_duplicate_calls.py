@@ -19,20 +19,7 @@ from propdesk.service.resources import ServiceResources
 
 
 def classified(t: Tenant, complaint_id: UUID) -> ComplaintClassified:
-    now = datetime.now(UTC)
-    return ComplaintClassified(
-        complaint_id=complaint_id,
-        reference="TS-7",
-        project_id=t.project_id,
-        channel="phone",
-        category="facility_repair",
-        grade="simple",
-        grade_reasons=[],
-        category_reason="test",
-        received_at=now,
-        recorded_at=now,
-        building="3",
-    )
+    return t.classified(complaint_id=complaint_id, reference="TS-7", building="3")
 
 
 def joined(t: Tenant, complaint_id: UUID, calls: int, content: str) -> ComplaintDuplicateJoined:

@@ -27,20 +27,7 @@ async def test_place_rule_routes_the_work_order(res, client) -> None:
     rule_id = r.json()["id"]
 
     async def dispatch(place: str | None):
-        now = datetime.now(UTC)
-        c = ComplaintClassified(
-            complaint_id=uuid4(),
-            reference="TS-PLACE",
-            project_id=t.project_id,
-            channel="phone",
-            category="facility_repair",
-            grade="simple",
-            grade_reasons=[],
-            category_reason="test",
-            received_at=now,
-            recorded_at=now,
-            place=place,
-        )
+        c = t.classified(reference="TS-PLACE", place=place)
         async with tenant_transaction(res.sessions, t.ctx()) as session:
             wo = await dispatch_classified(session, t.tenant_id, c, now=TUESDAY_10)
         view = await client.get(f"/v1/work-orders/{wo}", headers=admin)

@@ -3,7 +3,7 @@ dispatch; entries expire; a value loaded before an invalidation is not stored af
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -11,7 +11,6 @@ from dispatch.flows.dispatching import dispatch_classified
 from dispatch.store.routing_cache import RoutingCache
 from dispatch.testing import seed_tenant
 from propdesk.db.session import tenant_transaction
-from propdesk.events.contracts.complaint import ComplaintClassified
 
 TUESDAY_10 = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -36,19 +35,7 @@ async def test_a_rule_change_is_seen_by_the_next_dispatch(res, client) -> None:
     admin = t.token(uuid4(), "tenant_admin")
 
     async def department() -> str:
-        now = datetime.now(UTC)
-        c = ComplaintClassified(
-            complaint_id=uuid4(),
-            reference="TS-CACHE",
-            project_id=t.project_id,
-            channel="phone",
-            category="facility_repair",
-            grade="simple",
-            grade_reasons=[],
-            category_reason="test",
-            received_at=now,
-            recorded_at=now,
-        )
+        c = t.classified(reference="TS-CACHE")
         async with tenant_transaction(res.sessions, t.ctx()) as session:
             wo = await dispatch_classified(session, t.tenant_id, c, now=TUESDAY_10)
         view = await client.get(f"/v1/work-orders/{wo}", headers=admin)

@@ -24,7 +24,7 @@ from dispatch.service import warn_uncovered_years
 from dispatch.testing import Tenant, seed_tenant
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
-from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
+from propdesk.events.contracts.complaint import ComplaintRegraded
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import asyncpg_dsn
 
@@ -34,20 +34,7 @@ TUESDAY_23 = datetime(2026, 11, 24, 23, 0, tzinfo=SH)
 
 
 def classified(t: Tenant, category: str = "facility_repair", grade: str = "simple"):
-    now = datetime.now(UTC)
-    return ComplaintClassified(
-        complaint_id=uuid4(),
-        reference="TS-1",
-        project_id=t.project_id,
-        channel="phone",
-        category=category,
-        grade=grade,
-        grade_reasons=[],
-        category_reason="test",
-        received_at=now,
-        recorded_at=now,
-        building="3",
-    )
+    return t.classified(category=category, grade=grade, building="3")
 
 
 async def dispatch(res: ServiceResources, t: Tenant, c, now=TUESDAY_10) -> UUID | None:
