@@ -5,11 +5,9 @@ redelivered after its commit (a crash before the acks) applied zero more times."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from uuid import uuid4
 
 import asyncpg
-import orjson
 import pytest
 
 from propdesk.bus import Consumer, PermanentError
@@ -18,42 +16,7 @@ from propdesk.db.session import create_engine, session_factory
 from propdesk.events.envelope import Envelope
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
-
-
-@dataclass
-class _Meta:
-    num_delivered: int = 1
-
-
-@dataclass
-class FetchedMessage:
-    """What `ConsumerRunner.handle_batch` uses of a fetched JetStream message."""
-
-    env: Envelope
-    deliveries: int = 1
-    outcome: list[str] = field(default_factory=list)
-    headers: dict[str, str] | None = None
-
-    @property
-    def data(self) -> bytes:
-        return orjson.dumps(self.env.model_dump(mode="json"))
-
-    @property
-    def metadata(self) -> _Meta:
-        return _Meta(self.deliveries)
-
-    @property
-    def subject(self) -> str:
-        return self.env.subject
-
-    async def ack(self) -> None:
-        self.outcome.append("ack")
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.outcome.append("nak")
-
-    async def term(self) -> None:
-        self.outcome.append("term")
+from propdesk.testing.fetched_message import FetchedMessage
 
 
 @pytest.fixture

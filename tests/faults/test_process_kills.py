@@ -126,8 +126,16 @@ async def _applied(settings, name, want):
     return got if want <= got.keys() else None
 
 
+@pytest.mark.parametrize(
+    ("batching", "events"),
+    [
+        pytest.param((), 5, id="one event per transaction"),
+        # Shared transactions, lanes and a linger: the kill lands after a whole batch.
+        pytest.param(("64", "2", "0.5"), 8, id="batched"),
+    ],
+)
 async def test_consumer_killed_after_write_before_ack_applies_event_once(
-    settings: Settings, bus_schema: str, tmp_path: Path
+    settings: Settings, bus_schema: str, tmp_path: Path, batching: tuple[str, ...], events: int
 ):
     tenant = uuid4()
     name = f"kill-consumer-{uuid4().hex[:8]}"
@@ -138,21 +146,27 @@ async def test_consumer_killed_after_write_before_ack_applies_event_once(
         # Redelivery of the unacked message happens after ack_wait.
         "PROPDESK_CONSUMER_ACK_WAIT_SECONDS": "2",
     }
-    envs = await _write(settings, tenant, 5)
+    envs = await _write(settings, tenant, events)
     want = {str(e.id) for e in envs}
+    probe_args = ("-m", "propdesk.testing.probe_consumer", name, str(tenant), *batching)
 
     nc = await connect(settings, "fault-test-relay")
     stop = asyncio.Event()
     relay = asyncio.create_task(Relay(SCHEMA, settings, nc).run(stop))
     try:
-        probe = await _spawn("-m", "propdesk.testing.probe_consumer", name, str(tenant), env=env)
+        probe = await _spawn(*probe_args, env=env)
         out, _ = await asyncio.wait_for(probe.communicate(), 30)
         assert probe.returncode == -signal.SIGKILL, out.decode()[-2000:]
-        # The first event's write committed before the kill; it was never acked.
+        # The first transaction's writes committed before the kill (one event, or a whole
+        # batch of several); none was acked.
         first = await count_applied(settings, name)
-        assert len(first) == 1 and set(first.values()) == {1}
+        assert set(first.values()) == {1}
+        if batching:
+            assert len(first) >= 2, first
+        else:
+            assert len(first) == 1, first
 
-        probe = await _spawn("-m", "propdesk.testing.probe_consumer", name, str(tenant), env=env)
+        probe = await _spawn(*probe_args, env=env)
         try:
             got = await eventually(lambda: _applied(settings, name, want), "every event applied")
             await asyncio.sleep(3)  # past ack_wait: any stray redelivery would have landed
@@ -161,8 +175,9 @@ async def test_consumer_killed_after_write_before_ack_applies_event_once(
             out, _ = await asyncio.wait_for(probe.communicate(), 15)
         assert {e: got[e] for e in want} == dict.fromkeys(want, 1)
         assert (await count_applied(settings, name)) == got
-        # The restarted consumer saw the killed delivery again and skipped it via the inbox.
-        assert "duplicates=1" in out.decode(), out.decode()[-2000:]
+        # The restarted consumer saw the killed deliveries again and skipped them via the
+        # inbox.
+        assert f"duplicates={len(first)}" in out.decode(), out.decode()[-2000:]
     finally:
         stop.set()
         await relay

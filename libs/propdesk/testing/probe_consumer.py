@@ -1,6 +1,8 @@
-"""`python -m propdesk.testing.probe_consumer NAME TENANT`: a consumer process for the
-fault tests. Applies `bustest` events of one tenant into bus_test.applied; prints its
-counters when stopped with SIGTERM. Honours PROPDESK_FAULT like any propdesk process."""
+"""`python -m propdesk.testing.probe_consumer NAME TENANT [PER_TRANSACTION LANES LINGER]`: a
+consumer process for the fault tests. Applies `bustest` events of one tenant into
+bus_test.applied, one per transaction unless told to share transactions (and lanes, and a
+linger, as `Consumer` takes them); prints its counters when stopped with SIGTERM. Honours
+PROPDESK_FAULT like any propdesk process."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from propdesk.settings import get_settings
 from propdesk.testing.bus_schema import SCHEMA, applied_recorder
 
 
-async def main(name: str, tenant: str) -> None:
+async def main(
+    name: str, tenant: str, per_transaction: int = 1, lanes: int = 1, linger: float = 0.0
+) -> None:
     settings = get_settings()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -29,6 +33,9 @@ async def main(name: str, tenant: str) -> None:
             schema=SCHEMA,
             subjects=[f"pd.bustest.*.{tenant}.>"],
             handler=applied_recorder(name),
+            per_transaction=per_transaction,
+            lanes=lanes,
+            linger_seconds=linger,
         ),
         settings,
         session_factory(engine),
@@ -44,4 +51,8 @@ async def main(name: str, tenant: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    name, tenant, *batching = sys.argv[1:]
+    if batching:
+        asyncio.run(main(name, tenant, int(batching[0]), int(batching[1]), float(batching[2])))
+    else:
+        asyncio.run(main(name, tenant))

@@ -15,6 +15,7 @@ from propdesk.events.contracts.tenant import ProjectUpserted
 from propdesk.events.envelope import Envelope
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import Settings
+from propdesk.testing.fetched_message import FetchedMessage
 from reporting.service import ACTIVITY_CONSUMER, create_app
 
 
@@ -122,26 +123,6 @@ async def test_bad_ranges_are_precise_problems(res):
     assert unauth.status_code == 401
 
 
-class _Fetched:
-    """What `ConsumerRunner.handle_batch` uses of a fetched JetStream message."""
-
-    def __init__(self, env: Envelope) -> None:
-        self.data = env.model_dump_json().encode()
-        self.subject = env.subject
-        self.headers = None
-        self.metadata = None
-        self.outcome: list[str] = []
-
-    async def ack(self) -> None:
-        self.outcome.append("ack")
-
-    async def nak(self, delay: float | None = None) -> None:
-        self.outcome.append("nak")
-
-    async def term(self) -> None:
-        self.outcome.append("term")
-
-
 async def test_a_batch_counts_like_one_event_at_a_time(res):
     """One fetched batch: the zone a project.upserted sets applies to the events after it,
     a repeated event counts once, and the sums land on the same rows."""
@@ -158,7 +139,7 @@ async def test_a_batch_counts_like_one_event_at_a_time(res):
     after = [_complaint_event(tenant, project, late) for _ in range(3)]
     elsewhere = [_complaint_event(tenant, other, late) for _ in range(2)]
     batch = [before, upserted, after[0], elsewhere[0], after[1], after[0], after[2], elsewhere[1]]
-    msgs = [_Fetched(e) for e in batch]
+    msgs = [FetchedMessage(e) for e in batch]
     runner = ConsumerRunner(ACTIVITY_CONSUMER, res.settings, res.sessions)
     await runner.handle_batch(msgs)  # type: ignore[arg-type]
     assert [m.outcome for m in msgs] == [["ack"]] * len(batch)
@@ -173,6 +154,6 @@ async def test_a_batch_counts_like_one_event_at_a_time(res):
         (str(other), "2026-11-27", 2),
     }
     # Redelivered (a crash before the acks): counted zero more times.
-    await runner.handle_batch([_Fetched(e) for e in batch])  # type: ignore[arg-type]
+    await runner.handle_batch([FetchedMessage(e) for e in batch])  # type: ignore[arg-type]
     rows = (await _get(res, token, **{"from": "2026-11-01", "to": "2026-11-30"})).json()
     assert {(r["project_id"], r["day"], r["count"]) for r in rows} == got
