@@ -136,9 +136,12 @@ class DirectoryCache:
         key: tuple[Hashable, ...],
         load: Callable[[], Awaitable[T]],
         refresh: Callable[[], Awaitable[T]] | None = None,
+        *,
+        keep_none: bool = True,
     ) -> T:
         """The cached value for `key` under `ctx`'s scope, loaded by `load` on a miss and
-        reloaded by `refresh` (its own transaction) in the background when due."""
+        reloaded by `refresh` (its own transaction) in the background when due. With
+        `keep_none=False` a None (not found) is not kept: the next call asks again."""
         assert ctx.tenant_id is not None
         scoped = (ctx.project_ids, ctx.system, *key)
         found, value = self.get(ctx.tenant_id, scoped)
@@ -148,7 +151,8 @@ class DirectoryCache:
             return value  # type: ignore[no-any-return]
         generation = self.generation(ctx.tenant_id)
         value = await load()
-        self.put(ctx.tenant_id, scoped, value, generation=generation)
+        if value is not None or keep_none:
+            self.put(ctx.tenant_id, scoped, value, generation=generation)
         return value
 
 
@@ -185,24 +189,13 @@ def _loaders(
 async def project_by_ref(
     session: SessionSource, ctx: TenantContext, ref: str, *, sessions: Sessions | None = None
 ) -> Row | None:
-    # A miss is not cached: a project being onboarded must not stay unknown for the TTL.
-    assert ctx.tenant_id is not None
-    key = (ctx.project_ids, ctx.system, "project", ref)
-
     async def load_on(s: AsyncSession) -> Row | None:
         return await directory.project_by_ref(s, ref)
 
-    in_request, on_its_own = _loaders(session, sessions, ctx, load_on)
-    found, value = CACHE.get(ctx.tenant_id, key)
-    if found:
-        if on_its_own is not None and CACHE.refresh_due(ctx.tenant_id, key):
-            CACHE.refresh(ctx.tenant_id, key, on_its_own)
-        return value  # type: ignore[no-any-return]
-    generation = CACHE.generation(ctx.tenant_id)
-    row = await in_request()
-    if row is not None:
-        CACHE.put(ctx.tenant_id, key, row, generation=generation)
-    return row
+    # A miss is not kept: a project being onboarded must not stay unknown for the TTL.
+    return await CACHE.through(
+        ctx, ("project", ref), *_loaders(session, sessions, ctx, load_on), keep_none=False
+    )
 
 
 async def tenant_rules(
@@ -265,30 +258,3 @@ async def project_units(
     return await CACHE.through(
         ctx, ("units", project_id), *_loaders(session, sessions, ctx, load_on)
     )
-
-
-async def unit_by_id(
-    session: SessionSource,
-    ctx: TenantContext,
-    project_id: UUID,
-    unit_id: UUID,
-    *,
-    sessions: Sessions | None = None,
-) -> Unit | None:
-    """The unit, if it is one of the project's."""
-    units = await project_units(session, ctx, project_id, sessions=sessions)
-    return units.by_id.get(unit_id)
-
-
-async def find_unit(
-    session: SessionSource,
-    ctx: TenantContext,
-    project_id: UUID,
-    building: str,
-    room: str,
-    *,
-    sessions: Sessions | None = None,
-) -> Unit | None:
-    """The unit `room` of `building` (by building code or name) in the project."""
-    units = await project_units(session, ctx, project_id, sessions=sessions)
-    return units.by_place.get((building, room))

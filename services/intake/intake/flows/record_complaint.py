@@ -53,6 +53,7 @@ from intake.flows.representation import complaint_body
 from intake.store import complaints as store
 from intake.store import idempotency, recording
 from propdesk.db.session import tenant_transaction
+from propdesk.events import EventPayload
 from propdesk.events.contracts.complaint import (
     ComplaintClassified,
     ComplaintDuplicateJoined,
@@ -256,33 +257,30 @@ def _require_aware(value: datetime | None, field: str) -> None:
         raise _unprocessable(field, "timezone_required", "must include a UTC offset")
 
 
-async def _resolve_unit(
-    tx: recording.RecordingTx, ctx: TenantContext, project_id: UUID, body: ComplaintIn
+def _resolve_unit(
+    units: directory_cache.ProjectUnits | None, body: ComplaintIn
 ) -> tuple[UUID | None, str | None, str | None, UUID | None]:
-    """(unit_id, building, room, household_id)."""
+    """(unit_id, building, room, household_id), from the project's units (None when the
+    body names no unit and no household)."""
     unit_id: UUID | None = None
     building = room = None
     if body.unit is not None:
+        assert units is not None
         if body.unit.id is not None:
-            unit = await directory_cache.unit_by_id(
-                tx.session, ctx, project_id, body.unit.id, sessions=tx.sessions
-            )
+            unit = units.by_id.get(body.unit.id)
             if unit is None:
                 raise _unprocessable("body.unit.id", "exists", "no such unit in this project")
             unit_id, building, room = unit.id, unit.building, unit.room
         else:
             building, room = body.unit.building, body.unit.room
-            found = await directory_cache.find_unit(
-                tx.session, ctx, project_id, building or "", room or "", sessions=tx.sessions
-            )
+            found = units.by_place.get((building or "", room or ""))
             if found is not None:
                 # Units not (yet) onboarded are still recorded, by their text only.
                 unit_id, building = found.id, found.building
     household_id = unit_id
     if body.complainant is not None and body.complainant.household_id is not None:
-        unit = await directory_cache.unit_by_id(
-            tx.session, ctx, project_id, body.complainant.household_id, sessions=tx.sessions
-        )
+        assert units is not None
+        unit = units.by_id.get(body.complainant.household_id)
         if unit is None:
             raise _unprocessable(
                 "body.complainant.household_id", "exists", "no such unit in this project"
@@ -389,7 +387,15 @@ async def _record(
     violation = check_received_at(received_at, now, rules, field="body.received_at")
     if violation is not None:
         raise _unprocessable(violation.field, violation.rule, violation.message)
-    unit_id, building, room, household_id = await _resolve_unit(tx, ctx, project.id, body)
+    names_a_unit = body.unit is not None or (
+        body.complainant is not None and body.complainant.household_id is not None
+    )
+    units = (
+        await directory_cache.project_units(tx.session, ctx, project.id, sessions=tx.sessions)
+        if names_a_unit
+        else None
+    )
+    unit_id, building, room, household_id = _resolve_unit(units, body)
     phone = body.complainant.phone if body.complainant else None
     channel = Channel(body.channel)
 
@@ -780,51 +786,37 @@ async def _regroup_members(
             "reference": row["reference"],
             "project_id": row["project_id"],
         }
+        payloads: list[EventPayload] = []
         reasons = list(row["grade_reasons"])
         if row["grade"] != Grade.MAJOR.value:
             reasons = [f"major:group{REASON_SEPARATOR}{group.reason}", *reasons]
-            seq += 1
-            entries.append(
-                history.Entry(
-                    row["project_id"],
-                    row["id"],
-                    seq,
-                    ComplaintRegraded(
-                        **common,
-                        previous_grade=row["grade"],
-                        grade=Grade.MAJOR.value,
-                        grade_reasons=reasons,
-                        reason=group.reason,
-                        group_case_id=group_id,
-                    ),
+            payloads.append(
+                ComplaintRegraded(
+                    **common,
+                    previous_grade=row["grade"],
+                    grade=Grade.MAJOR.value,
+                    grade_reasons=reasons,
                     reason=group.reason,
+                    group_case_id=group_id,
                 )
             )
         if row["group_case_id"] != group_id:
-            seq += 1
-            entries.append(
-                history.Entry(
-                    row["project_id"],
-                    row["id"],
-                    seq,
-                    ComplaintGrouped(
-                        **common,
-                        group_case_id=group_id,
-                        group_reference=group_reference,
-                        household_count=group.size,
-                        member_ids=members,  # type: ignore[arg-type]
-                        category=row["category"],
-                    ),
-                    reason=group.reason,
+            payloads.append(
+                ComplaintGrouped(
+                    **common,
+                    group_case_id=group_id,
+                    group_reference=group_reference,
+                    household_count=group.size,
+                    member_ids=members,  # type: ignore[arg-type]
+                    category=row["category"],
                 )
             )
+        # The member's next versions, one per event.
+        entries += [
+            history.Entry(row["project_id"], row["id"], seq + n, payload, reason=group.reason)
+            for n, payload in enumerate(payloads, start=1)
+        ]
         updates.append(
-            recording.MemberUpdate(
-                row["id"],
-                Grade.MAJOR.value,
-                reasons,
-                group_id,
-                seq - versions[row["id"]],
-            )
+            recording.MemberUpdate(row["id"], Grade.MAJOR.value, reasons, group_id, len(payloads))
         )
     return updates, entries
