@@ -26,6 +26,7 @@ from dispatch.store import routing_cache
 from dispatch.store import work_orders as orders
 from propdesk.bus import Outbox
 from propdesk.calendar import coverage, is_working_time, next_working_start
+from propdesk.db.session import driver_connection
 from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
 from propdesk.events.contracts.work_order import WorkOrderDispatched, WorkOrderHandedOver
 
@@ -43,7 +44,7 @@ async def dispatch_classified(
 ) -> UUID | None:
     """The new work order's id, or None when the complaint already has one."""
     now = now or datetime.now(UTC)
-    conn = await store.driver(session)
+    conn = await driver_connection(session)
     if await store.lock_and_find(conn, c.complaint_id) is not None:
         return None
     routing = await routing_cache.project_routing(session, c.project_id)

@@ -19,19 +19,11 @@ from uuid import UUID
 
 import asyncpg
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.assignment import Candidate, Shift
 from dispatch.domain.ownership import OwnerChange
 from dispatch.store.directory import OPEN_LOAD_STATES
 from dispatch.store.work_orders import WorkOrderRow
-
-
-async def driver(session: AsyncSession) -> asyncpg.Connection:
-    conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    return raw.driver_connection  # type: ignore[return-value]
-
 
 # Serialises "is there an order yet?" with repeat calls kept for the complaint
 # (`store.duplicate_calls.lock_complaint`, same key) until commit.
