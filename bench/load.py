@@ -67,16 +67,25 @@ class Connection:
     async def request(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         head.append(f"Content-Length: {len(body)}")
-        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        status_line = await self.reader.readline()
+        data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+        reused = self.writer is not None
+        try:
+            status_line = await self._send(data)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            if not reused:
+                raise
+            status_line = b""
+        if not status_line and reused:
+            # The server closed an idle keep-alive connection (uvicorn after 5 s) before
+            # reading this request: send it again on a new one, as HTTP clients do.
+            await self.close()
+            status_line = await self._send(data)
         if not status_line:
             raise ConnectionError("server closed the connection")
+        assert self.reader is not None
         status = int(status_line.split()[1])
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
@@ -85,6 +94,15 @@ class Connection:
                 length = int(value.strip())
         payload = await self.reader.readexactly(length) if length else b""
         return status, payload
+
+    async def _send(self, data: bytes) -> bytes:
+        """Write one request (connecting first if needed); the status line, or b"" if
+        the server closed the connection instead of answering."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(data)
+        return await self.reader.readline()
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -158,7 +176,9 @@ async def open_loop(
     cannot keep up is given `grace` seconds after the last request was due, then the rest
     are abandoned and counted (so an overloaded run ends in bounded time)."""
     result = Result()
-    free: asyncio.Queue[Connection] = asyncio.Queue()
+    # Last in, first out: at a low rate the same few connections stay warm instead of
+    # each of the pool idling past the server's keep-alive timeout.
+    free: asyncio.Queue[Connection] = asyncio.LifoQueue()
     for _ in range(pool):
         free.put_nowait(Connection(host, port))
     total = int(rate * seconds)

@@ -98,6 +98,53 @@ async def sample_waits(dsn: str, out: Path) -> None:
         await asyncio.to_thread(out.write_text, text)
 
 
+async def reset_statements(dsn: str) -> bool:
+    """Start pg_stat_statements' counts afresh; False if the server has not loaded it."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("SELECT pg_stat_statements_reset()")
+        return True
+    except asyncpg.PostgresError:
+        return False
+    finally:
+        await conn.close()
+
+
+async def write_statements(dsn: str, out: Path, seconds: float) -> None:
+    """The statements PostgreSQL spent its time on since `reset_statements`, costliest
+    first: total and mean execution time, calls, and calls per second of the phase."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT total_exec_time AS total, mean_exec_time AS mean, calls, rows,"
+            " shared_blks_hit + shared_blks_read AS blocks, wal_bytes,"
+            " left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q"
+            " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 60"
+        )
+    finally:
+        await conn.close()
+    all_ms = sum(r["total"] for r in rows) or 1.0
+    head = ("share", "total ms", "mean ms", "calls/s", "rows", "WAL kB")
+    lines = [" ".join(f"{h:>9}" for h in head) + "  query"]
+    for r in rows:
+        cells = (
+            f"{100 * r['total'] / all_ms:.1f}%",
+            f"{r['total']:.0f}",
+            f"{r['mean']:.3f}",
+            f"{r['calls'] / seconds:.1f}",
+            str(r["rows"]),
+            str(int(r["wal_bytes"]) // 1024),
+        )
+        lines.append(" ".join(f"{c:>9}" for c in cells) + f"  {r['q']}")
+    await asyncio.to_thread(out.write_text, "\n".join(lines) + "\n")
+
+
 def stop_profiler(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=30)
@@ -139,9 +186,16 @@ async def measure(
         if profile_to and database_dsn
         else None
     )
+    statements = (
+        profile_to is not None and database_dsn is not None and await reset_statements(database_dsn)
+    )
     result = await run_load(
         pool, replace(spec, warmup=0, start_index=spec.start_index + 1_000_000), workload
     )
+    if statements and profile_to is not None and database_dsn is not None:
+        await write_statements(
+            database_dsn, profile_to.with_suffix(".statements.txt"), result.elapsed
+        )
     for p in [profiler, *others]:
         if p is not None:
             await asyncio.to_thread(stop_profiler, p)

@@ -6,6 +6,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from propdesk.bus import bell
 from propdesk.events.envelope import Envelope
 from propdesk.telemetry.propagation import inject_current
 
@@ -41,7 +42,15 @@ class Outbox:
             )
         return rows
 
+    def rows_in(self, session: AsyncSession, *envelopes: Envelope) -> list[dict[str, object]]:
+        """`rows`, for a caller that writes them in its own statement inside `session`'s
+        transaction: the relay is rung when that transaction commits."""
+        if envelopes:
+            bell.mark(session, self.schema)
+        return self.rows(*envelopes)
+
     async def add(self, session: AsyncSession, *envelopes: Envelope) -> None:
         """Queue events inside the caller's transaction; they are published after commit."""
         if envelopes:
             await session.execute(self._insert, self.rows(*envelopes))
+            bell.mark(session, self.schema)

@@ -1,7 +1,8 @@
 """The outbox relay: publishes committed outbox rows to JetStream, then marks them sent.
 
-- Woken by LISTEN/NOTIFY (the outbox trigger), with a polling fallback in case a
-  notification is missed (connection drop, relay restart).
+- Woken by its own process's writers after their commit (`propdesk.bus.bell`), by
+  LISTEN/NOTIFY from writers in other processes (the outbox trigger), and by a polling
+  fallback in case either is missed (connection drop, relay restart).
 - Rows are claimed with FOR UPDATE SKIP LOCKED, so several relay replicas share the work.
 - Each message carries `Nats-Msg-Id` = event id: if the relay dies after publishing and
   before marking, the re-publish is dropped by the stream's duplicate window, and any
@@ -24,6 +25,7 @@ from nats.js.api import PubAck
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from propdesk.bus import bell
 from propdesk.bus.faults import crash_point
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.telemetry.propagation import extract, inject_current
@@ -124,6 +126,7 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until `stop` is set. Survives database and NATS outages."""
         listener = asyncio.create_task(self._listen(stop))
+        bell.attach(self.schema, self._wake)
         delay = 0.1
         try:
             while not stop.is_set():
@@ -131,6 +134,9 @@ class Relay:
                     if not self.nc.is_connected:
                         await _wait(stop, 0.2)
                         continue
+                    # Cleared before the claim: a commit rung while it runs wakes the
+                    # wait below instead of being lost until the next poll.
+                    self._wake.clear()
                     n = await self.publish_batch()
                     delay = 0.1
                     if n >= self.settings.outbox_batch_size:
@@ -139,7 +145,6 @@ class Relay:
                         # Under load: let the next batch fill for a moment.
                         await _wait(stop, self.settings.outbox_linger_seconds)
                     else:
-                        self._wake.clear()
                         await _wait_any(
                             stop, self._wake, self.settings.outbox_poll_interval_seconds
                         )
@@ -148,6 +153,7 @@ class Relay:
                     await _wait(stop, delay)
                     delay = min(delay * 2, 5.0)
         finally:
+            bell.detach(self.schema, self._wake)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener

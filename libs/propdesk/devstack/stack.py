@@ -131,7 +131,13 @@ class Stack:
         if cfg.external_database_url:
             self.database_url = cfg.external_database_url
         else:
-            pg = PostgresServer(cfg.state_dir, cfg.pg_port)
+            # pg_stat_statements: which statements the server spends its time on (the
+            # bench's --profile writes them per phase; operators query the view).
+            pg = PostgresServer(
+                cfg.state_dir,
+                cfg.pg_port,
+                extra_settings={"shared_preload_libraries": "pg_stat_statements"},
+            )
             self.supervisor.add(pg.start())
             self.database_url = pg.url(DATABASE_NAME)
             self.started.append("postgres")

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from propdesk.bus import bell
 from propdesk.bus.streams import connect, ensure_stream
 from propdesk.db.session import create_engine, session_factory
 from propdesk.settings import Settings, asyncpg_dsn
@@ -24,17 +25,25 @@ class ServiceResources:
     sessions: async_sessionmaker[AsyncSession]
     redis: aioredis.Redis
     nc: NATS | None = None
+    server_settings: dict[str, str] = field(default_factory=dict)
     _driver_pool: asyncpg.Pool | None = field(default=None, init=False, repr=False)
     _driver_pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @classmethod
-    async def open(cls, name: str, settings: Settings, *, nats: bool = True) -> ServiceResources:
-        engine = create_engine(settings)
+    async def open(
+        cls, name: str, settings: Settings, *, nats: bool = True, local_relay: bool = False
+    ) -> ServiceResources:
+        """`local_relay`: this process runs the relay of its schema, so its writers ring it
+        after commit and their connections tell the outbox trigger not to NOTIFY
+        (`propdesk.bus.bell`)."""
+        server_settings = bell.local_settings() if local_relay else {}
+        engine = create_engine(settings, connect_args={"server_settings": server_settings})
         res = cls(
             name=name,
             settings=settings,
             engine=engine,
             sessions=session_factory(engine),
+            server_settings=server_settings,
             redis=aioredis.from_url(
                 settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
             ),
@@ -65,6 +74,7 @@ class ServiceResources:
                         min_size=1,
                         max_size=self.settings.db_pool_size,
                         reset=_end_transaction,
+                        server_settings=self.server_settings,
                     )
         return self._driver_pool
 

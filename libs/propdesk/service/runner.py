@@ -76,7 +76,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    res = await ServiceResources.open(spec.name, settings)
+    res = await ServiceResources.open(spec.name, settings, local_relay=relay and spec.relay)
     tasks: list[asyncio.Task] = []
     server: uvicorn.Server | None = None
     try:

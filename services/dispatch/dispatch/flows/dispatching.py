@@ -160,7 +160,7 @@ async def dispatch_classified(
         step_details={"routing": decision.as_record(), "assignment": assignment_reason},
         assigned_staff_id=assignment.staff_id,
         first_owner=change,
-        outbox_rows=OUTBOX.rows(*envelopes),
+        outbox_rows=OUTBOX.rows_in(session, *envelopes),
     )
     if not written.inserted:
         return None

@@ -168,7 +168,7 @@ async def apply_work_order_event(session: AsyncSession, env: Envelope) -> bool:
                 reason=reason,
             ),
         )
-        outbox = history.outbox.rows(changed)  # type: ignore[assignment]
+        outbox = history.outbox.rows_in(session, changed)  # type: ignore[assignment]
     update = case_progress.CaseUpdate(
         work_order_id=payload.work_order_id,
         work_order_seq=env.aggregate_seq,

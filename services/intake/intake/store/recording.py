@@ -50,6 +50,7 @@ from intake.store.bulk_values import (
     timeline_args,
     values_sql,
 )
+from propdesk.bus import bell
 from propdesk.db.session import (
     context_args,
     context_sql,
@@ -58,6 +59,8 @@ from propdesk.db.session import (
 )
 from propdesk.tenancy import TenantContext
 from propdesk.tenancy.context import use_context
+
+SCHEMA = "intake"  # whose outbox this module writes
 
 # The columns duplicate, group and second-complaint detection read (`record_complaint._facts`)
 # and the group path updates from.
@@ -110,10 +113,12 @@ class RecordingTx:
 async def driver_transaction(
     pool: asyncpg.Pool, sessions: async_sessionmaker[AsyncSession], ctx: TenantContext
 ) -> AsyncIterator[RecordingTx]:
-    """A transaction on a driver-pool connection; the context is set by `lock_matters`."""
+    """A transaction on a driver-pool connection; the context is set by `lock_matters`.
+    Its outbox rows are relayed as soon as it commits (the relay is rung)."""
     with use_context(ctx):
         async with pool.acquire() as conn, conn.transaction():
             yield RecordingTx(conn, sessions)
+    bell.ring(SCHEMA)
 
 
 @asynccontextmanager
@@ -122,6 +127,7 @@ async def session_transaction(
 ) -> AsyncIterator[RecordingTx]:
     """A `tenant_transaction`, with the asyncpg connection under it for this module."""
     async with tenant_transaction(sessions, ctx) as session:
+        bell.mark(session, SCHEMA)
         yield RecordingTx(await driver_connection(session), sessions, session)
 
 
