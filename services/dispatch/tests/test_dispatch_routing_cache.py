@@ -1,33 +1,20 @@
 """The per-process routing cache: a change this process makes is seen by the very next
-dispatch; entries expire; a value loaded before an invalidation is not stored after it."""
+dispatch (expiry, refresh and invalidation races: libs/tests/test_scoped_cache.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 from dispatch.flows.dispatching import dispatch_classified
-from dispatch.store.routing_cache import RoutingCache
+from dispatch.store import routing_cache
 from dispatch.testing import seed_tenant
 from propdesk.db.session import tenant_transaction
 
 TUESDAY_10 = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
-
-
-def test_entries_expire_and_invalidation_beats_a_slow_load() -> None:
-    now = [100.0]
-    cache = RoutingCache(ttl=10, clock=lambda: now[0])
-    cache.put("k", "v1", cache.generation)
-    assert cache.get("k") == "v1"
-    now[0] += 10
-    assert cache.get("k") is None
-    loading_since = cache.generation
-    cache.clear()  # a change committed while the value was being loaded
-    cache.put("k", "stale", loading_since)
-    assert cache.get("k") is None
-    cache.put("k", "fresh", cache.generation)
-    assert cache.get("k") == "fresh"
 
 
 async def test_a_rule_change_is_seen_by_the_next_dispatch(res, client) -> None:
@@ -53,3 +40,24 @@ async def test_a_rule_change_is_seen_by_the_next_dispatch(res, client) -> None:
     gone = await client.delete(f"/v1/routing-rules/{r.json()['id']}", headers=admin)
     assert gone.status_code in (200, 204), gone.text
     assert await department() == "eng"
+
+
+async def test_routing_in_use_is_reloaded_in_its_own_transaction_before_it_expires(res) -> None:
+    t = await seed_tenant(res)
+    cache = routing_cache.CACHE
+    started = cache.clock()
+    async with tenant_transaction(res.sessions, t.ctx()) as session:
+        first = await routing_cache.project_routing(session, t.project_id)
+    assert first.departments, "the seeded project has departments to route to"
+    try:
+        # Past 90 % of the TTL, before expiry: served from the cache, reloaded behind it.
+        cache.clock = lambda: started + routing_cache.TTL_SECONDS * 0.95
+        async with tenant_transaction(res.sessions, t.ctx()) as session:
+            assert await routing_cache.project_routing(session, t.project_id) is first
+        await asyncio.gather(*cache._tasks)
+        async with tenant_transaction(res.sessions, t.ctx()) as session:
+            again = await routing_cache.project_routing(session, t.project_id)
+    finally:
+        cache.clock = time.monotonic
+    assert again is not first, "the entry was reloaded"
+    assert again == first, "under the same tenant context: the same rows"

@@ -9,71 +9,10 @@ from uuid import uuid4
 import pytest
 
 from intake import directory_cache
-from intake.directory_cache import DirectoryCache
 from intake.onboarding.apply import apply_document
 from intake.onboarding.document import parse_document
-from propdesk.tenancy import TenantContext
 
 from .conftest import COMPANY, onboard
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_entries_expire_after_the_ttl() -> None:
-    clock = Clock()
-    cache = DirectoryCache(ttl=30.0, clock=clock)
-    tenant = uuid4()
-    cache.put(tenant, "k", "v")
-    clock.now += 29.9
-    assert cache.get(tenant, "k") == (True, "v")
-    clock.now += 0.2
-    assert cache.get(tenant, "k") == (False, None)
-
-
-def test_invalidation_drops_one_tenant_only() -> None:
-    cache = DirectoryCache()
-    a, b = uuid4(), uuid4()
-    cache.put(a, "k", "a's")
-    cache.put(b, "k", "b's")
-    assert cache.get(a, "k") == (True, "a's")
-    cache.invalidate_tenant(a)
-    assert cache.get(a, "k") == (False, None)
-    assert cache.get(b, "k") == (True, "b's")
-
-
-def test_a_value_loaded_before_an_invalidation_is_not_stored() -> None:
-    cache = DirectoryCache()
-    tenant = uuid4()
-    before = cache.generation(tenant)
-    cache.invalidate_tenant(tenant)  # a rules change commits while the old value loads
-    cache.put(tenant, "k", "old", generation=before)
-    assert cache.get(tenant, "k") == (False, None)
-    cache.put(tenant, "k", "new", generation=cache.generation(tenant))
-    assert cache.get(tenant, "k") == (True, "new")
-
-
-@pytest.mark.asyncio(loop_scope="session")
-async def test_entries_are_keyed_by_scope() -> None:
-    cache = DirectoryCache()
-    tenant, project = uuid4(), uuid4()
-    wide = TenantContext.for_tenant(tenant, actor="t")
-    narrow = TenantContext(tenant_id=tenant, project_ids=frozenset({project}), actor="t")
-    loads: list[str] = []
-
-    async def load(value: str):
-        loads.append(value)
-        return value
-
-    assert await cache.through(wide, ("x",), lambda: load("wide")) == "wide"
-    assert await cache.through(narrow, ("x",), lambda: load("narrow")) == "narrow"
-    assert await cache.through(wide, ("x",), lambda: load("again")) == "wide"
-    assert loads == ["wide", "narrow"]
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -125,37 +64,3 @@ def test_the_module_cache_is_what_invalidation_clears() -> None:
     directory_cache.CACHE.put(tenant, "k", "v")
     directory_cache.invalidate_tenant(tenant)
     assert directory_cache.CACHE.get(tenant, "k") == (False, None)
-
-
-@pytest.mark.asyncio(loop_scope="session")
-async def test_an_entry_in_use_is_refreshed_before_it_expires() -> None:
-    import asyncio
-
-    clock = Clock()
-    cache = DirectoryCache(ttl=30.0, clock=clock)
-    ctx = TenantContext.for_tenant(uuid4(), actor="t")
-    refreshes: list[str] = []
-    gate = asyncio.Event()
-
-    async def load() -> str:
-        return "v1"
-
-    async def refresh() -> str:
-        refreshes.append("v2")
-        await gate.wait()
-        return "v2"
-
-    assert await cache.through(ctx, ("x",), load, refresh) == "v1"
-    clock.now += 14.9  # before 50 % of the TTL: nothing to do
-    assert await cache.through(ctx, ("x",), load, refresh) == "v1"
-    assert refreshes == []
-    clock.now += 12.2  # past 90 %: still served, reloaded in the background, once
-    assert await cache.through(ctx, ("x",), load, refresh) == "v1"
-    assert await cache.through(ctx, ("x",), load, refresh) == "v1"
-    await asyncio.sleep(0)
-    assert refreshes == ["v2"]
-    gate.set()
-    await asyncio.gather(*cache._tasks)
-    assert await cache.through(ctx, ("x",), load, refresh) == "v2"
-    clock.now += 29.0  # the refreshed entry lives a full TTL from its reload
-    assert cache.get(ctx.tenant_id, (ctx.project_ids, ctx.system, "x")) == (True, "v2")

@@ -3,9 +3,9 @@ the project's calendar (project row, platform years, local days), the routing ru
 apply to the project, and the departments it can be routed to. Five statements per
 complaint before; none on a hit.
 
-Safety: an entry is keyed by the tenant AND the RLS scope of the context that loaded it
-(project scope, system flag): it holds exactly what the same queries under the same
-row-level-security context return, and is never served to another tenant or scope.
+Safety (entries per tenant and RLS scope) and refresh ahead of expiry (entries in use are
+reloaded in the background, so the routing of hundreds of projects does not expire at
+once under the consumer): see `propdesk.db.scoped_cache`.
 
 Staleness: every store function that changes one of these tables calls `invalidate`,
 which empties the cache at once and again after that transaction commits (a value loaded
@@ -16,10 +16,7 @@ replica, the directory consumer of another replica) is seen within `TTL_SECONDS`
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import event
@@ -27,11 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.routing import Department, RoutingRule
 from propdesk.calendar import UncoveredPolicy, WorkCalendar
+from propdesk.db.scoped_cache import ScopedCache, loaders
+from propdesk.db.session import session_factory
 from propdesk.tenancy import current_context
 
 TTL_SECONDS = 15.0
-# A bound on memory, not an eviction policy: when reached, everything is dropped.
-MAX_ENTRIES = 10_000
+
+CACHE = ScopedCache("dispatch routing", ttl=TTL_SECONDS, max_entries=10_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,62 +40,39 @@ class ProjectRouting:
     departments: list[Department]
 
 
-class RoutingCache:
-    def __init__(
-        self, ttl: float = TTL_SECONDS, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self._entries: dict[Hashable, tuple[float, Any]] = {}
-        # Bumped by each invalidation: a value loaded before it must not be stored after it.
-        self.generation = 0
-
-    def get(self, key: Hashable) -> Any | None:
-        hit = self._entries.get(key)
-        if hit is None or hit[0] <= self.clock():
-            return None
-        return hit[1]
-
-    def put(self, key: Hashable, value: Any, generation: int) -> None:
-        if generation != self.generation:
-            return
-        if len(self._entries) >= MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[key] = (self.clock() + self.ttl, value)
-
-    def clear(self) -> None:
-        self.generation += 1
-        self._entries.clear()
-
-
-CACHE = RoutingCache()
-
-
 def invalidate(session: AsyncSession) -> None:
     """Call from a change to projects, departments, rules or calendars, in its transaction."""
-    CACHE.clear()
-    event.listen(session.sync_session, "after_commit", lambda _s: CACHE.clear(), once=True)
+    CACHE.invalidate_all()
+    event.listen(session.sync_session, "after_commit", lambda _s: CACHE.invalidate_all(), once=True)
 
 
-async def project_routing(session: AsyncSession, project_id: UUID) -> ProjectRouting:
-    """The project's calendar (weekdays for a year without holiday data), rules and
-    departments, under the session's tenant context."""
+async def _load(session: AsyncSession, project_id: UUID) -> ProjectRouting:
     from dispatch.store import calendars, directory, routing_rules
 
-    ctx = current_context()
-    scope = (ctx.tenant_id, ctx.project_ids, ctx.system) if ctx is not None else None
-    key = (scope, project_id)
-    found = CACHE.get(key) if scope is not None else None
-    if found is not None:
-        return found  # type: ignore[no-any-return]
-    generation = CACHE.generation
-    value = ProjectRouting(
+    return ProjectRouting(
         calendar=await calendars.project_calendar(
             session, project_id, uncovered=UncoveredPolicy.WEEKDAYS
         ),
         rules=await routing_rules.rules_for(session, project_id),
         departments=await directory.departments_for(session, project_id),
     )
-    if scope is not None:
-        CACHE.put(key, value, generation)
-    return value
+
+
+async def project_routing(session: AsyncSession, project_id: UUID) -> ProjectRouting:
+    """The project's calendar (weekdays for a year without holiday data), rules and
+    departments, under the session's tenant context."""
+    ctx = current_context()
+    if ctx is None or ctx.tenant_id is None:
+        return await _load(session, project_id)
+
+    async def caller_session() -> AsyncSession:
+        return session
+
+    async def load_on(s: AsyncSession) -> ProjectRouting:
+        return await _load(s, project_id)
+
+    # Refreshes run in transactions of their own, on the caller's engine.
+    sessions = session_factory(session.bind)  # type: ignore[arg-type]
+    return await CACHE.through(
+        ctx, ("routing", project_id), *loaders(caller_session, sessions, ctx, load_on)
+    )
