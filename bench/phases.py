@@ -145,6 +145,30 @@ async def write_statements(dsn: str, out: Path, seconds: float) -> None:
     await asyncio.to_thread(out.write_text, "\n".join(lines) + "\n")
 
 
+async def write_events(dsn: str, out: Path, since: float, seconds: float) -> None:
+    """The events each service's outbox took during the phase, by type, per second."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        schemas = await conn.fetch(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'outbox'"
+            " ORDER BY 1"
+        )
+        lines = [f"{'events/s':>9}  schema  type"]
+        for row in schemas:
+            schema = row["table_schema"]
+            counts = await conn.fetch(
+                f'SELECT event_type, count(*) AS n FROM "{schema}".outbox'
+                " WHERE created_at >= to_timestamp($1) GROUP BY 1 ORDER BY 2 DESC",
+                since,
+            )
+            lines += [f"{c['n'] / seconds:9.1f}  {schema}  {c['event_type']}" for c in counts]
+    finally:
+        await conn.close()
+    await asyncio.to_thread(out.write_text, "\n".join(lines) + "\n")
+
+
 def stop_profiler(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=30)
@@ -189,12 +213,16 @@ async def measure(
     statements = (
         profile_to is not None and database_dsn is not None and await reset_statements(database_dsn)
     )
+    started = time.time()
     result = await run_load(
         pool, replace(spec, warmup=0, start_index=spec.start_index + 1_000_000), workload
     )
     if statements and profile_to is not None and database_dsn is not None:
         await write_statements(
             database_dsn, profile_to.with_suffix(".statements.txt"), result.elapsed
+        )
+        await write_events(
+            database_dsn, profile_to.with_suffix(".events.txt"), started, result.elapsed
         )
     for p in [profiler, *others]:
         if p is not None:
