@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from uuid import uuid4
 
 import pytest
@@ -259,3 +260,53 @@ async def test_invalidation_rejected_and_flags(client, company_a):
         "complaint.invalidation_rejected",
         "complaint.flagged",
     ]
+
+
+async def test_a_group_keeps_an_override_committed_while_it_was_recorded(
+    client, company_b, db_rows, monkeypatch
+):
+    """A staff override locks the complaint row, not the project: one committed between
+    the group complaint's read of the matter and its lock of the members must survive."""
+    from intake.store import recording
+
+    clerk = company_b.token("intake_clerk")
+    supervisor = company_b.token("cs_supervisor", subject="sup-race")
+
+    async def file(room: str, content: str) -> dict:
+        # A place of its own: no other test's open cases share this matter.
+        body = _body(room, f"13900000{room}", content, place="7号楼地下车库 竞态测试")
+        r = await client.post("/v1/complaints", json=body, headers=clerk)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    first = await file("601", "7号楼地下车库水管爆裂漏水")
+    await file("602", "7号楼地下车库水管漏水")
+    real_lock_members = recording.lock_members
+
+    async def override_first_then_lock(conn, ids):
+        r = await client.post(
+            f"/v1/complaints/{first['id']}/classification",
+            json={"grade": "complex", "reason": "业主多次来电 竞态"},
+            headers=supervisor,
+        )
+        assert r.status_code == 200, r.text
+        return await real_lock_members(conn, ids)
+
+    monkeypatch.setattr(recording, "lock_members", override_first_then_lock)
+    third = await file("603", "7号楼地下车库水管漏水没人修")
+    assert third["case"]["kind"] == "group"
+    now = (await client.get(f"/v1/complaints/{first['id']}", headers=clerk)).json()
+    assert now["grade"] == "major" and now["group_case_id"] == third["group_case_id"]
+    [row] = await db_rows(
+        "SELECT envelope->'payload' AS p FROM intake.outbox WHERE event_type ="
+        " 'complaint.regraded' AND envelope->'payload'->>'complaint_id' = $1",
+        first["id"],
+    )
+    regraded = json.loads(row["p"])
+    # The group raised the override's grade, not the one read before it, and kept its reason.
+    assert regraded["previous_grade"] == "complex"
+    assert now["grade_reasons"][0].startswith("major:group")
+    assert now["grade_reasons"][1:] == ["complex:staff_override — 业主多次来电 竞态"]
+    assert regraded["grade_reasons"] == now["grade_reasons"]
+    types = await _timeline(client, clerk, first["id"])
+    assert types[-3:] == ["complaint.overridden", "complaint.regraded", "complaint.grouped"]

@@ -768,39 +768,47 @@ async def _regroup_members(
     """Link every member to the group and raise each to major, with an event apiece, so
     each member's complainant is told too: the members' updates and their entries."""
     members = [*group.member_case_ids, new_id]
+
+    def changes(grade: str, group_case_id: UUID | None) -> bool:
+        return grade != Grade.MAJOR.value or group_case_id != group_id
+
     changing = [
         row
         for member_id in group.member_case_ids
-        if (row := by_id.get(member_id)) is not None
-        and (row["grade"] != Grade.MAJOR.value or row["group_case_id"] != group_id)
+        if (row := by_id.get(member_id)) is not None and changes(row["grade"], row["group_case_id"])
     ]
     if not changing:
         return [], []
-    versions = await recording.lock_members(conn, [row["id"] for row in changing])
+    # Grade, reasons and group as they are under the row lock: a staff override may have
+    # committed since the matters were read (it locks the row, not the project).
+    locked = await recording.lock_members(conn, [row["id"] for row in changing])
     updates: list[recording.MemberUpdate] = []
     entries: list[history.Entry] = []
     for row in changing:
-        seq = versions[row["id"]]
+        now = locked[row["id"]]
+        if not changes(now.grade, now.group_case_id):
+            continue
+        seq = now.version
         common = {
             "complaint_id": row["id"],
             "reference": row["reference"],
             "project_id": row["project_id"],
         }
         payloads: list[EventPayload] = []
-        reasons = list(row["grade_reasons"])
-        if row["grade"] != Grade.MAJOR.value:
+        reasons = now.grade_reasons
+        if now.grade != Grade.MAJOR.value:
             reasons = [f"major:group{REASON_SEPARATOR}{group.reason}", *reasons]
             payloads.append(
                 ComplaintRegraded(
                     **common,
-                    previous_grade=row["grade"],
+                    previous_grade=now.grade,
                     grade=Grade.MAJOR.value,
                     grade_reasons=reasons,
                     reason=group.reason,
                     group_case_id=group_id,
                 )
             )
-        if row["group_case_id"] != group_id:
+        if now.group_case_id != group_id:
             payloads.append(
                 ComplaintGrouped(
                     **common,

@@ -228,16 +228,35 @@ async def read_matters(
 
 
 _LOCK_MEMBERS = (
-    "SELECT id, version FROM intake.complaints WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+    "SELECT id, version, grade, grade_reasons, group_case_id FROM intake.complaints"
+    " WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 )
 
 
-async def lock_members(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, int]:
+@dataclass(frozen=True, slots=True)
+class LockedMember:
+    """What a group member is now, read under its row lock."""
+
+    version: int
+    grade: str
+    grade_reasons: list[str]
+    group_case_id: UUID | None
+
+
+async def lock_members(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, LockedMember]:
     """Lock the group members this complaint changes (in id order, as every multi-row
-    locker here does) and read their versions: the work-order consumer moves a version
-    without the project lock, so the next event's sequence is read under the row lock."""
+    locker here does) and read what others change without the project lock: the
+    work-order consumer moves the version, a staff override the grade and its reasons."""
     rows = await conn.fetch(_LOCK_MEMBERS, list(ids))
-    return {r["id"]: r["version"] for r in rows}
+    return {
+        r["id"]: LockedMember(
+            r["version"],
+            r["grade"],
+            list(r["grade_reasons"]),
+            r["group_case_id"],
+        )
+        for r in rows
+    }
 
 
 _COUNT_CALL = (
