@@ -34,6 +34,7 @@ async def bus(settings: Settings, bus_schema: str):
         settings = fast
         sessions = session_factory(engine)
         outbox = Outbox(SCHEMA)
+        nats = nc
 
         def start_relay(self) -> Relay:
             relay = Relay(SCHEMA, fast, nc)
@@ -221,3 +222,47 @@ async def test_prune_deletes_only_published_rows_past_retention(bus, settings):
     finally:
         await conn.close()
     assert left == {recent_published.id, unpublished.id}
+
+
+async def test_the_claim_walks_the_unpublished_index_in_order(bus, settings):
+    """Thousands of rows published since the last vacuum, statistics taken while they
+    waited: the relay's claim must be a plain index scan (which marks their entries dead
+    as it passes), not a sequential or bitmap scan (which read them all on every claim)."""
+    tenant = uuid4()
+    await bus.write(tenant, None, n=2000)
+    admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        # Statistics taken while they waited, as autovacuum's analyze may have left them.
+        await admin.execute(f"ANALYZE {SCHEMA}.outbox")
+        await admin.execute(
+            f"UPDATE {SCHEMA}.outbox SET published_at = now() WHERE tenant_id = $1", tenant
+        )
+    finally:
+        await admin.close()
+    await bus.write(tenant, None, n=2)
+    relay = Relay(SCHEMA, bus.settings, bus.nats)
+    try:
+        pool = await relay._connect_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            plan = "\n".join(
+                r[0]
+                for r in await conn.fetch(
+                    f"EXPLAIN (ANALYZE, BUFFERS) {relay._claim}", bus.settings.outbox_batch_size
+                )
+            )
+            again = "\n".join(
+                r[0]
+                for r in await conn.fetch(
+                    f"EXPLAIN (ANALYZE, BUFFERS) {relay._claim}", bus.settings.outbox_batch_size
+                )
+            )
+    finally:
+        await relay.close()
+    assert "Index Scan using outbox_unpublished" in plan, plan
+    assert "Bitmap" not in plan and "Seq Scan" not in plan, plan
+    hits = [
+        int(line.split("shared hit=")[1].split()[0])
+        for line in again.splitlines()
+        if "shared hit=" in line
+    ]
+    assert max(hits) < 100, f"the second claim read past the dead entries again:\n{again}"

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from propdesk.bus import bell
 from propdesk.bus.streams import connect, ensure_stream
-from propdesk.db.session import create_engine, session_factory
+from propdesk.db.session import create_engine, end_transaction, session_factory
 from propdesk.settings import Settings, asyncpg_dsn
 
 
@@ -73,7 +73,7 @@ class ServiceResources:
                         asyncpg_dsn(self.settings.app_db_url),
                         min_size=1,
                         max_size=self.settings.db_pool_size,
-                        reset=_end_transaction,
+                        reset=end_transaction,
                         server_settings=self.server_settings,
                     )
         return self._driver_pool
@@ -97,10 +97,3 @@ class ServiceResources:
         if self.nc is not None:
             checks["nats"] = nats_check(self.nc)
         return checks
-
-
-async def _end_transaction(conn: asyncpg.Connection) -> None:
-    """What a released driver connection needs: no open transaction (the tenant context and
-    advisory locks are transaction-local), instead of asyncpg's RESET ALL round trip."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
