@@ -95,6 +95,9 @@ _PROJECT_UNITS = (
     )
     .join(buildings, buildings.c.id == units.c.building_id)
     .where(units.c.project_id == bindparam("project_id"))
+    # Redundant for the result, not for the plan: without it PostgreSQL scanned every
+    # building of the tenant (2.3 ms with 400 projects) instead of the project's.
+    .where(buildings.c.project_id == bindparam("project_id"))
 )
 
 
