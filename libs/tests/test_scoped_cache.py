@@ -118,3 +118,43 @@ def test_invalidating_all_drops_every_tenant_and_beats_a_slow_load() -> None:
     assert cache.get(b, "k") == (False, None)
     cache.put(b, "k", "fresh", generation=cache.generation(b))
     assert cache.get(b, "k") == (True, "fresh")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_invalidations_reach_the_caches_of_other_processes_over_nats(settings) -> None:
+    from propdesk.bus.streams import connect
+    from propdesk.testing.waiting import eventually
+
+    name = f"test-{uuid4().hex[:8]}"
+    here, there = ScopedCache(name, ttl=300.0), ScopedCache(name, ttl=300.0)
+    other = ScopedCache(f"{name}-other", ttl=300.0)
+    connections = [await connect(settings, f"cache-{n}") for n in range(3)]
+    try:
+        for cache, nc in zip((here, there, other), connections, strict=True):
+            await cache.connect(nc)
+        a, b = uuid4(), uuid4()
+        for cache in (here, there, other):
+            cache.put(a, "k", "a's")
+            cache.put(b, "k", "b's")
+        generation = here.generation(a)
+        here.invalidate_tenant(a)
+
+        async def dropped() -> bool:
+            return there.get(a, "k") == (False, None)
+
+        await eventually(dropped, "the other process's cache dropping the tenant", within=5)
+        assert there.get(b, "k") == (True, "b's"), "only the tenant named"
+        there.invalidate_all()
+
+        async def all_dropped() -> bool:
+            return here.get(b, "k") == (False, None)
+
+        await eventually(all_dropped, "this cache dropping everything", within=5)
+        await asyncio.sleep(0.2)
+        # Its own announcement is not applied twice (a second bump would discard a load
+        # that started after the first); a cache of another name hears none of it.
+        assert here.generation(a) == (generation[0] + 1, generation[1] + 1)
+        assert other.get(a, "k") == (True, "a's") and other.get(b, "k") == (True, "b's")
+    finally:
+        for nc in connections:
+            await nc.close()

@@ -16,7 +16,13 @@ together and the misses stalled the process for a second or more every TTL.
 Staleness: the owner drops a tenant's entries (`invalidate_tenant`) or all of them
 (`invalidate_all`) when this process commits a change; a value loaded before an
 invalidation is not stored after it, so a load running meanwhile cannot put the old one
-back. A change committed by another process is seen within the TTL.
+back. Once `connect`ed to NATS, a cache tells every other process holding a cache of the
+same name (the other replicas, a service when the CLI changed something) on a core NATS
+subject outside the event stream, and drops what they tell it. That message is fire and
+forget: one lost (NATS down) leaves an entry stale until it is reloaded, within the TTL,
+which is therefore minutes, not seconds: the reloads of the entries in use (one per entry
+per 50-90 % of the TTL) are the cache's whole cost when each project sees a complaint
+now and then.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from propdesk.db.session import tenant_transaction
@@ -40,6 +48,9 @@ SessionSource = Callable[[], Awaitable[AsyncSession]]
 # Refreshes ahead of expiry open their own transactions from this factory.
 Sessions = async_sessionmaker[AsyncSession]
 log = logging.getLogger("propdesk.db.scoped_cache")
+# Invalidations travel on propdesk.cache.<name>: outside the stream's `pd.>`, never stored.
+SUBJECT_PREFIX = "propdesk.cache."
+ALL_TENANTS = "*"
 
 
 class ScopedCache:
@@ -50,7 +61,7 @@ class ScopedCache:
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = 20_000,
     ) -> None:
-        self.name = name
+        self.name = name  # also the NATS subject token: letters, digits, dashes
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
@@ -63,6 +74,43 @@ class ScopedCache:
         self._epoch = 0
         self._refreshing: set[tuple[UUID, Hashable]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._nc: NATS | None = None
+        self._origin = uuid4().hex  # this process's cache: its own announcements are skipped
+
+    @property
+    def subject(self) -> str:
+        return SUBJECT_PREFIX + self.name
+
+    async def connect(self, nc: NATS) -> None:
+        """Announce this process's invalidations to the caches of the same name in other
+        processes, and apply theirs."""
+        self._nc = nc
+        await nc.subscribe(self.subject, cb=self._heard)
+
+    async def _heard(self, msg: Msg) -> None:
+        origin, _, target = msg.data.decode().partition(":")
+        if origin == self._origin:
+            return
+        if target == ALL_TENANTS:
+            self._drop_all()
+            return
+        try:
+            self._drop_tenant(UUID(target))
+        except ValueError:
+            log.warning("%s: ignored an invalidation naming %r", self.name, target)
+
+    async def settle(self) -> None:
+        """Wait for the announcements and reloads under way (before closing NATS)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _announce(self, target: str) -> None:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        data = f"{self._origin}:{target}".encode()
+        task = asyncio.get_running_loop().create_task(nc.publish(self.subject, data))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def generation(self, tenant_id: UUID) -> tuple[int, int]:
         return self._epoch, self._generation.get(tenant_id, 0)
@@ -122,10 +170,20 @@ class ScopedCache:
             self._refreshing.discard((tenant_id, key))
 
     def invalidate_tenant(self, tenant_id: UUID) -> None:
+        """After this process committed a change of the tenant's cached rows."""
+        self._drop_tenant(tenant_id)
+        self._announce(str(tenant_id))
+
+    def invalidate_all(self) -> None:
+        """After this process committed a change that may touch any tenant's entries."""
+        self._drop_all()
+        self._announce(ALL_TENANTS)
+
+    def _drop_tenant(self, tenant_id: UUID) -> None:
         self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1
         self._size -= len(self._by_tenant.pop(tenant_id, {}))
 
-    def invalidate_all(self) -> None:
+    def _drop_all(self) -> None:
         """Every tenant's entries are gone, and loads under way are not stored."""
         self._epoch += 1
         self.clear()

@@ -9,6 +9,7 @@ from dispatch.api.calendars import coverage_report
 from dispatch.app import create_app
 from dispatch.flows.overnight import run_overnight_handover
 from dispatch.handlers import consumers
+from dispatch.store import routing_cache
 from dispatch.store.calendars import platform_overrides
 from propdesk.db.session import tenant_transaction
 from propdesk.service.resources import ServiceResources
@@ -33,6 +34,8 @@ async def _overnight(res: ServiceResources) -> None:
 
 
 async def _on_start(res: ServiceResources) -> None:
+    assert res.nc is not None
+    await routing_cache.CACHE.connect(res.nc)
     await warn_uncovered_years(res)
 
 

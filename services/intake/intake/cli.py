@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from intake import directory_cache
 from intake.onboarding.apply import apply_document
 from intake.onboarding.document import DocumentError, parse_document
 from intake.store import apikeys
@@ -57,6 +58,29 @@ async def _with_sessions(settings: Settings, work: Any) -> Any:
         return await work(session_factory(engine))
     finally:
         await engine.dispose()
+
+
+async def _announcer(settings: Settings) -> Any:
+    """A NATS connection on which the onboarding tells the running intake processes to
+    drop the tenant's cached directory; None (and a warning) if NATS cannot be reached:
+    they then see the change when their entries are next reloaded (minutes)."""
+    import nats
+    from nats.errors import NoServersError
+
+    servers = [u.strip() for u in settings.nats_url.split(",") if u.strip()]
+    try:
+        nc = await nats.connect(
+            servers, name="propdesk-cli", connect_timeout=2, allow_reconnect=False
+        )
+    except (NoServersError, OSError, TimeoutError) as exc:
+        print(
+            f"warning: NATS unreachable ({exc!r}): running intake processes see this"
+            f" change within {directory_cache.TTL_SECONDS:.0f} s",
+            file=sys.stderr,
+        )
+        return None
+    await directory_cache.CACHE.connect(nc)
+    return nc
 
 
 async def _resolve(
@@ -150,7 +174,13 @@ def cmd_onboard(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"{path}: not UTF-8") from None
 
     async def work(sessions: Any) -> Any:
-        return await apply_document(sessions, doc, actor=ACTOR)
+        nc = await _announcer(settings)
+        try:
+            return await apply_document(sessions, doc, actor=ACTOR)
+        finally:
+            if nc is not None:
+                await directory_cache.CACHE.settle()
+                await nc.drain()
 
     report = asyncio.run(_with_sessions(settings, work))
     data = report.as_dict()

@@ -10,10 +10,10 @@ On a miss, the entry is loaded through `session()`, which the recording flow's d
 transaction answers with `SessionNeeded` (the flow then runs again on a session, which
 fills the entry): so a warm cache is what lets a complaint skip SQLAlchemy altogether.
 
-Staleness: this process drops a tenant's entries when it commits an onboarding or a rules
+Staleness: a process drops a tenant's entries when it commits an onboarding or a rules
 change (`invalidate_tenant`, after commit; a value loaded before the invalidation is not
-stored after it, so a recording running meanwhile cannot put the old one back); a change
-committed by another process (another replica, the CLI) is seen within `TTL_SECONDS`."""
+stored after it, so a recording running meanwhile cannot put the old one back), and tells
+the other intake processes, so do they; `propdesk onboard` tells them too."""
 
 from __future__ import annotations
 
@@ -30,9 +30,11 @@ from intake.store import tenants as directory
 from propdesk.db.scoped_cache import ScopedCache, Sessions, SessionSource, loaders
 from propdesk.tenancy import TenantContext
 
-TTL_SECONDS = 30.0
+# Changes made by any intake process or the CLI reach every cache at once (`connect`);
+# the TTL bounds only what a lost announcement leaves stale.
+TTL_SECONDS = 300.0
 
-CACHE = ScopedCache("intake directory", ttl=TTL_SECONDS)
+CACHE = ScopedCache("intake-directory", ttl=TTL_SECONDS)
 
 
 def invalidate_tenant(tenant_id: UUID) -> None:

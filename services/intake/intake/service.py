@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from intake import directory_cache
 from intake.app import create_app
 from intake.handlers import consumers
 from intake.store.idempotency import sweep_expired
@@ -20,9 +21,15 @@ async def sweep_idempotency_keys(res: ServiceResources) -> None:
         await sweep_expired(s, IDEMPOTENCY_RETENTION_HOURS)
 
 
+async def _on_start(res: ServiceResources) -> None:
+    assert res.nc is not None
+    await directory_cache.CACHE.connect(res.nc)
+
+
 SPEC = ServiceSpec(
     name="intake",
     create_app=create_app,
     consumers=lambda _res: consumers(),
     periodic=(PeriodicTask("idempotency-sweep", 3600.0, sweep_idempotency_keys),),
+    on_start=_on_start,
 )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from intake.onboarding.document import DocumentError, parse_document
+
+from .conftest import admin_fetch
 
 GOOD = """\
 tenant: {code: DEMO, name: 示范物业有限公司, settings: {}}
@@ -183,4 +186,46 @@ def test_cli_onboard_and_token(tmp_path, intake_settings, monkeypatch, capsys):
         assert json.loads(capsys.readouterr().out)["roles"] == ["cs_supervisor"]
         assert main(["token", "--tenant", "NOPE", "--role", "cs_supervisor"]) == 2
     finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_cli_onboarding_tells_running_intake_processes_to_drop_the_tenant(
+    tmp_path, intake_settings, monkeypatch
+):
+    """A running intake process's directory cache (here: one connected to NATS, as the
+    service connects it) drops the tenant when `propdesk onboard` changes it."""
+    from uuid import UUID
+
+    from intake import directory_cache
+    from intake.cli import main
+    from propdesk.bus.streams import connect
+    from propdesk.db.scoped_cache import ScopedCache
+    from propdesk.settings import get_settings
+    from propdesk.testing.waiting import eventually
+
+    monkeypatch.setenv("PROPDESK_DATABASE_URL", intake_settings.database_url)
+    monkeypatch.setenv("PROPDESK_NATS_URL", intake_settings.nats_url)
+    get_settings.cache_clear()
+    running = ScopedCache(directory_cache.CACHE.name, ttl=directory_cache.TTL_SECONDS)
+    nc = await connect(intake_settings, "intake-under-test")
+    try:
+        await running.connect(nc)
+        f = tmp_path / "c.yaml"
+        f.write_text(GOOD.replace("DEMO", "CACHECO"), encoding="utf-8")
+        assert await asyncio.to_thread(main, ["onboard", str(f), "--json"]) == 0
+        [row] = await admin_fetch(
+            intake_settings, "SELECT id FROM intake.tenants WHERE code = 'CACHECO'"
+        )
+        tenant: UUID = row["id"]
+        running.put(tenant, "units", "before the change")
+        f.write_text(GOOD.replace("DEMO", "CACHECO").replace("阳光", "朝阳"), encoding="utf-8")
+        assert await asyncio.to_thread(main, ["onboard", str(f), "--json"]) == 0
+
+        async def dropped() -> bool:
+            return running.get(tenant, "units") == (False, None)
+
+        await eventually(dropped, "the running cache dropping the onboarded tenant", within=5)
+    finally:
+        await nc.close()
         get_settings.cache_clear()

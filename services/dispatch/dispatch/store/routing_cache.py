@@ -10,8 +10,8 @@ once under the consumer): see `propdesk.db.scoped_cache`.
 Staleness: every store function that changes one of these tables calls `invalidate`,
 which empties the cache at once and again after that transaction commits (a value loaded
 between the two, before the change was visible, is not kept; a value loaded before an
-invalidation is not stored after it). A change committed by another process (another
-replica, the directory consumer of another replica) is seen within `TTL_SECONDS`.
+invalidation is not stored after it), and tells the other dispatch processes (another
+replica's API or directory consumer), which do the same.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ from propdesk.db.scoped_cache import ScopedCache, loaders
 from propdesk.db.session import session_factory
 from propdesk.tenancy import current_context
 
-TTL_SECONDS = 15.0
+# Changes made by any dispatch process reach every cache at once (`connect`); the TTL
+# bounds only what a lost announcement leaves stale.
+TTL_SECONDS = 300.0
 
-CACHE = ScopedCache("dispatch routing", ttl=TTL_SECONDS, max_entries=10_000)
+CACHE = ScopedCache("dispatch-routing", ttl=TTL_SECONDS, max_entries=10_000)
 
 
 @dataclass(frozen=True, slots=True)
