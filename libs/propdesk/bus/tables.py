@@ -73,35 +73,31 @@ def bus_tables_sql(schema: str) -> list[str]:
     ]
 
 
+def _outbox_notify_sql(schema: str, body: str) -> list[str]:
+    return [
+        f"""
+        CREATE OR REPLACE FUNCTION "{schema}".outbox_notify() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+          {body}
+          RETURN NULL;
+        END $$"""
+    ]
+
+
 def outbox_bell_sql(schema: str) -> list[str]:
     """Version 2 of the outbox trigger (frozen like version 1): a transaction on a
     connection of a process that rings its own relay (`app.outbox_bell = 'local'`, see
     `propdesk.bus.bell`) does not notify, so it does not take PostgreSQL's notification
     lock, which a notifying commit holds through its WAL flush. Every other writer still
     notifies."""
-    s = f'"{schema}"'
-    return [
-        f"""
-        CREATE OR REPLACE FUNCTION {s}.outbox_notify() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-          IF current_setting('app.outbox_bell', true) IS DISTINCT FROM 'local' THEN
-            PERFORM pg_notify('{schema}_outbox', '');
-          END IF;
-          RETURN NULL;
-        END $$"""
-    ]
+    return _outbox_notify_sql(
+        schema,
+        "IF current_setting('app.outbox_bell', true) IS DISTINCT FROM 'local' THEN"
+        f" PERFORM pg_notify('{schema}_outbox', ''); END IF;",
+    )
 
 
 def outbox_notify_v1_sql(schema: str) -> list[str]:
     """The version 1 trigger function again (a downgrade of `outbox_bell_sql`)."""
-    s = f'"{schema}"'
-    return [
-        f"""
-        CREATE OR REPLACE FUNCTION {s}.outbox_notify() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
-          PERFORM pg_notify('{schema}_outbox', '');
-          RETURN NULL;
-        END $$"""
-    ]
+    return _outbox_notify_sql(schema, f"PERFORM pg_notify('{schema}_outbox', '');")
