@@ -121,7 +121,8 @@ async def write_statements(dsn: str, out: Path, seconds: float) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT total_exec_time AS total, mean_exec_time AS mean, calls, rows,"
+            "SELECT total_exec_time AS total, mean_exec_time AS mean, max_exec_time AS max,"
+            " calls, rows,"
             " shared_blks_hit + shared_blks_read AS blocks, wal_bytes,"
             " left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q"
             " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
@@ -130,13 +131,14 @@ async def write_statements(dsn: str, out: Path, seconds: float) -> None:
     finally:
         await conn.close()
     all_ms = sum(r["total"] for r in rows) or 1.0
-    head = ("share", "total ms", "mean ms", "calls/s", "rows", "WAL kB")
+    head = ("share", "total ms", "mean ms", "max ms", "calls/s", "rows", "WAL kB")
     lines = [" ".join(f"{h:>9}" for h in head) + "  query"]
     for r in rows:
         cells = (
             f"{100 * r['total'] / all_ms:.1f}%",
             f"{r['total']:.0f}",
             f"{r['mean']:.3f}",
+            f"{r['max']:.1f}",
             f"{r['calls'] / seconds:.1f}",
             str(r["rows"]),
             str(int(r["wal_bytes"]) // 1024),
