@@ -3,7 +3,7 @@ write the repeat calls kept for the complaint, see `duplicate_calls`).
 
 In the consumer's transaction: the inbox row, the work order, its first step, the staff's
 round-robin mark and the outbox events commit together. The unique (tenant, complaint)
-constraint makes a replay beyond the inbox harmless too. Three statements per complaint
+constraint makes a replay beyond the inbox harmless too. Two statements per complaint
 (`store.dispatching`); the routing inputs come from `store.routing_cache`.
 """
 
@@ -45,8 +45,6 @@ async def dispatch_classified(
     """The new work order's id, or None when the complaint already has one."""
     now = now or datetime.now(UTC)
     conn = await driver_connection(session)
-    if await store.lock_and_find(conn, c.complaint_id) is not None:
-        return None
     routing = await routing_cache.project_routing(session, c.project_id)
     cal = routing.calendar
     # Dispatch never stops for a missing holiday year: it treats the year's weekdays as
@@ -64,13 +62,16 @@ async def dispatch_classified(
         routing.rules,
     )
     department = resolve_department(decision.department, c.project_id, routing.departments)
-    people = await store.people(
+    existing, people = await store.lock_and_gather(
         conn,
+        c.complaint_id,
         c.project_id,
         now,
         department_id=department.id if department else None,
         role=None if working else DUTY_LEADER,
     )
+    if existing is not None:
+        return None
     assignment = choose_assignee(
         people.department_staff,
         people.with_role,

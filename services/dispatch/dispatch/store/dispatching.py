@@ -2,7 +2,7 @@
 on the session's asyncpg connection: the consumer's hottest path, run for every complaint.
 
 No statement building and no per-statement span (the consume span covers the event), and
-three round trips where there were fifteen: `lock_and_find`, `people`, `write`. The
+two round trips where there were fifteen: `lock_and_gather`, `write`. The
 routing inputs that seldom change come from `routing_cache`. Every statement runs in the
 caller's transaction, under the tenant context it set (the tables are FORCE RLS and the
 role owns nothing), so the caller must have run a statement through the session first
@@ -25,25 +25,24 @@ from dispatch.domain.ownership import OwnerChange
 from dispatch.store.directory import OPEN_LOAD_STATES
 from dispatch.store.work_orders import WorkOrderRow
 
-# Serialises "is there an order yet?" with repeat calls kept for the complaint
-# (`store.duplicate_calls.lock_complaint`, same key) until commit.
-_LOCK_AND_FIND = (
-    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)),"
-    " (SELECT id FROM dispatch.work_orders WHERE complaint_id = $2)"
-)
-
-
-async def lock_and_find(conn: asyncpg.Connection, complaint_id: UUID) -> UUID | None:
-    """Lock the complaint for this transaction; its work order's id, if it has one."""
-    row = await conn.fetchrow(_LOCK_AND_FIND, f"dispatch:complaint:{complaint_id}", complaint_id)
-    assert row is not None
-    return row[1]  # type: ignore[no-any-return]
-
-
-# Staff of the project in the department ($2) or with the role ($3), with their open load,
-# and the project's shifts around $4: one round trip for the whole assignment.
-_PEOPLE = (
-    "SELECT 'staff' AS kind, s.id, s.department_id, s.roles, s.skills, s.active,"
+# One round trip for the whole assignment: the complaint's lock (until commit; it
+# serialises "is there an order yet?" with the repeat calls kept for the complaint,
+# `store.duplicate_calls.lock_complaint`, same key $6) and its work order if it has one
+# ($7; the first branch of the UNION ALL runs first, so the lock is taken before the
+# rest is read); staff of the project ($1) in the department ($2) or with the role ($3),
+# with their open load; and the project's shifts around $4. A concurrent dispatch of the
+# same complaint that commits while this one waits on the lock is not seen here, as
+# before in the statement's snapshot: the order's unique key makes the write a no-op.
+_LOCK_AND_GATHER = (
+    "SELECT 'order' AS kind, (SELECT w.id FROM dispatch.work_orders w"
+    " WHERE w.complaint_id = $7::uuid) AS id, NULL::uuid AS department_id,"
+    " NULL::text[] AS roles, NULL::text[] AS skills, NULL::boolean AS active,"
+    " NULL::timestamptz AS last_assigned_at, NULL::bigint AS open_load,"
+    " NULL::boolean AS in_department, NULL::boolean AS has_role,"
+    " NULL::timestamptz AS starts_at, NULL::timestamptz AS ends_at"
+    " FROM (SELECT pg_advisory_xact_lock(hashtextextended($6, 0))) AS locked"
+    " UNION ALL "
+    "SELECT 'staff', s.id, s.department_id, s.roles, s.skills, s.active,"
     " s.last_assigned_at,"
     " (SELECT count(*) FROM dispatch.work_orders w WHERE w.tenant_id = s.tenant_id"
     "  AND w.handler_id = s.id AND w.state = ANY ($5::text[])) AS open_load,"
@@ -67,20 +66,35 @@ class People:
     shifts: list[Shift]
 
 
-async def people(
+async def lock_and_gather(
     conn: asyncpg.Connection,
+    complaint_id: UUID,
     project_id: UUID,
     at: datetime,
     *,
     department_id: UUID | None,
     role: str | None,
-) -> People:
-    """What `directory.candidates` (department, role) and `directory.shifts_at` return."""
+) -> tuple[UUID | None, People]:
+    """Lock the complaint for this transaction; its work order's id if it has one, and
+    what `directory.candidates` (department, role) and `directory.shifts_at` return."""
     staff: list[Candidate] = []
     leaders: list[Candidate] = []
     shifts: list[Shift] = []
-    rows = await conn.fetch(_PEOPLE, project_id, department_id, role, at, list(OPEN_LOAD_STATES))
+    existing: UUID | None = None
+    rows = await conn.fetch(
+        _LOCK_AND_GATHER,
+        project_id,
+        department_id,
+        role,
+        at,
+        list(OPEN_LOAD_STATES),
+        f"dispatch:complaint:{complaint_id}",
+        complaint_id,
+    )
     for r in rows:
+        if r["kind"] == "order":
+            existing = r["id"]
+            continue
         if r["kind"] == "shift":
             shifts.append(Shift(r["id"], r["starts_at"], r["ends_at"]))
             continue
@@ -97,7 +111,7 @@ async def people(
             staff.append(c)
         if r["has_role"]:
             leaders.append(c)
-    return People(staff, leaders, shifts)
+    return existing, People(staff, leaders, shifts)
 
 
 _ORDER_COLUMNS = [f.name for f in fields(WorkOrderRow)]
