@@ -69,14 +69,28 @@ async def test_same_key_other_body_is_422(client, company_a, new_key):
 
 
 async def test_fifty_concurrent_identical_requests_make_one_complaint(
-    client, company_a, new_key, db_rows
+    client, company_a, new_key, db_rows, monkeypatch
 ):
+    from intake.flows import record_complaint
+
     key = await new_key(company_a)
     payload = body()
     headers = {**key, "Idempotency-Key": f"burst-{uuid4()}"}
+    recordings = 0
+    record_once = record_complaint._record_once
+
+    async def counted(*args, **kwargs):
+        nonlocal recordings
+        recordings += 1
+        return await record_once(*args, **kwargs)
+
+    monkeypatch.setattr(record_complaint, "_record_once", counted)
     answers = await asyncio.gather(
         *(client.post("/v1/complaints", json=payload, headers=headers) for _ in range(50))
     )
+    # In one process, the other 49 wait for the first and replay its stored answer
+    # instead of each running a recording that rolls back.
+    assert recordings == 1
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["id"] for a in answers}) == 1
     assert sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == 49

@@ -14,9 +14,11 @@ one read (reference number, recent cases, household history), one write, commit.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -135,6 +137,29 @@ class _KeyTaken(Exception):
     """A request with the same key committed while this one ran: roll back, then replay."""
 
 
+# Keys being recorded by this process: a request whose key is in flight here waits for the
+# first to finish and replays its stored answer, instead of running a whole recording
+# that would roll back (`_KeyTaken`). Across processes the key's unique row decides.
+_IN_FLIGHT: dict[tuple[UUID, str], asyncio.Event] = {}
+
+
+@asynccontextmanager
+async def _first_in_flight(tenant_id: UUID, key: str) -> AsyncIterator[bool]:
+    """True for the request that records; False for one that waited for it to finish."""
+    flight = (tenant_id, key)
+    running = _IN_FLIGHT.get(flight)
+    if running is not None:
+        await running.wait()
+        yield False
+        return
+    done = _IN_FLIGHT[flight] = asyncio.Event()
+    try:
+        yield True
+    finally:
+        del _IN_FLIGHT[flight]
+        done.set()
+
+
 async def record_complaint(
     sessions: async_sessionmaker[AsyncSession],
     driver_pool: Callable[[], Awaitable[asyncpg.Pool]],
@@ -157,6 +182,25 @@ async def record_complaint(
             if cached[0] != key.digest:
                 raise _idempotency_conflict(key.key)
             return RecordResult(cached[1], cached[2], replayed=True)
+    if key is None:
+        return await _record_with_retries(sessions, driver_pool, redis, ctx, body, None, now)
+    async with _first_in_flight(ctx.tenant_id, key.key) as first:
+        if not first and (replay := await _stored(sessions, ctx, key)) is not None:
+            return replay
+        # First, or the first failed without storing an answer: record.
+        return await _record_with_retries(sessions, driver_pool, redis, ctx, body, key, now)
+
+
+async def _record_with_retries(
+    sessions: async_sessionmaker[AsyncSession],
+    driver_pool: Callable[[], Awaitable[asyncpg.Pool]],
+    redis: aioredis.Redis | None,
+    ctx: TenantContext,
+    body: ComplaintIn,
+    key: _Key | None,
+    now: datetime | None,
+) -> RecordResult:
+    assert ctx.tenant_id is not None
     now = now or datetime.now(UTC)
     with tracer.start_as_current_span("record complaint") as span:
         try:
