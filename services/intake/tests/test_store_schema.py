@@ -33,3 +33,17 @@ async def test_every_table_forces_rls_and_is_not_owned_by_the_app(db_rows, intak
     for r in rows:
         assert r["relrowsecurity"] and r["relforcerowsecurity"], r["relname"]
         assert r["owner"] != intake_settings.app_db_user
+
+
+async def test_the_hot_paths_indexes(db_rows):
+    """The directory cache loads a project's units by project; the search index merges
+    its pending list in small steps (no insert pays for a 4 MB merge)."""
+    [units] = await db_rows(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'intake'"
+        " AND indexname = 'units_by_project'"
+    )
+    assert "(project_id)" in units["indexdef"]
+    [search] = await db_rows(
+        "SELECT reloptions FROM pg_class WHERE oid = 'intake.complaints_search_trgm'::regclass"
+    )
+    assert "gin_pending_list_limit=256" in search["reloptions"]
