@@ -110,7 +110,13 @@ class ScopedCache:
         data = f"{self._origin}:{target}".encode()
         task = asyncio.get_running_loop().create_task(nc.publish(self.subject, data))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._announced)
+
+    def _announced(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The other processes' entries stay until their next reload (the TTL).
+            log.warning("%s: invalidation not announced: %r", self.name, exc)
 
     def generation(self, tenant_id: UUID) -> tuple[int, int]:
         return self._epoch, self._generation.get(tenant_id, 0)
