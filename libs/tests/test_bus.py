@@ -17,6 +17,7 @@ from propdesk.bus.streams import connect, ensure_stream
 from propdesk.db.session import create_engine, session_factory, tenant_transaction
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy import TenantContext
+from propdesk.testing.admin_reads import admin_fetch
 from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
 from propdesk.testing.waiting import eventually
 
@@ -170,15 +171,11 @@ async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(bus, se
     (hopeless,) = await bus.write(tenant, None)
 
     async def dead_rows():
-        conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-        try:
-            rows = await conn.fetch(
-                f"SELECT event_id, deliveries, error FROM {SCHEMA}.dead_letters"
-                " WHERE consumer = $1",
-                name,
-            )
-        finally:
-            await conn.close()
+        rows = await admin_fetch(
+            settings,
+            f"SELECT event_id, deliveries, error FROM {SCHEMA}.dead_letters WHERE consumer = $1",
+            name,
+        )
         return {r["event_id"]: r for r in rows} if len(rows) == 2 else None
 
     rows = await eventually(dead_rows, "both messages dead-lettered", within=20)

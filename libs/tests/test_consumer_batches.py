@@ -15,6 +15,7 @@ from propdesk.bus.consumer import ConsumerRunner
 from propdesk.db.session import create_engine, session_factory
 from propdesk.events.envelope import Envelope
 from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.testing.admin_reads import admin_fetch
 from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
 from propdesk.testing.fetched_message import FetchedMessage
 
@@ -32,15 +33,12 @@ def _runner(settings, sessions, name: str, handler, **options) -> ConsumerRunner
 
 
 async def _applied_tenants(settings: Settings, name: str) -> dict[str, str]:
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        rows = await conn.fetch(
-            f"SELECT event_id::text AS e, tenant_id::text AS t FROM {SCHEMA}.applied"
-            " WHERE consumer = $1",
-            name,
-        )
-    finally:
-        await conn.close()
+    rows = await admin_fetch(
+        settings,
+        f"SELECT event_id::text AS e, tenant_id::text AS t FROM {SCHEMA}.applied"
+        " WHERE consumer = $1",
+        name,
+    )
     return {r["e"]: r["t"] for r in rows}
 
 

@@ -9,6 +9,7 @@ from propdesk.bus.tables import bus_tables_sql, outbox_bell_sql
 from propdesk.db.bootstrap import OWNER_ROLE, bootstrap
 from propdesk.db.rls import enable_rls_sql
 from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.testing.admin_reads import admin_fetch
 
 SCHEMA = "bus_test"
 
@@ -52,16 +53,13 @@ async def create_bus_test_schema(settings: Settings) -> None:
 
 async def count_applied(settings: Settings, consumer: str) -> dict[str, int]:
     """Side effects per event id, read as the admin (bypassing RLS, test-only)."""
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        rows = await conn.fetch(
-            f"SELECT event_id::text AS e, count(*) AS n FROM {SCHEMA}.applied"
-            " WHERE consumer = $1 GROUP BY 1",
-            consumer,
-        )
-        return {r["e"]: r["n"] for r in rows}
-    finally:
-        await conn.close()
+    rows = await admin_fetch(
+        settings,
+        f"SELECT event_id::text AS e, count(*) AS n FROM {SCHEMA}.applied"
+        " WHERE consumer = $1 GROUP BY 1",
+        consumer,
+    )
+    return {r["e"]: r["n"] for r in rows}
 
 
 def note_event(tenant_id, project_id, body: str = "hello"):

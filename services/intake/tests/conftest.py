@@ -18,8 +18,9 @@ from intake.store import apikeys
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.settings import Settings
 from propdesk.tenancy import TenantContext
+from propdesk.testing.admin_reads import admin_fetch
 from propdesk.testing.databases import fresh_database
 
 COMPANY = """
@@ -115,15 +116,6 @@ async def make_key(
             rate_limit_per_minute=rate_limit,
         )
     return {"X-API-Key": new.secret}
-
-
-async def admin_fetch(settings: Settings, sql: str, *args: object) -> list[asyncpg.Record]:
-    """Read as the superuser, bypassing RLS: what is really in the tables."""
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
