@@ -68,9 +68,12 @@ async def test_a_batch_of_several_tenants_applies_each_event_once(settings, sess
     assert await count_applied(settings, name) == got
 
 
-async def test_a_failing_event_is_split_off_and_the_rest_applied_once(settings, sessions):
+@pytest.mark.parametrize("tenant_count", [1, 2])
+async def test_a_failing_event_is_split_off_and_the_rest_applied_once(
+    settings, sessions, tenant_count
+):
     name = f"t-split-{uuid4().hex[:8]}"
-    tenant = uuid4()
+    tenants = [uuid4() for _ in range(tenant_count)]
     record = applied_recorder(name)
     calls: dict[str, int] = {}
 
@@ -83,7 +86,7 @@ async def test_a_failing_event_is_split_off_and_the_rest_applied_once(settings, 
             raise PermanentError("poison")
 
     bodies = ["ok", "ok", "flaky", "ok", "poison", "ok", "ok"]
-    envs = [note_event(tenant, None, body=body) for body in bodies]
+    envs = [note_event(tenants[i % tenant_count], None, body=b) for i, b in enumerate(bodies)]
     msgs = [FetchedMessage(e) for e in envs]
     runner = _runner(settings, sessions, name, handler, per_transaction=64)
     await runner.handle_batch(msgs)  # type: ignore[arg-type]
@@ -115,7 +118,7 @@ async def test_batch_handler_gets_the_new_events_of_one_tenant_in_order(settings
     record = applied_recorder(name)
 
     async def per_event(session, env: Envelope) -> None:
-        alone.append(env)  # a transaction of one event takes the one-event path
+        alone.append(env)  # only a transaction of one event takes the one-event path
         await record(session, env)
 
     async def batch_handler(session, envs) -> None:
@@ -131,13 +134,55 @@ async def test_batch_handler_gets_the_new_events_of_one_tenant_in_order(settings
     await runner.handle_batch(first)  # type: ignore[arg-type]
     # The first three again, with three new ones: only the new ones reach the handler.
     await runner.handle_batch([FetchedMessage(e) for e in envs])  # type: ignore[arg-type]
+    # One call per tenant's run of new events, tenants in order of their first event.
     assert [[e.id for e in batch] for batch in seen] == [
         [envs[0].id, envs[2].id],
+        [envs[1].id],
         [envs[4].id],
         [envs[3].id, envs[5].id],
     ]
-    assert [e.id for e in alone] == [envs[1].id]
+    assert alone == []
     assert await count_applied(settings, name) == {str(e.id): 1 for e in envs}
+
+    # A single event is a transaction of one: the one-event path.
+    last = note_event(a, None)
+    await runner.handle_batch([FetchedMessage(last)])  # type: ignore[arg-type]
+    assert [e.id for e in alone] == [last.id]
+
+
+async def test_one_transaction_spans_tenants_each_run_under_its_own_context(settings, sessions):
+    """Events of three tenants in one transaction (one BEGIN, one COMMIT); each handler sees
+    its own tenant's context and, under row-level security, none of the rows the other
+    tenants' handlers wrote earlier in the same transaction."""
+    from sqlalchemy import text
+
+    name = f"t-span-{uuid4().hex[:8]}"
+    tenants = [uuid4(), uuid4(), uuid4()]
+    envs = [note_event(tenants[i % 3], None) for i in range(9)]
+    record = applied_recorder(name)
+    seen: dict[str, tuple[int, str, int]] = {}
+    probe = text(
+        "SELECT txid_current(), current_setting('app.tenant_id'),"
+        f" (SELECT count(*) FROM {SCHEMA}.applied WHERE consumer = :c)"
+    )
+
+    async def handler(session, env: Envelope) -> None:
+        await record(session, env)
+        txid, tenant, visible = (await session.execute(probe, {"c": name})).one()
+        seen[str(env.id)] = (txid, tenant, visible)
+
+    runner = _runner(settings, sessions, name, handler, per_transaction=64)
+    await runner.handle_batch([FetchedMessage(e) for e in envs])  # type: ignore[arg-type]
+    assert runner.handled == 9
+    assert len({txid for txid, _, _ in seen.values()}) == 1
+    for e in envs:
+        _, tenant, visible = seen[str(e.id)]
+        assert tenant == str(e.tenant_id)
+        # Its tenant's events are applied in stream order, three per tenant: the n-th of
+        # its tenant sees n rows (its own included), never another tenant's.
+        mine = [x.id for x in envs if x.tenant_id == e.tenant_id]
+        assert visible == mine.index(e.id) + 1
+    assert await _applied_tenants(settings, name) == {str(e.id): str(e.tenant_id) for e in envs}
 
 
 async def test_each_event_of_a_batch_continues_its_producers_trace(settings, sessions):

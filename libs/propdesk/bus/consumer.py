@@ -10,10 +10,14 @@ unparseable message, the message is recorded in dead_letters and terminated.
 A consumer may apply a fetched batch more cheaply (`Consumer.per_transaction`,
 `Consumer.lanes`): the batch is spread over lanes by `lane_key` (events with the same key
 stay in one lane, in stream order), the lanes run concurrently, each on its own
-connection, and a lane applies up to `per_transaction` events of one tenant in one
-transaction: one statement sets the tenant context and inserts all their inbox rows,
-then the handler runs for each new event in order (or `batch_handler` once for all of
-them), commit, then every message of the transaction is acked. Each event still gets
+connection, and a lane applies up to `per_transaction` events in one transaction, one
+tenant after another: for each tenant's run of events one statement sets that tenant's
+context and inserts their inbox rows, then the handler runs for each new event in order
+(or `batch_handler` once for the run); after the last run, commit, then every message of
+the transaction is acked. Every statement runs under exactly one tenant's context (the
+context of a run replaces the previous one, `set_config(..., true)`), so row-level
+security holds as in a transaction per tenant; the batch shares one BEGIN, one COMMIT and
+one WAL flush however many tenants it spans. Each event still gets
 its own consume span continuing its producer's trace. When an event's handler fails, the
 transaction is rolled back and split: the events before it are applied again together,
 the failing one alone through the one-event path (nak with backoff, dead letter), the
@@ -78,15 +82,16 @@ class Consumer:
     batch: int = 64
     description: str = ""
     event_types: frozenset[str] = field(default_factory=frozenset)
-    # Up to this many events of one tenant share a transaction (1: one transaction each).
+    # Up to this many events share a transaction, grouped into runs of one tenant each
+    # (1: one transaction each).
     per_transaction: int = 1
     # Lanes applied concurrently, each on its own connection; `lane_key` says what must stay
     # in order (same key, same lane, stream order). Events of different tenants in one lane
     # may be applied in either order: no tenant's order depends on another's.
     lanes: int = 1
     lane_key: LaneKey = by_tenant
-    # Applies a transaction's new events at once instead of `handler` for each; `handler`
-    # stays the one-event path (`ConsumerRunner.apply`, and a batch that failed).
+    # Applies the new events of a tenant's run at once instead of `handler` for each;
+    # `handler` stays the one-event path (`ConsumerRunner.apply`, and a batch that failed).
     batch_handler: BatchHandler | None = None
     # After a fetch that did not fill `batch`, wait this long and take what came meanwhile:
     # fewer, larger transactions, for a consumer whose cost matters more than its delay.
@@ -202,13 +207,14 @@ class ConsumerRunner:
                     raise r
 
     async def _apply_lane(self, deliveries: list[Delivery]) -> None:
+        # Each tenant's events together, in stream order; tenants in order of first event.
         by_tenant: dict[UUID, list[Delivery]] = {}
         for d in deliveries:
             by_tenant.setdefault(d.env.tenant_id, []).append(d)
+        ordered = [d for run in by_tenant.values() for d in run]
         size = max(1, self.consumer.per_transaction)
-        for group in by_tenant.values():
-            for start in range(0, len(group), size):
-                await self._apply_group(group[start : start + size])
+        for start in range(0, len(ordered), size):
+            await self._apply_group(ordered[start : start + size])
 
     async def _apply_group(self, group: Sequence[Delivery]) -> None:
         c = self.consumer
@@ -255,34 +261,55 @@ class ConsumerRunner:
                 span.end()
 
     async def _apply_together(self, group: Sequence[Delivery], spans: list[Span]) -> list[bool]:
-        """One transaction for events of one tenant: which of them were new."""
-        c = self.consumer
-        tenant_id = group[0].env.tenant_id
-        ctx = TenantContext.for_tenant(tenant_id, actor=self._actor)
-        envs = [d.env for d in group]
-        index: int | None = None
+        """One transaction for the events of `group` (runs of one tenant each, as
+        `_apply_lane` orders them): which of them were new."""
+        applied: list[bool] = []
         try:
-            with use_context(ctx), trace.use_span(spans[0], end_on_exit=False):
+            with trace.use_span(spans[0], end_on_exit=False):
                 async with self.sessions() as session, session.begin():
-                    inserted = await self._record_in_inbox(session, ctx, envs)
-                    applied: list[bool] = []
-                    for e in envs:
-                        applied.append(e.id in inserted)
-                        inserted.discard(e.id)  # a repeat of the id in this batch is a duplicate
-                    new = [e for e, a in zip(envs, applied, strict=True) if a]
-                    if c.batch_handler is not None:
-                        if new:
-                            await c.batch_handler(session, new)
-                    else:
-                        for i, (e, a) in enumerate(zip(envs, applied, strict=True)):
-                            if a:
-                                index = i
-                                with trace.use_span(spans[i], end_on_exit=False):
-                                    await c.handler(session, e)
-                        index = None
-        except Exception as exc:
-            raise _GroupFailed(index, exc) from exc
+                    for start, stop in _tenant_runs(group):
+                        applied += await self._apply_run(session, group, start, stop, spans)
+        except _GroupFailed:
+            raise
+        except Exception as exc:  # the commit, say: no single event is to blame
+            raise _GroupFailed(None, exc) from exc
         return applied
+
+    async def _apply_run(
+        self,
+        session: AsyncSession,
+        group: Sequence[Delivery],
+        start: int,
+        stop: int,
+        spans: list[Span],
+    ) -> list[bool]:
+        """Events `group[start:stop]`, all of one tenant, under that tenant's context: which
+        of them were new. A handler's failure is a `_GroupFailed` naming its event."""
+        c = self.consumer
+        envs = [d.env for d in group[start:stop]]
+        ctx = TenantContext.for_tenant(envs[0].tenant_id, actor=self._actor)
+        with use_context(ctx):
+            inserted = await self._record_in_inbox(session, ctx, envs)
+            new: list[bool] = []
+            for e in envs:
+                new.append(e.id in inserted)
+                inserted.discard(e.id)  # a repeat of the id in this batch is a duplicate
+            if c.batch_handler is not None:
+                if fresh := [e for e, n in zip(envs, new, strict=True) if n]:
+                    await c.batch_handler(session, fresh)
+            else:
+                for i, (e, n) in enumerate(zip(envs, new, strict=True), start):
+                    if not n:
+                        continue
+                    try:
+                        with trace.use_span(spans[i], end_on_exit=False):
+                            await c.handler(session, e)
+                    except Exception as exc:
+                        raise _GroupFailed(i, exc) from exc
+            if session.new or session.dirty or session.deleted:
+                # ORM changes are written under this run's tenant context, not the next's.
+                await session.flush()
+        return new
 
     def _start_span(self, d: Delivery) -> Span:
         """The event's consume span, a child of its producer's span (W3C headers)."""
@@ -406,3 +433,14 @@ class ConsumerRunner:
                     "headers": orjson.dumps(dict(msg.headers or {})).decode(),
                 },
             )
+
+
+def _tenant_runs(group: Sequence[Delivery]) -> list[tuple[int, int]]:
+    """[start, stop) of each run of consecutive events of one tenant."""
+    runs: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(group) + 1):
+        if i == len(group) or group[i].env.tenant_id != group[start].env.tenant_id:
+            runs.append((start, i))
+            start = i
+    return runs

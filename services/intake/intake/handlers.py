@@ -1,7 +1,7 @@
 """Event consumers: dispatch's work-order steps onto the complaint record.
 
 Each handler runs inside a consumer-runner transaction (inbox rows + writes, up to 32
-events of one tenant), under the event's tenant context. One consumer takes every
+events, in runs of one tenant), under the event's tenant context. One consumer takes every
 work-order event, in lanes by project, so the steps of a case are applied in the order
 JetStream holds them; the sequence check in
 `domain.case_status` covers what arrives out of order anyway (redelivery after a nak).

@@ -45,7 +45,7 @@ _COUNT = text(
 )
 
 
-# The same for many events of one tenant (the consumer's transaction): $1 tenant, then the
+# The same for many events of one tenant (a run of the consumer's transaction): $1 tenant, the
 # events' projects, instants and types; summed per row first, since one upsert statement
 # may not touch a row twice.
 _COUNT_MANY = (
