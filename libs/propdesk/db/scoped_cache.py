@@ -17,12 +17,11 @@ Staleness: the owner drops a tenant's entries (`invalidate_tenant`) or all of th
 (`invalidate_all`) when this process commits a change; a value loaded before an
 invalidation is not stored after it, so a load running meanwhile cannot put the old one
 back. Once `connect`ed to NATS, a cache tells every other process holding a cache of the
-same name (the other replicas, a service when the CLI changed something) on a core NATS
-subject outside the event stream, and drops what they tell it. That message is fire and
-forget: one lost (NATS down) leaves an entry stale until it is reloaded, within the TTL,
-which is therefore minutes, not seconds: the reloads of the entries in use (one per entry
-per 50-90 % of the TTL) are the cache's whole cost when each project sees a complaint
-now and then.
+same name (`propdesk.db.invalidations`) and drops what they tell it. That message is fire
+and forget: one lost (NATS down) leaves an entry stale until it is reloaded, within the
+TTL, which is therefore minutes, not seconds: the reloads of the entries in use (one per
+entry per 50-90 % of the TTL) are the cache's whole cost when each project sees a
+complaint now and then.
 """
 
 from __future__ import annotations
@@ -33,12 +32,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from propdesk.db.invalidations import Invalidations
 from propdesk.db.session import tenant_transaction
 from propdesk.tenancy import TenantContext
 
@@ -48,8 +47,6 @@ SessionSource = Callable[[], Awaitable[AsyncSession]]
 # Refreshes ahead of expiry open their own transactions from this factory.
 Sessions = async_sessionmaker[AsyncSession]
 log = logging.getLogger("propdesk.db.scoped_cache")
-# Invalidations travel on propdesk.cache.<name>: outside the stream's `pd.>`, never stored.
-SUBJECT_PREFIX = "propdesk.cache."
 ALL_TENANTS = "*"
 
 
@@ -73,24 +70,19 @@ class ScopedCache:
         self._generation: dict[UUID, int] = {}
         self._epoch = 0
         self._refreshing: set[tuple[UUID, Hashable]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._nc: NATS | None = None
-        self._origin = uuid4().hex  # this process's cache: its own announcements are skipped
+        self._tasks: set[asyncio.Task[None]] = set()  # reloads under way
+        self._peers = Invalidations(name, self._heard)
 
     @property
     def subject(self) -> str:
-        return SUBJECT_PREFIX + self.name
+        return self._peers.subject
 
     async def connect(self, nc: NATS) -> None:
         """Announce this process's invalidations to the caches of the same name in other
         processes, and apply theirs."""
-        self._nc = nc
-        await nc.subscribe(self.subject, cb=self._heard)
+        await self._peers.connect(nc)
 
-    async def _heard(self, msg: Msg) -> None:
-        origin, _, target = msg.data.decode().partition(":")
-        if origin == self._origin:
-            return
+    def _heard(self, target: str) -> None:
         if target == ALL_TENANTS:
             self._drop_all()
             return
@@ -101,22 +93,7 @@ class ScopedCache:
 
     async def settle(self) -> None:
         """Wait for the announcements and reloads under way (before closing NATS)."""
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _announce(self, target: str) -> None:
-        nc = self._nc
-        if nc is None or not nc.is_connected:
-            return
-        data = f"{self._origin}:{target}".encode()
-        task = asyncio.get_running_loop().create_task(nc.publish(self.subject, data))
-        self._tasks.add(task)
-        task.add_done_callback(self._announced)
-
-    def _announced(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            # The other processes' entries stay until their next reload (the TTL).
-            log.warning("%s: invalidation not announced: %r", self.name, exc)
+        await asyncio.gather(self._peers.settle(), *self._tasks, return_exceptions=True)
 
     def generation(self, tenant_id: UUID) -> tuple[int, int]:
         return self._epoch, self._generation.get(tenant_id, 0)
@@ -178,12 +155,12 @@ class ScopedCache:
     def invalidate_tenant(self, tenant_id: UUID) -> None:
         """After this process committed a change of the tenant's cached rows."""
         self._drop_tenant(tenant_id)
-        self._announce(str(tenant_id))
+        self._peers.announce(str(tenant_id))
 
     def invalidate_all(self) -> None:
         """After this process committed a change that may touch any tenant's entries."""
         self._drop_all()
-        self._announce(ALL_TENANTS)
+        self._peers.announce(ALL_TENANTS)
 
     def _drop_tenant(self, tenant_id: UUID) -> None:
         self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1

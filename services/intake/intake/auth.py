@@ -3,7 +3,6 @@ the platform's authenticator list next to staff bearer tokens."""
 
 from __future__ import annotations
 
-import time
 from uuid import UUID
 
 import redis.asyncio as aioredis
@@ -11,7 +10,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
-from intake import idempotency_cache, ratelimit
+from intake import apikey_cache, idempotency_cache, ratelimit
 from intake.store import apikeys
 from propdesk.auth.dependencies import unauthenticated
 from propdesk.db.session import tenant_transaction
@@ -21,9 +20,6 @@ from propdesk.tenancy import TenantContext
 API_KEY_HEADER = "x-api-key"
 IDEMPOTENCY_HEADER = "idempotency-key"
 CHALLENGE = 'ApiKey header="X-API-Key"'
-# A revoked key keeps working for at most this long on a replica that has it cached.
-CACHE_SECONDS = 30.0
-_CACHE_MAX = 10_000
 
 
 class ApiKeyAuthenticator:
@@ -34,22 +30,19 @@ class ApiKeyAuthenticator:
     ) -> None:
         self.sessions = sessions
         self.redis = redis
-        self._cache: dict[bytes, tuple[float, apikeys.KeyIdentity]] = {}
 
     async def identify(self, key: str) -> apikeys.KeyIdentity | None:
+        cache = apikey_cache.CACHE
         digest = apikeys.hash_key(key)
-        hit = self._cache.get(digest)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if (hit := cache.get(digest)) is not None:
+            return hit
+        epoch = cache.epoch
         async with tenant_transaction(
             self.sessions, TenantContext(tenant_id=None, actor="apikey-auth")
         ) as session:
             identity = await apikeys.authenticate(session, key)
         if identity is not None:
-            if len(self._cache) >= _CACHE_MAX:
-                self._cache.clear()
-            self._cache[digest] = (now + CACHE_SECONDS, identity)
+            cache.put(digest, identity, epoch)
         return identity
 
     async def _count(

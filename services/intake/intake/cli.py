@@ -2,6 +2,7 @@
 
     propdesk onboard FILE.yaml [--json]
     propdesk apikey create --tenant CODE [--project CODE ...] [--name N] [--json]
+    propdesk apikey revoke --tenant CODE KEY_ID [--json]
     propdesk token --tenant CODE --role ROLE [--project CODE ...] [--subject S] [--json]
     propdesk token --tenant CODE --staff CODE [--role ROLE] [--project CODE ...] [--json]
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from intake import directory_cache
+from intake import apikey_cache, directory_cache
 from intake.onboarding.apply import apply_document
 from intake.onboarding.document import DocumentError, parse_document
 from intake.store import apikeys
@@ -60,10 +61,10 @@ async def _with_sessions(settings: Settings, work: Any) -> Any:
         await engine.dispose()
 
 
-async def _announcer(settings: Settings) -> Any:
-    """A NATS connection on which the onboarding tells the running intake processes to
-    drop the tenant's cached directory; None (and a warning) if NATS cannot be reached:
-    they then see the change when their entries are next reloaded (minutes)."""
+async def _announcer(settings: Settings, cache: Any, ttl: float) -> Any:
+    """A NATS connection on which this command tells the running intake processes to drop
+    what `cache` holds of its change; None (and a warning) if NATS cannot be reached: they
+    then see the change when their entries expire or are reloaded (`ttl`)."""
     import nats
     from nats.errors import NoServersError
 
@@ -75,11 +76,11 @@ async def _announcer(settings: Settings) -> Any:
     except (NoServersError, OSError, TimeoutError) as exc:
         print(
             f"warning: NATS unreachable ({exc!r}): running intake processes see this"
-            f" change within {directory_cache.TTL_SECONDS:.0f} s",
+            f" change within {ttl:.0f} s",
             file=sys.stderr,
         )
         return None
-    await directory_cache.CACHE.connect(nc)
+    await cache.connect(nc)
     return nc
 
 
@@ -174,7 +175,7 @@ def cmd_onboard(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"{path}: not UTF-8") from None
 
     async def work(sessions: Any) -> Any:
-        nc = await _announcer(settings)
+        nc = await _announcer(settings, directory_cache.CACHE, directory_cache.TTL_SECONDS)
         try:
             return await apply_document(sessions, doc, actor=ACTOR)
         finally:
@@ -227,6 +228,37 @@ def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
         "rate_limit_per_minute": args.rate_limit,
     }
     _print(data, args.json, f"{new.secret}\n(shown once; send it as the X-API-Key header)")
+    return 0
+
+
+def cmd_apikey_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    key_id = apikeys.parse_key(args.key) or args.key  # the public id, or the whole key
+
+    async def work(sessions: Any) -> Any:
+        tenant_id, _ = await _resolve(sessions, args.tenant, [])
+        async with tenant_transaction(
+            sessions, TenantContext.for_tenant(tenant_id, actor=ACTOR)
+        ) as s:
+            row_id = await apikeys.revoke_by_key_id(s, key_id)
+        if row_id is None:
+            raise CliError(f"tenant {args.tenant} has no active API key {key_id}")
+        cache = apikey_cache.CACHE
+        nc = await _announcer(settings, cache, cache.ttl)
+        if nc is not None:
+            cache.revoked()
+            await cache.settle()
+            await nc.drain()
+        return tenant_id, row_id
+
+    tenant_id, row_id = asyncio.run(_with_sessions(settings, work))
+    data = {
+        "id": str(row_id),
+        "key_id": key_id,
+        "tenant": args.tenant,
+        "tenant_id": str(tenant_id),
+        "revoked": True,
+    }
+    _print(data, args.json, f"revoked {key_id} (tenant {args.tenant})")
     return 0
 
 
@@ -336,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--rate-limit", type=int, default=6000, help="requests per minute")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_apikey_create)
+    revoke = apikey_sub.add_parser(
+        "revoke", help="revoke an API key (every running intake refuses it at once)"
+    )
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("key", metavar="KEY_ID", help="the key's id (or the whole key)")
+    revoke.add_argument("--json", action="store_true")
+    revoke.set_defaults(func=cmd_apikey_revoke)
 
     token = sub.add_parser("token", help="a signed staff token for development")
     token.add_argument("--tenant")

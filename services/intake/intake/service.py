@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from intake import directory_cache
+from intake import apikey_cache, directory_cache
 from intake.app import create_app
 from intake.handlers import consumers
 from intake.store.idempotency import sweep_expired
@@ -24,6 +24,7 @@ async def sweep_idempotency_keys(res: ServiceResources) -> None:
 async def _on_start(res: ServiceResources) -> None:
     assert res.nc is not None
     await directory_cache.CACHE.connect(res.nc)
+    await apikey_cache.CACHE.connect(res.nc)
 
 
 SPEC = ServiceSpec(

@@ -203,3 +203,6 @@ async def test_bad_or_revoked_key_is_401(client, company_a):
     assert (
         await client.delete(f"/v1/api-keys/{created.json()['id']}", headers=admin)
     ).status_code == 204
+    # At once, though the key was just used (and so is in this process's cache).
+    refused = await client.get("/v1/complaints", headers={"X-API-Key": secret})
+    assert refused.status_code == 401, refused.text

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from intake import apikey_cache
 from intake.api.deps import sessions_of
 from intake.api.schemas import ApiKeyIn
 from intake.store import apikeys
@@ -105,4 +106,5 @@ async def revoke_key(
     async with tenant_transaction(sessions_of(request), ctx) as s:
         if not await apikeys.revoke(s, key_row_id):
             raise ProblemError(404, "Not Found", code="api-key-not-found")
+    apikey_cache.CACHE.revoked()  # committed: no process accepts the key any more
     return Response(status_code=204)

@@ -122,3 +122,14 @@ async def revoke(session: AsyncSession, key_row_id: UUID) -> bool:
         .values(revoked_at=func.now())
     )
     return bool(result.rowcount)
+
+
+async def revoke_by_key_id(session: AsyncSession, key_id: str) -> UUID | None:
+    """Revoke the tenant's active key with this public id: its row id, None if none."""
+    result = await session.execute(
+        update(api_keys)
+        .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(api_keys.c.id)
+    )
+    return result.scalar_one_or_none()

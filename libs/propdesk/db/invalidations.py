@@ -1,0 +1,63 @@
+"""What one process dropped from a cache, told to the caches of the same name in every
+other process (the other replicas; a service when the CLI changed something).
+
+On core NATS, subject `propdesk.cache.<name>`: outside the event stream's `pd.>`, never
+stored. A message is `<origin>:<target>`; a process skips its own. Fire and forget: a
+message lost (NATS down) leaves the other processes' entries until they expire, so a
+cache that relies on this keeps a TTL it can live with as the bound."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from uuid import uuid4
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+log = logging.getLogger("propdesk.db.invalidations")
+SUBJECT_PREFIX = "propdesk.cache."
+
+
+class Invalidations:
+    def __init__(self, name: str, heard: Callable[[str], None]) -> None:
+        self.name = name  # the subject token: letters, digits, dashes
+        self._heard = heard  # applies another process's target to this process's cache
+        self._nc: NATS | None = None
+        self._origin = uuid4().hex
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def subject(self) -> str:
+        return SUBJECT_PREFIX + self.name
+
+    async def connect(self, nc: NATS) -> None:
+        """Announce this process's invalidations, and hear the others'."""
+        self._nc = nc
+        await nc.subscribe(self.subject, cb=self._on_message)
+
+    async def _on_message(self, msg: Msg) -> None:
+        origin, _, target = msg.data.decode().partition(":")
+        if origin != self._origin:
+            self._heard(target)
+
+    def announce(self, target: str) -> None:
+        """Tell the other processes (in the background; nothing when not connected)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        data = f"{self._origin}:{target}".encode()
+        task = asyncio.get_running_loop().create_task(nc.publish(self.subject, data))
+        self._tasks.add(task)
+        task.add_done_callback(self._announced)
+
+    def _announced(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The other processes' entries stay until they expire.
+            log.warning("%s: invalidation not announced: %r", self.name, exc)
+
+    async def settle(self) -> None:
+        """Wait for the announcements under way (before closing NATS)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
