@@ -263,3 +263,35 @@ async def test_the_claim_walks_the_unpublished_index_in_order(bus, settings):
         if "shared hit=" in line
     ]
     assert max(hits) < 100, f"the second claim read past the dead entries again:\n{again}"
+
+
+async def test_the_relay_does_not_plan_its_statements_again_for_every_batch(bus, settings):
+    """`UPDATE ... WHERE id = ANY($1)`: the planner priced its generic plan above a custom
+    plan for the batch at hand and planned the marking afresh on every batch (0.3 ms of
+    planning for 0.07 ms of work). The relay's connections use the generic plans."""
+    tenant = uuid4()
+    relay = Relay(SCHEMA, bus.settings, bus.nats)
+    try:
+        for size in (1, 3, 2, 5, 1, 4, 2, 3):  # past the planner's five custom plans
+            await bus.write(tenant, None, n=size)
+            while await relay.publish_batch():
+                pass
+        pool = await relay._connect_pool()
+        connections = [await pool.acquire() for _ in range(pool.get_size() or 1)]
+        try:
+            plans = [
+                await conn.fetchrow(
+                    "SELECT coalesce(sum(generic_plans), 0) AS generic,"
+                    " coalesce(sum(custom_plans), 0) AS custom FROM pg_prepared_statements"
+                    " WHERE statement = $1",
+                    relay._mark,
+                )
+                for conn in connections
+            ]
+        finally:
+            for conn in connections:
+                await pool.release(conn)
+    finally:
+        await relay.close()
+    assert sum(p["generic"] for p in plans) >= 8, plans
+    assert sum(p["custom"] for p in plans) == 0, plans

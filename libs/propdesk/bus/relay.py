@@ -69,6 +69,10 @@ class Relay:
             # row again on every claim: 1-2 ms per claim between autovacuums on the
             # bench, growing with the table. These connections run only the relay's
             # statements, all of them index lookups.
+            # Generic plans: with `id = ANY($1)` the planner prices the generic plan above
+            # a custom one for the batch at hand, so it planned the marking UPDATE afresh
+            # on every batch, 0.3 ms of planning for 0.07 ms of work. These statements
+            # have one sensible plan each.
             self._pool = await asyncpg.create_pool(
                 asyncpg_dsn(self.settings.app_db_url),
                 min_size=1,
@@ -77,6 +81,7 @@ class Relay:
                     "app.system": "on",
                     "enable_bitmapscan": "off",
                     "enable_seqscan": "off",
+                    "plan_cache_mode": "force_generic_plan",
                 },
                 reset=end_transaction,
             )
