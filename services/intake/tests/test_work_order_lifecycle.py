@@ -276,3 +276,31 @@ async def test_bad_status_filter_names_the_field(client, company) -> None:
         "/v1/complaints", params={"status": "open"}, headers=company.token("cs_supervisor")
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.status"
+
+
+async def test_the_case_lock_is_not_planned_again_for_every_step(
+    resources, client, company, db_rows
+) -> None:
+    """The statement that locks the case and reads its staff names keeps one generic plan
+    after the planner's first five custom ones (with the staff ids as an array parameter it
+    was planned afresh on every step), and names each distinct staff member once."""
+    from intake.store import case_progress
+    from propdesk.db.session import driver_connection, tenant_transaction
+    from propdesk.tenancy import TenantContext
+
+    c = await record(client, company, f"137{uuid4().int % 10**8:08d}", "2号楼水管漏水")
+    s001 = await staff_id(db_rows, company, "S001")
+    ctx = TenantContext.for_tenant(company.tenant_id, actor="test")
+    async with tenant_transaction(resources.sessions, ctx) as s:
+        conn = await driver_connection(s)
+        for n in range(8):
+            staff = [s001] * (1 + n % 3) + [uuid4()] * (n % 2)  # repeats and unknowns
+            case = await case_progress.lock_case(conn, UUID(c["id"]), staff)
+            assert case is not None and case.staff_names == {s001: "王敏 (S001)"}
+        [plans] = await conn.fetch(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            case_progress._LOCK_CASE,
+        )
+    assert plans["generic_plans"] >= 3 and plans["custom_plans"] <= 5, dict(plans)
+    with pytest.raises(ValueError, match="at most 5 staff"):
+        await case_progress.lock_case(conn, UUID(c["id"]), [uuid4() for _ in range(6)])

@@ -23,12 +23,18 @@ from intake.store.bulk_values import (
     values_sql,
 )
 
+# Staff named by one work-order event: handler, owner, and who rejected or handed over.
+STAFF_SLOTS = 5
+# The staff ids are five scalar parameters (NULL for an empty slot), not an array: with
+# `= ANY($2::uuid[])` the planner priced the generic plan above a custom one and planned
+# this statement afresh on every call (0.35 ms of planning for 0.07 ms of work).
 _LOCK_CASE = (
     "SELECT c.id, c.project_id, c.reference, c.status, c.version,"
     " c.work_order_id, c.work_order_seq, c.work_order_at,"
     " (SELECT coalesce(jsonb_object_agg(s.id::text, s.name || ' (' || s.code || ')'),"
-    " '{}'::jsonb)::text FROM intake.staff s WHERE s.id = ANY($2::uuid[])) AS names"
-    " FROM intake.complaints c WHERE c.id = $1 FOR UPDATE OF c"
+    " '{}'::jsonb)::text FROM intake.staff s"
+    " WHERE s.id IN (" + ", ".join(f"${n}::uuid" for n in range(2, 2 + STAFF_SLOTS)) + "))"
+    " AS names FROM intake.complaints c WHERE c.id = $1 FOR UPDATE OF c"
 )
 
 
@@ -51,8 +57,12 @@ async def lock_case(
     conn: asyncpg.Connection, complaint_id: UUID, staff_ids: Sequence[UUID]
 ) -> Case | None:
     """The complaint, locked until commit, and the display names ("name (code)") of
-    `staff_ids`; None when the complaint is not visible."""
-    row = await conn.fetchrow(_LOCK_CASE, complaint_id, list(staff_ids))
+    `staff_ids` (at most `STAFF_SLOTS` distinct); None when the complaint is not visible."""
+    slots: list[UUID | None] = list(dict.fromkeys(staff_ids))
+    if len(slots) > STAFF_SLOTS:
+        raise ValueError(f"at most {STAFF_SLOTS} staff per step, got {len(slots)}")
+    slots += [None] * (STAFF_SLOTS - len(slots))
+    row = await conn.fetchrow(_LOCK_CASE, complaint_id, *slots)
     if row is None:
         return None
     names = {UUID(k): v for k, v in orjson.loads(row["names"]).items()}
