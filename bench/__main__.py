@@ -1,6 +1,9 @@
-"""`python -m bench [intake] [dispatch] [options]`, normally through `make bench`, which
-starts a throwaway stack (PostgreSQL, NATS, Redis; no services) and passes PROPDESK_*_URL
-to this process.
+"""`python -m bench [costs] [intake] [dispatch] [options]`, normally through `make bench`,
+which starts a throwaway stack (PostgreSQL, NATS, Redis; no services) and passes
+PROPDESK_*_URL to this process.
+
+First, on the quiet machine, what one PostgreSQL round trip and one JetStream message cost
+here (`bench.message_costs`, scenario costs).
 
 Starts its own intake service process (the real `propdesk-service intake`: API, relay,
 consumers, jobs), onboards the benchmark companies, runs the scenarios, prints the
@@ -25,13 +28,14 @@ from typing import Any
 import orjson
 
 from bench.load import load_pool
+from bench.message_costs import message_costs
 from bench.processes import intake_argv, start_server
 from bench.report import machine, render, write_docs
 from bench.scenarios import Bench, Options, dispatch_scenario, intake_scenario
 from bench.tenants import onboard_tenants
 from propdesk.devstack.ports import free_port
 
-SCENARIOS = ("intake", "dispatch")
+SCENARIOS = ("costs", "intake", "dispatch")
 REQUIRED_ENV = ("PROPDESK_DATABASE_URL", "PROPDESK_NATS_URL", "PROPDESK_REDIS_URL")
 
 
@@ -113,6 +117,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
     intake_env = dict(kv.split("=", 1) for kv in args.intake_env)
     results["options"]["intake_env"] = intake_env
+    if "costs" in scenarios:
+        print("bench: costs: one PostgreSQL round trip, one JetStream message", flush=True)
+        results["costs"] = await message_costs(env)
+    if not {"intake", "dispatch"} & set(scenarios):
+        return results
     port = free_port()
     print(f"bench: starting intake (propdesk-service intake --port {port})", flush=True)
     intake = await asyncio.to_thread(

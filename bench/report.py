@@ -85,6 +85,14 @@ def render(results: dict[str, Any]) -> str:
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB RAM. "
         f"Run {results['started_at']}, `{results['command']}`."
     )
+    costs = results.get("costs")
+    if costs:
+        out += ["", "### one message", ""]
+        out.append(_row(["µs per message", "wall", "server CPU", "of it kernel", "client CPU"]))
+        out.append(_row(["---"] * 5))
+        for name, c in costs.items():
+            cells = [c["wall_us"], c["server_us"], c["server_kernel_us"], c["client_us"]]
+            out.append(_row([name, *[str(v) for v in cells]]))
     intake = results.get("intake")
     if intake:
         out += ["", "### intake", ""]
