@@ -17,11 +17,11 @@ context and inserts their inbox rows, then the handler runs for each new event i
 the transaction is acked. Every statement runs under exactly one tenant's context (the
 context of a run replaces the previous one, `set_config(..., true)`), so row-level
 security holds as in a transaction per tenant; the batch shares one BEGIN, one COMMIT and
-one WAL flush however many tenants it spans. Each event still gets
-its own consume span continuing its producer's trace. When an event's handler fails, the
-transaction is rolled back and split: the events before it are applied again together,
-the failing one alone through the one-event path (nak with backoff, dead letter), the
-rest together; so one bad event neither poisons nor delays the others' guarantees.
+one WAL flush however many tenants it spans. Each event still gets its own consume span
+continuing its producer's trace. When an event's handler fails, the transaction is rolled
+back and split: the events before it are applied again together, the failing one alone
+through the one-event path (nak with backoff, dead letter), the rest together; so one bad
+event neither poisons nor delays the others' guarantees.
 """
 
 from __future__ import annotations
