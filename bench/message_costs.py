@@ -37,10 +37,14 @@ def _pid_listening(port: int, name: str) -> int | None:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if name in cmd:
-            conf = next((a for a in cmd.split() if a.endswith(".conf")), None)
-            if conf is None or f":{port}" in Path(conf).read_text():
+        if name not in cmd:
+            continue
+        conf = next((a for a in cmd.split() if a.endswith(".conf")), None)
+        try:
+            if conf is None or f":{port}" in (entry / "cwd" / conf).read_text():
                 return int(entry.name)
+        except OSError:
+            continue  # another user's server, or gone meanwhile
     return None
 
 
