@@ -288,7 +288,9 @@ class ConsumerRunner:
         c = self.consumer
         envs = [d.env for d in group[start:stop]]
         ctx = TenantContext.for_tenant(envs[0].tenant_id, actor=self._actor)
-        with use_context(ctx):
+        # The run's own statements belong to the trace of its first event, not to another
+        # tenant's: each run's context and telemetry are its tenant's.
+        with use_context(ctx), trace.use_span(spans[start], end_on_exit=False):
             inserted = await self._record_in_inbox(session, ctx, envs)
             new: list[bool] = []
             for e in envs:
