@@ -314,7 +314,9 @@ async def test_a_row_jetstream_refuses_stays_unpublished_and_the_rest_are_publis
         await admin.close()
     relay = Relay(SCHEMA, bus.settings, bus.nats)
     try:
-        assert await relay.publish_batch() >= 1
+        # Whatever else waits in the test schema's outbox, until only refused rows remain.
+        while await relay.publish_batch():
+            pass
     finally:
         await relay.close()
     rows = await admin_fetch(
@@ -325,6 +327,6 @@ async def test_a_row_jetstream_refuses_stays_unpublished_and_the_rest_are_publis
     )
     by_event = {r["event_id"]: r for r in rows}
     refused, published = by_event[good[0].id], by_event[good[1].id]
-    assert refused["published_at"] is None and refused["attempts"] == 1, dict(refused)
+    assert refused["published_at"] is None and refused["attempts"] >= 1, dict(refused)
     assert refused["last_error"], dict(refused)
     assert published["published_at"] is not None and published["attempts"] == 0
