@@ -15,8 +15,13 @@ from propdesk.bus.consumer import ConsumerRunner
 from propdesk.db.session import create_engine, session_factory
 from propdesk.events.envelope import Envelope
 from propdesk.settings import Settings, asyncpg_dsn
-from propdesk.testing.admin_reads import admin_fetch
-from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
+from propdesk.testing.bus_schema import (
+    SCHEMA,
+    applied_recorder,
+    applied_tenants,
+    count_applied,
+    note_event,
+)
 from propdesk.testing.fetched_message import FetchedMessage
 
 
@@ -30,16 +35,6 @@ async def sessions(settings: Settings, bus_schema: str):
 def _runner(settings, sessions, name: str, handler, **options) -> ConsumerRunner:
     c = Consumer(name, SCHEMA, [f"pd.bustest.*.{name}.>"], handler, **options)
     return ConsumerRunner(c, settings, sessions)
-
-
-async def _applied_tenants(settings: Settings, name: str) -> dict[str, str]:
-    rows = await admin_fetch(
-        settings,
-        f"SELECT event_id::text AS e, tenant_id::text AS t FROM {SCHEMA}.applied"
-        " WHERE consumer = $1",
-        name,
-    )
-    return {r["e"]: r["t"] for r in rows}
 
 
 @pytest.mark.parametrize("lanes", [1, 3])
@@ -58,7 +53,7 @@ async def test_a_batch_of_several_tenants_applies_each_event_once(settings, sess
     got = await count_applied(settings, name)
     assert got == {str(e.id): 1 for e in envs}
     # Each handler ran under its own event's tenant (the RLS policy checks every row).
-    assert await _applied_tenants(settings, name) == {str(e.id): str(e.tenant_id) for e in envs}
+    assert await applied_tenants(settings, name) == {str(e.id): str(e.tenant_id) for e in envs}
 
     # Redelivered after the commit, before the acks (a crash): nothing is applied again.
     again = [FetchedMessage(e, deliveries=2) for e in envs]
@@ -182,7 +177,7 @@ async def test_one_transaction_spans_tenants_each_run_under_its_own_context(sett
         # its tenant sees n rows (its own included), never another tenant's.
         mine = [x.id for x in envs if x.tenant_id == e.tenant_id]
         assert visible == mine.index(e.id) + 1
-    assert await _applied_tenants(settings, name) == {str(e.id): str(e.tenant_id) for e in envs}
+    assert await applied_tenants(settings, name) == {str(e.id): str(e.tenant_id) for e in envs}
 
 
 async def test_each_event_of_a_batch_continues_its_producers_trace(settings, sessions):

@@ -84,7 +84,7 @@ class ScopedCache:
 
     def _heard(self, target: str) -> None:
         if target == ALL_TENANTS:
-            self._drop_all()
+            self.drop_all()
             return
         try:
             self._drop_tenant(UUID(target))
@@ -159,15 +159,17 @@ class ScopedCache:
 
     def invalidate_all(self) -> None:
         """After this process committed a change that may touch any tenant's entries."""
-        self._drop_all()
+        self.drop_all()
         self._peers.announce(ALL_TENANTS)
 
     def _drop_tenant(self, tenant_id: UUID) -> None:
         self._generation[tenant_id] = self._generation.get(tenant_id, 0) + 1
         self._size -= len(self._by_tenant.pop(tenant_id, {}))
 
-    def _drop_all(self) -> None:
-        """Every tenant's entries are gone, and loads under way are not stored."""
+    def drop_all(self) -> None:
+        """Every tenant's entries are gone from this process's cache, and loads under way
+        are not stored; the other processes are not told (a change not committed yet:
+        `invalidate_all` after the commit tells them)."""
         self._epoch += 1
         self.clear()
 

@@ -62,6 +62,17 @@ async def count_applied(settings: Settings, consumer: str) -> dict[str, int]:
     return {r["e"]: r["n"] for r in rows}
 
 
+async def applied_tenants(settings: Settings, consumer: str) -> dict[str, str]:
+    """The tenant each event was applied under, by event id, read as the admin."""
+    rows = await admin_fetch(
+        settings,
+        f"SELECT event_id::text AS e, tenant_id::text AS t FROM {SCHEMA}.applied"
+        " WHERE consumer = $1",
+        consumer,
+    )
+    return {r["e"]: r["t"] for r in rows}
+
+
 def note_event(tenant_id, project_id, body: str = "hello"):
     """An envelope of a test-only event type (`bustest.noted`), outside the contracts."""
     from datetime import UTC, datetime

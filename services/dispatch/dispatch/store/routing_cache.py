@@ -43,8 +43,9 @@ class ProjectRouting:
 
 
 def invalidate(session: AsyncSession) -> None:
-    """Call from a change to projects, departments, rules or calendars, in its transaction."""
-    CACHE.invalidate_all()
+    """Call from a change to projects, departments, rules or calendars, in its transaction:
+    this process drops its entries now, and every dispatch process once it commits."""
+    CACHE.drop_all()
     event.listen(session.sync_session, "after_commit", lambda _s: CACHE.invalidate_all(), once=True)
 
 
