@@ -50,7 +50,9 @@ staff:
   - {{code: E001, name: 张工, roles: [handler], department: eng, projects: [SUNRISE],
      skills: [facility_repair]}}
   - {{code: D001, name: 赵领班, roles: [duty_leader], projects: [SUNRISE]}}
-routing: [{{category: facility_repair, department: eng, note: 工程部维修}}]
+routing:
+  - {{category: facility_repair, department: eng, note: 工程部维修}}
+  - {{category: fees, department: cs, project: SUNRISE, handler_staff: S001, note: 前台先答复}}
 """
 STAFF_COUNT = 3
 
@@ -112,8 +114,13 @@ async def test_http_complaint_becomes_an_accepted_work_order(e2e_settings: Setti
             auth = {"authorization": f"Bearer {reader}"}
 
             async def routing_known() -> bool:
+                # Both rules, the project-bound one too (it names a project and a staff
+                # member by code: they must reach dispatch before the rules do).
                 rules = (await dispatch.get("/v1/routing-rules", headers=auth)).json()
-                return bool(rules.get("count"))
+                bound = [r for r in rules.get("items", []) if r["project_id"]]
+                return (
+                    rules.get("count") == 2 and bool(bound) and bool(bound[0]["handler_staff_id"])
+                )
 
             async def directory_known() -> bool:
                 ctx = TenantContext.for_tenant(tenant, actor="e2e")

@@ -33,6 +33,7 @@ projects:
      buildings: [{{code: A, name: A栋, units: ["1A"]}}]}}
 departments:
   - {{code: cs, name: 客服部, kind: customer_service, project: SUNRISE}}
+  - {{code: eng, name: 工程部, kind: engineering}}
 staff:
   - {{code: S001, name: 王敏, roles: [intake_clerk], department: cs, projects: [SUNRISE]}}
 routing: [{{category: facility_repair, department: eng}}]

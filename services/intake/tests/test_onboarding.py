@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,55 @@ def test_demo_company_file_parses_if_present():
             "string_type",
         ),
         (GOOD.replace("settings: {}}", "settings: {}"), 2, "document", "yaml"),
+        # Routing entries: values dispatch knows, and codes this document lists.
+        (
+            GOOD.replace("routing: []", "routing:\n  - {category: plumbing, department: cs}"),
+            10,
+            "routing[0].category",
+            "enum",
+        ),
+        (
+            GOOD.replace("routing: []", "routing:\n  - {grade: urgent, department: cs}"),
+            10,
+            "routing[0].grade",
+            "enum",
+        ),
+        (
+            GOOD.replace("routing: []", "routing:\n  - {department: cs, handler_role: boss}"),
+            10,
+            "routing[0].handler_role",
+            "enum",
+        ),
+        (
+            GOOD.replace("routing: []", "routing:\n  - {category: fees, department: finance}"),
+            10,
+            "routing[0].department",
+            "reference",
+        ),
+        (
+            GOOD.replace("routing: []", "routing:\n  - {department: cs, project: MOON}"),
+            10,
+            "routing[0].project",
+            "reference",
+        ),
+        (
+            GOOD.replace("routing: []", "routing:\n  - {department: cs, handler_staff: S404}"),
+            10,
+            "routing[0].handler_staff",
+            "reference",
+        ),
+        (
+            GOOD.replace("routing: []", "routing:\n  - {department: cs, inform: [quality]}"),
+            10,
+            "routing[0].inform[0]",
+            "reference",
+        ),
+        (
+            GOOD.replace("routing: []", "routing:\n  - {department: cs, handler_staff_id: x}"),
+            10,
+            "routing[0].handler_staff_id",
+            "extra_forbidden",
+        ),
     ],
 )
 def test_a_bad_file_names_the_line_and_field(source, line, field, rule):
@@ -122,6 +172,68 @@ async def test_onboarding_is_idempotent_and_reports_changes(resources, db_rows):
         first.tenant_id,
     )
     assert [e["name"] for e in staff_events] == ["王敏", "王敏敏"]
+
+
+ROUTED = GOOD.replace(
+    "routing: []",
+    """routing:
+  - {category: facility_repair, department: customer_service, project: SUNRISE,
+     handler_staff: S001, inform: [cs], priority: 5, note: 前台先接}""",
+)
+
+
+def test_routing_entries_name_departments_by_code_or_kind():
+    doc = parse_document(ROUTED)
+    assert doc.routing[0].as_stored() == {
+        "department": "customer_service",
+        "category": "facility_repair",
+        "project": "SUNRISE",
+        "handler_staff": "S001",
+        "inform": ["cs"],
+        "priority": 5,
+        "note": "前台先接",
+    }
+
+
+@pytestmark_db
+async def test_routing_is_sent_after_the_directory_it_names(resources, db_rows):
+    """Dispatch resolves a rule's project code against the projects it has been told of:
+    the rules must follow the project events (a project-bound rule sent first was dropped),
+    and name the staff member by the id dispatch knows."""
+    from intake.onboarding.apply import apply_document
+
+    report = await apply_document(
+        resources.sessions, parse_document(ROUTED.replace("DEMO", "ROUTE")), actor="t"
+    )
+    events = await db_rows(
+        "SELECT event_type, envelope->'payload' AS payload FROM intake.outbox"
+        " WHERE tenant_id = $1 ORDER BY id",
+        report.tenant_id,
+    )
+    assert [e["event_type"] for e in events] == [
+        "tenant.upserted",
+        "project.upserted",
+        "department.upserted",
+        "staff.upserted",
+        "tenant.routing_upserted",
+    ]
+    staff_id = json.loads(events[3]["payload"])["staff_id"]
+    hints = json.loads(events[4]["payload"])["hints"]
+    assert hints == [
+        {
+            "department": "customer_service",
+            "category": "facility_repair",
+            "project": "SUNRISE",
+            "handler_staff_id": staff_id,
+            "inform": ["cs"],
+            "priority": 5,
+            "note": "前台先接",
+        }
+    ]
+    again = await apply_document(
+        resources.sessions, parse_document(ROUTED.replace("DEMO", "ROUTE")), actor="t"
+    )
+    assert "tenant:ROUTE" in again.unchanged  # the stored entries compare equal
 
 
 @pytestmark_db

@@ -54,7 +54,11 @@ class StaffUpserted(EventPayload):
 
 
 class RoutingHintsUpserted(EventPayload):
-    """The tenant's routing hints from onboarding, opaque to intake: dispatch reads them."""
+    """The tenant's routing rules from its onboarding file. Intake checks each entry against
+    the file (category, grade and role values; department, project and staff codes it
+    lists) and sends it after the directory events it names; dispatch turns them into rules.
+    Entry keys: department, category, grade, building, place, project (code),
+    handler_role, handler_staff_id, inform (department codes), priority, note."""
 
     event_type = "tenant.routing_upserted"
     aggregate = "tenant"

@@ -243,19 +243,21 @@ def parse_routing_hints(
             out.problems.append(HintProblem(i, "department", "required department code"))
             continue
         project_id: UUID | None = None
-        try:
-            if hint.get("project_id"):
-                project_id = UUID(str(hint["project_id"]))
-            elif hint.get("project"):
-                code = str(hint["project"])
-                if code not in project_ids_by_code:
-                    out.problems.append(HintProblem(i, "project", f"unknown project {code}"))
-                    continue
-                project_id = project_ids_by_code[code]
-            staff = hint.get("handler_staff_id")
-            staff_id = UUID(str(staff)) if staff else None
-        except ValueError:
-            out.problems.append(HintProblem(i, "project_id", "not a UUID"))
+        if hint.get("project_id"):
+            project_id = _uuid(hint["project_id"])
+            if project_id is None:
+                out.problems.append(HintProblem(i, "project_id", "not a UUID"))
+                continue
+        elif hint.get("project"):
+            code = str(hint["project"])
+            if code not in project_ids_by_code:
+                out.problems.append(HintProblem(i, "project", f"unknown project {code}"))
+                continue
+            project_id = project_ids_by_code[code]
+        staff = hint.get("handler_staff_id")
+        staff_id = _uuid(staff) if staff else None
+        if staff and staff_id is None:
+            out.problems.append(HintProblem(i, "handler_staff_id", "not a UUID"))
             continue
         priority = hint.get("priority", 0)
         if not isinstance(priority, int):
@@ -287,3 +289,10 @@ def parse_routing_hints(
 
 def _opt_str(value: object) -> str | None:
     return None if value is None or value == "" else str(value)
+
+
+def _uuid(value: object) -> UUID | None:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None

@@ -5,6 +5,7 @@ nothing."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
@@ -13,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from intake import directory_cache
-from intake.onboarding.document import CompanyDocument
+from intake.onboarding.document import CompanyDocument, RoutingDoc
 from intake.store import tenants as directory
 from intake.store.tables import buildings, departments, projects, staff, tenants, units
 from propdesk.bus import Outbox
@@ -64,12 +65,20 @@ def _differs(row: Any, values: dict[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         current = getattr(row, name)
         if isinstance(current, list) and isinstance(value, list):
-            same = sorted(map(str, current)) == sorted(map(str, value))
+            # Order-free (ids, roles); entries that are mappings come back from jsonb with
+            # their keys reordered, so they compare by a canonical form.
+            same = sorted(map(_canonical, current)) == sorted(map(_canonical, value))
         else:
             same = current == value
         if not same:
             out[name] = value
     return out
+
+
+def _canonical(item: Any) -> str:
+    if isinstance(item, dict):
+        return json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+    return str(item)
 
 
 async def apply_document(
@@ -125,7 +134,7 @@ async def _apply(
         "name": t.name,
         "settings": t.settings,
         "rules": t.rules,
-        "routing": doc.routing,
+        "routing": [r.as_stored() for r in doc.routing],
     }
     if not is_new and "rules" not in t.model_fields_set:
         # Rules are also edited through /v1/rules; a document that does not mention them
@@ -153,10 +162,6 @@ async def _apply(
                 tenant_id,
                 None,
             )
-        )
-    if routing_changed:
-        events.append(
-            (RoutingHintsUpserted(tenant_id=tenant_id, hints=doc.routing), tenant_id, None)
         )
 
     existing_projects = {r.code: r for r in await s.execute(select(projects))}
@@ -253,6 +258,7 @@ async def _apply(
             )
 
     existing_staff = {r.code: r for r in await s.execute(select(staff))}
+    staff_ids: dict[str, UUID] = {}
     for m in doc.staff:
         member_projects = [project_ids[c] for c in m.projects]
         department_id = department_ids.get(m.department) if m.department else None
@@ -272,6 +278,7 @@ async def _apply(
             f"staff:{m.code}",
             report,
         )
+        staff_ids[m.code] = sid.id
         if sid.touched:
             events.append(
                 (
@@ -288,6 +295,29 @@ async def _apply(
                     None,
                 )
             )
+
+    if routing_changed:
+        # After the projects, departments and staff it names: dispatch applies the
+        # directory's events in order and resolves the codes against what it has by then.
+        events.append(
+            (
+                RoutingHintsUpserted(
+                    tenant_id=tenant_id,
+                    hints=[_hint(r, staff_ids) for r in doc.routing],
+                ),
+                tenant_id,
+                None,
+            )
+        )
+
+
+def _hint(entry: RoutingDoc, staff_ids: dict[str, UUID]) -> dict[str, Any]:
+    """A routing entry as dispatch reads it: the staff member by id, the rest by code."""
+    hint = entry.as_stored()
+    code = hint.pop("handler_staff", None)
+    if code is not None:
+        hint["handler_staff_id"] = str(staff_ids[code])
+    return hint
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ fault. Shape (deploy/demo/company.yaml is one):
          buildings: [{code: "1", name: 1号楼, units: ["101", "102"]}]}
     departments: [{code: cs, name: 客服部, kind: customer_service, project: SUNRISE}]
     staff: [{code: S001, name: 王敏, roles: [intake_clerk], department: cs, projects: [SUNRISE]}]
-    routing: []   # opaque to intake; handed to dispatch in an event
+    routing:      # dispatch's rules for the tenant, by codes of this document
+      - {category: fees, department: cs, project: SUNRISE, handler_staff: S001, note: 前台先答复}
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from intake.domain.rules import RulesError, TenantRules
+from intake.domain.vocabulary import Category, Grade
 from propdesk.auth.roles import Role
 
 
@@ -98,12 +100,35 @@ class StaffDoc(_Strict):
         return value
 
 
+class RoutingDoc(_Strict):
+    """One routing rule for dispatch: what it matches (any of category, grade, building,
+    place; optionally one project of this document) and where it sends the complaint (a
+    department of this document, by code or kind; optionally a handler role or one staff
+    member of this document, and departments to inform)."""
+
+    department: Code
+    category: Category | None = None
+    grade: Grade | None = None
+    building: Code | None = None
+    place: str | None = Field(default=None, min_length=1, max_length=100)
+    project: Code | None = None
+    handler_role: Role | None = None
+    handler_staff: Code | None = None
+    inform: list[Code] = Field(default_factory=list, max_length=20)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    note: str = Field(default="", max_length=1000)
+
+    def as_stored(self) -> dict[str, Any]:
+        """The entry as the tenant keeps it (codes, defaults left out)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
 class CompanyDocument(_Strict):
     tenant: TenantDoc
     projects: list[ProjectDoc] = Field(default_factory=list)
     departments: list[DepartmentDoc] = Field(default_factory=list)
     staff: list[StaffDoc] = Field(default_factory=list)
-    routing: list[dict[str, Any]] = Field(default_factory=list)
+    routing: list[RoutingDoc] = Field(default_factory=list, max_length=500)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +293,30 @@ def _cross_reference_issues(doc: CompanyDocument, root: yaml.Node | None) -> lis
                         ("staff", i, "projects", j),
                         "reference",
                         f"unknown project {code!r} (not in `projects`)",
+                    )
+                )
+    # A routing entry names what this document lists: a department by code or kind (dispatch
+    # matches either), a project and a staff member by code.
+    department_names = department_codes | {d.kind for d in doc.departments}
+    staff_codes = {s.code for s in doc.staff}
+    for i, r in enumerate(doc.routing):
+        references: list[tuple[tuple[str | int, ...], str | None, set[str], str]] = [
+            (("department",), r.department, department_names, "departments` by code or kind"),
+            (("project",), r.project, project_codes, "projects`"),
+            (("handler_staff",), r.handler_staff, staff_codes, "staff`"),
+        ]
+        references += [
+            (("inform", j), code, department_names, "departments` by code or kind")
+            for j, code in enumerate(r.inform)
+        ]
+        for where, code, known, listed in references:
+            if code is not None and code not in known:
+                issues.append(
+                    _issue(
+                        root,
+                        ("routing", i, *where),
+                        "reference",
+                        f"unknown {code!r} (not in `{listed})",
                     )
                 )
     try:
