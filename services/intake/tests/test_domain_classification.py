@@ -100,3 +100,13 @@ def test_classification_is_deterministic() -> None:
     text = "电梯漏水，垃圾，吵，停车，物业费"
     first = classify_category(text, None, DEFAULT_RULES)
     assert all(classify_category(text, None, DEFAULT_RULES) == first for _ in range(20))
+
+
+def test_the_event_vocabulary_is_intakes() -> None:
+    """Dispatch refuses routing rules for categories and grades outside the contracts'
+    vocabulary; it must be exactly what intake classifies into."""
+    from intake.domain.vocabulary import Grade
+    from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
+
+    assert tuple(c.value for c in Category) == CATEGORIES
+    assert tuple(g.value for g in Grade) == GRADES

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import field_validator
 
 from propdesk.events.envelope import EventPayload
 
@@ -27,6 +30,17 @@ class ProjectUpserted(EventPayload):
     city: str | None = None
     time_zone: str = "Asia/Shanghai"
     calendar: str = "cn"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        # Every clock of the project runs in it: an unknown zone is refused at the producer
+        # (and a consumer treats such an event as malformed) rather than stored.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
 
 class DepartmentUpserted(EventPayload):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from starlette.requests import Request
 
 from dispatch.api.deps import transaction
@@ -99,7 +99,7 @@ async def load_year(
 async def project_calendar(
     request: Request,
     project_id: UUID,
-    year: int | None = None,
+    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
 ) -> dict[str, Any]:
     now = datetime.now(UTC)

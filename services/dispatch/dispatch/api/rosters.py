@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
+from pydantic import AwareDatetime
 from sqlalchemy import text
 from starlette.requests import Request
 
@@ -85,7 +86,7 @@ async def add_shift(
 async def on_duty_now(
     request: Request,
     project_id: UUID,
-    at: datetime | None = None,
+    at: AwareDatetime | None = None,  # a time without a UTC offset is refused (422)
     ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
 ) -> dict[str, Any]:
     at = at or datetime.now(UTC)

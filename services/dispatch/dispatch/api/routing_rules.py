@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dispatch.api.deps import transaction
-from dispatch.api.schemas import RoutingRuleIn
+from dispatch.api.schemas import CategoryName, GradeName, RoutingRuleIn
 from dispatch.domain.routing import RoutingInput, RoutingRule, route
+from dispatch.store import directory
 from dispatch.store import routing_rules as store
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError
+from propdesk.service.problems import ProblemError, field_error
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/routing-rules", tags=["routing"])
 EDITORS = (Role.TENANT_ADMIN, Role.DIRECTOR, Role.CS_SUPERVISOR)
 READERS = (*EDITORS, Role.AFFAIRS_ASSISTANT, Role.DEPARTMENT_HEAD)
+RuleId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the rule's id")]
 
 
 def _rule_from(body: RoutingRuleIn, rule_id: int = 0) -> RoutingRule:
@@ -34,7 +37,7 @@ def _rule_from(body: RoutingRuleIn, rule_id: int = 0) -> RoutingRule:
         building=body.building,
         place=body.place,
         project_id=body.project_id,
-        handler_role=body.handler_role,
+        handler_role=str(body.handler_role) if body.handler_role else None,
         handler_staff_id=body.handler_staff_id,
         inform=tuple(body.inform),
         priority=body.priority,
@@ -47,6 +50,32 @@ def _out(rule: RoutingRule) -> dict[str, Any]:
     out = asdict(rule)
     out["inform"] = list(rule.inform)
     return out
+
+
+async def _check_references(session: AsyncSession, body: RoutingRuleIn) -> None:
+    """The departments and the staff member a rule names must be the tenant's (a rule
+    naming anything else would send complaints nowhere)."""
+    known = await store.department_names(session, body.project_id)
+    errors = [
+        field_error(f"body.{where}", "reference", f"no department with code or kind {name!r}")
+        for where, name in (
+            ("department", body.department),
+            *((f"inform[{i}]", code) for i, code in enumerate(body.inform)),
+        )
+        if name not in known
+    ]
+    if body.handler_staff_id and not await directory.staff_exists(session, body.handler_staff_id):
+        errors.append(
+            field_error("body.handler_staff_id", "reference", "no active staff member with this id")
+        )
+    if errors:
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail="The rule names what the tenant does not have.",
+            errors=errors,
+        )
 
 
 def _not_found(rule_id: int) -> ProblemError:
@@ -70,6 +99,7 @@ async def create_rule(
 ) -> dict[str, Any]:
     assert ctx.tenant_id is not None
     async with transaction(request, ctx) as session:
+        await _check_references(session, body)
         rule_id = await store.insert_rule(session, ctx.tenant_id, _rule_from(body), ctx.actor)
         rule = await store.get_rule(session, rule_id)
     if rule is None:  # the project is outside the caller's scope: RLS refused to show it
@@ -80,11 +110,12 @@ async def create_rule(
 @router.put("/{rule_id}")
 async def update_rule(
     request: Request,
-    rule_id: int,
+    rule_id: RuleId,
     body: RoutingRuleIn,
     ctx: TenantContext = require_staff(*EDITORS),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await _check_references(session, body)
         if not await store.update_rule(session, rule_id, _rule_from(body, rule_id)):
             raise _not_found(rule_id)
         rule = await store.get_rule(session, rule_id)
@@ -94,7 +125,7 @@ async def update_rule(
 
 @router.delete("/{rule_id}", status_code=204)
 async def delete_rule(
-    request: Request, rule_id: int, ctx: TenantContext = require_staff(*EDITORS)
+    request: Request, rule_id: RuleId, ctx: TenantContext = require_staff(*EDITORS)
 ) -> Response:
     async with transaction(request, ctx) as session:
         if not await store.delete_rule(session, rule_id):
@@ -105,10 +136,10 @@ async def delete_rule(
 class PreviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     project_id: UUID
-    category: str
-    grade: str = "simple"
-    building: str | None = None
-    place: str | None = None
+    category: CategoryName
+    grade: GradeName = "simple"
+    building: str | None = Field(default=None, min_length=1, max_length=64)
+    place: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 @router.post("/preview")

@@ -8,6 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from propdesk.auth.roles import Role
+from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
+
 Text = Field(min_length=1, max_length=4000)
 
 
@@ -73,16 +76,21 @@ class ReopenIn(Body):
     reason: str = Text
 
 
+# What complaint events carry (a rule naming anything else could never match).
+CategoryName = Literal[CATEGORIES]  # type: ignore[valid-type]
+GradeName = Literal[GRADES]  # type: ignore[valid-type]
+
+
 class RoutingRuleIn(Body):
-    department: str = Field(min_length=1, max_length=100)
-    category: str | None = None
-    grade: Literal["simple", "complex", "major"] | None = None
-    building: str | None = None
-    place: str | None = None
+    department: str = Field(min_length=1, max_length=100, description="department code or kind")
+    category: CategoryName | None = None
+    grade: GradeName | None = None
+    building: str | None = Field(default=None, min_length=1, max_length=64)
+    place: str | None = Field(default=None, min_length=1, max_length=100)
     project_id: UUID | None = None
-    handler_role: str | None = None
+    handler_role: Role | None = None
     handler_staff_id: UUID | None = None
-    inform: list[str] = Field(default_factory=list)
+    inform: list[str] = Field(default_factory=list, max_length=20)
     priority: int = Field(default=0, ge=-1000, le=1000)
     note: str = Field(default="", max_length=1000)
 

@@ -121,3 +121,15 @@ async def replace_onboarding_rules(
     await session.execute(text("DELETE FROM dispatch.routing_rules WHERE source = 'onboarding'"))
     for rule in rules:
         await insert_rule(session, tenant_id, rule, "onboarding")
+
+
+async def department_names(session: AsyncSession, project_id: UUID | None) -> set[str]:
+    """The codes and kinds a rule may name as its department (`resolve_department` matches
+    either): the tenant's departments (RLS), or, for a project's rule, the project's and
+    the tenant-wide ones."""
+    sql = "SELECT code, kind FROM dispatch.departments"
+    if project_id is not None:
+        sql += " WHERE project_id = :p OR project_id IS NULL"
+    rows = await session.execute(text(sql), {"p": project_id})
+    return {name for r in rows for name in (r.code, r.kind)}
+
