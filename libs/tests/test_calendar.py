@@ -22,6 +22,8 @@ from propdesk.calendar import (
     is_working_day,
     is_working_time,
     next_working_start,
+    uncovered_warning,
+    uncovered_years,
     working_seconds_between,
 )
 
@@ -220,3 +222,59 @@ def test_calendar_with_no_working_days_stops() -> None:
     )
     with pytest.raises(ValueError, match="no working time"):
         next_working_start(cal, sh(2026, 11, 24, 10, 0))
+
+
+# The dispatcher's hand-over search on New Year's Eve with no 2027 data loaded: the years
+# to report are the project's local ones, from receipt to the working start found.
+OFFICE = WorkCalendar(hours=WorkingHours(), uncovered=UncoveredPolicy.WEEKDAYS)
+
+
+def test_new_years_eve_search_walks_into_an_uncovered_year() -> None:
+    received = sh(2026, 12, 31, 23, 0)
+    assert not is_working_time(OFFICE, received)
+    due = next_working_start(OFFICE, received)
+    # New Year's Day is a public holiday, but nobody has loaded 2027: a Friday, "working".
+    assert due == sh(2027, 1, 1, 8, 30)
+    assert day_verdict(OFFICE, due.astimezone(SH).date()).source == "uncovered"
+    # The receipt's own year is covered; the search is what crossed into 2027.
+    assert uncovered_years(OFFICE, received) == []
+    assert uncovered_years(OFFICE, received, due) == [2027]
+    assert uncovered_years(OFFICE, due, received) == [2027]  # either order
+
+
+def test_local_new_year_while_utc_is_still_in_the_old_one() -> None:
+    received = sh(2027, 1, 1, 1, 30)
+    assert received.astimezone(UTC).year == 2026  # what the UTC check looked at
+    assert coverage(received.astimezone(UTC).year).covered
+    assert uncovered_years(OFFICE, received) == [2027]
+    due = next_working_start(OFFICE, received)
+    assert due == sh(2027, 1, 1, 8, 30)
+    assert uncovered_years(OFFICE, received, due) == [2027]
+
+
+def test_uncovered_years_across_zones_and_loaded_years() -> None:
+    # At 17:30 UTC on 2026-12-31 Shanghai (UTC+8) is in 2027, Urumqi (UTC+6) not yet.
+    instant = datetime(2026, 12, 31, 17, 30, tzinfo=UTC)
+    urumqi = WorkCalendar(time_zone="Asia/Urumqi", uncovered=UncoveredPolicy.WEEKDAYS)
+    assert uncovered_years(OFFICE, instant) == [2027]  # 01:30 on 2027-01-01 in Shanghai
+    assert uncovered_years(urumqi, instant) == []  # 23:30 on 2026-12-31 in Urumqi
+    # Once an operator loads 2027, nothing is guessed and New Year's Day is a day off.
+    loaded = HolidayOverrides.for_year(2027, holidays={date(2027, 1, 1): "New Year's Day"})
+    cal = WorkCalendar(hours=WorkingHours(), platform=loaded, uncovered=UncoveredPolicy.WEEKDAYS)
+    received = sh(2026, 12, 31, 23, 0)
+    due = next_working_start(cal, received)
+    assert due == sh(2027, 1, 4, 8, 30)  # Friday off, then the weekend
+    assert uncovered_years(cal, received, due) == []
+    # A project that ignores public holidays needs no holiday data at all.
+    every_day = WorkCalendar(hours=WorkingHours(observe_public_holidays=False))
+    assert uncovered_years(every_day, received, sh(2028, 1, 1, 9, 0)) == []
+    # Every year passed through is named, not only the first and the last.
+    assert uncovered_years(OFFICE, received, sh(2029, 1, 2, 9, 0)) == [2027, 2028, 2029]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        uncovered_years(OFFICE, datetime(2026, 12, 31, 23, 0))
+
+
+def test_one_wording_for_an_uncovered_year() -> None:
+    text = uncovered_warning(2027)
+    assert text.startswith("no holiday data for 2027")
+    assert "PUT /v1/calendars/years/2027" in text

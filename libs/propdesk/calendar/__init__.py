@@ -6,6 +6,7 @@ from propdesk.calendar.clock import (
     add_working_duration,
     is_working_time,
     next_working_start,
+    uncovered_years,
     working_periods,
     working_seconds_between,
 )
@@ -16,6 +17,7 @@ from propdesk.calendar.days import (
     coverage,
     day_verdict,
     is_working_day,
+    uncovered_warning,
 )
 from propdesk.calendar.model import (
     CalendarNotCovered,
@@ -47,6 +49,8 @@ __all__ = [
     "is_working_day",
     "is_working_time",
     "next_working_start",
+    "uncovered_warning",
+    "uncovered_years",
     "working_periods",
     "working_seconds_between",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
-from propdesk.calendar.days import is_working_day
+from propdesk.calendar.days import coverage, is_working_day
 from propdesk.calendar.model import WorkCalendar
 
 # A calendar with no working day in three years is misconfigured; stop rather than spin.
@@ -53,6 +53,22 @@ def next_working_start(cal: WorkCalendar, instant: datetime) -> datetime:
         if at < end:
             return max(start, at)
     raise AssertionError("unreachable: working_periods raises when exhausted")
+
+
+def uncovered_years(cal: WorkCalendar, start: datetime, end: datetime | None = None) -> list[int]:
+    """The years no holiday data covers among the project's local dates from `start` to
+    `end` (inclusive; `end` defaults to `start`), e.g. from a complaint's receipt to the
+    working start it is due at. Working time computed there counts weekdays only
+    (`UncoveredPolicy.WEEKDAYS`) or raises, so a caller reports them.
+
+    Local dates, never UTC ones: 2027-01-01 01:30 in Shanghai is still 2026 in UTC. Empty
+    for a calendar that does not observe public holidays (no holiday data is missing)."""
+    first = _aware(start, "start").astimezone(cal.zone).date()
+    last = _aware(end, "end").astimezone(cal.zone).date() if end is not None else first
+    if not cal.hours.observe_public_holidays:
+        return []
+    first, last = min(first, last), max(first, last)
+    return [y for y in range(first.year, last.year + 1) if not coverage(y, cal.platform).covered]
 
 
 def add_working_duration(cal: WorkCalendar, start: datetime, duration: timedelta) -> datetime:

@@ -38,6 +38,15 @@ def coverage(year: int, platform: HolidayOverrides | None = None) -> YearCoverag
     return YearCoverage(year, False, CoverageSource.NONE)
 
 
+def uncovered_warning(year: int) -> str:
+    """The one wording for a year without holiday data, wherever it is reported (start-up
+    log, coverage API, a work order computed across it)."""
+    return (
+        f"no holiday data for {year}: working time in {year} counts weekdays only until an "
+        f"operator loads it (PUT /v1/calendars/years/{year})"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DayVerdict:
     working: bool

@@ -119,6 +119,6 @@ async def test_calendar_year_out_of_range_is_a_422(tenant: Tenant, client) -> No
     assert r.status_code == 422 and ("query.year", "less_than_equal") in _fields(r)
 
 
-def test_a_project_event_with_an_unknown_time_zone_is_malformed() -> None:
+async def test_a_project_event_with_an_unknown_time_zone_is_malformed() -> None:
     with pytest.raises(ValidationError, match="unknown IANA time zone"):
         ProjectUpserted(project_id=uuid4(), code="P", name="p", time_zone="Mars/Olympus")

@@ -9,16 +9,25 @@ from dispatch.domain.lifecycle import (
     OPEN_STATES,
     TRANSITIONS,
     Action,
+    CallbackNotSatisfied,
     IllegalTransition,
     State,
     allowed_actions,
+    check_close,
     next_state,
 )
 from dispatch.domain.ownership import (
     NotAllowed,
     OrderView,
+    StaffFacts,
+    acting_for,
+    assignee_unfit,
+    board_scope,
     check_approval,
     check_handler,
+    check_owner_or_supervisor,
+    check_reassigner,
+    check_sign_off,
     overnight_handover_due,
     owner_change_on_accept,
 )
@@ -94,25 +103,98 @@ def test_first_receiver_then_handover_chain() -> None:
 
 
 def test_who_may_act() -> None:
-    a, b = uuid4(), uuid4()
-    order = OrderView(State.DISPATCHED, uuid4(), a, None)
+    a, b, head = uuid4(), uuid4(), uuid4()
+    eng, cs = uuid4(), uuid4()
+    heads = frozenset({"department_head"})
+    order = OrderView(State.DISPATCHED, eng, a, None)
     check_handler(order, a, frozenset({"handler"}))
     with pytest.raises(NotAllowed):
         check_handler(order, b, frozenset({"handler"}))
-    check_handler(order, b, frozenset({"department_head"}))
-    pending = OrderView(State.HANDOVER_PENDING, uuid4(), a, a, pending_handover_to=b)
+    # A department head acts for his own department's staff only.
+    check_handler(order, head, heads, eng)
+    for elsewhere in (cs, None):
+        with pytest.raises(NotAllowed, match="department"):
+            check_handler(order, head, heads, elsewhere)
+    check_handler(order, head, frozenset({"director"}))
+    pending = OrderView(
+        State.HANDOVER_PENDING, eng, a, a, pending_handover_to=b, pending_handover_department_id=cs
+    )
     check_handler(pending, b, frozenset({"handler"}))
     with pytest.raises(NotAllowed):
         check_handler(pending, a, frozenset({"handler"}))
+    # On a pending hand-over, the receiver's head acts for the receiver.
+    check_handler(pending, head, heads, cs)
+    with pytest.raises(NotAllowed):
+        check_handler(pending, head, heads, eng)
+
+
+def test_acting_for_keeps_the_handler_first_asked() -> None:
+    a, head = uuid4(), uuid4()
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    order = OrderView(State.DISPATCHED, uuid4(), a, None)
+    assert acting_for(order, a) is None
+    assert acting_for(order, head) == a
+    assert acting_for(OrderView(State.DISPATCHED, uuid4(), None, None), head) is None
+    change = owner_change_on_accept(order, a, now, accepted_by=str(head))
+    assert change and change.to_staff_id == a and str(head) in change.reason
+
+
+def test_other_heads_reassign_hand_over_sign_off_and_board() -> None:
+    a, head = uuid4(), uuid4()
+    eng, cs = uuid4(), uuid4()
+    heads = frozenset({"department_head"})
+    order = OrderView(State.RESOLVED, eng, a, a)
+    for check in (check_reassigner, check_sign_off):
+        check(order, heads, eng)
+        with pytest.raises(NotAllowed):
+            check(order, heads, cs)
+        check(order, frozenset({"cs_supervisor"}))
+    check_reassigner(order, frozenset({"affairs_assistant"}))
+    check_owner_or_supervisor(order, head, heads, eng)
+    with pytest.raises(NotAllowed):
+        check_owner_or_supervisor(order, head, heads, cs)
+    assert board_scope(heads, eng, frozenset({eng})) == eng
+    assert board_scope(frozenset({"director"}), None, frozenset({eng})) is None
+    with pytest.raises(NotAllowed):
+        board_scope(heads, cs, frozenset({eng}))
+    with pytest.raises(NotAllowed):
+        board_scope(heads, None, frozenset({eng}))
+
+
+def test_who_may_receive_an_order() -> None:
+    project, other, eng, cs, s = uuid4(), uuid4(), uuid4(), uuid4(), uuid4()
+    engineer = StaffFacts(s, eng, frozenset({project}), active=True)
+    assert assignee_unfit(engineer, s, project_id=project, department_id=eng) is None
+    assert assignee_unfit(engineer, s, project_id=project, department_id=None) is None
+    unfit = assignee_unfit(engineer, s, project_id=project, department_id=cs, department_code="cs")
+    assert unfit and unfit.rule == "in_department" and "cs" in unfit.message
+    unfit = assignee_unfit(engineer, s, project_id=other, department_id=None)
+    assert unfit and unfit.rule == "covers_project"
+    retired = StaffFacts(s, eng, frozenset({project}), active=False)
+    for nobody in (None, retired):
+        unfit = assignee_unfit(nobody, s, project_id=project, department_id=None)
+        assert unfit and unfit.rule == "exists"
+
+
+def test_close_needs_a_satisfied_callback() -> None:
+    check_close(State.FEEDBACK_GIVEN, "satisfied")
+    check_close(State.FEEDBACK_GIVEN, "basically_satisfied")
+    with pytest.raises(CallbackNotSatisfied, match="reopen"):
+        check_close(State.FEEDBACK_GIVEN, "dissatisfied")
 
 
 def test_compensation_needs_an_approver() -> None:
+    eng, cs = uuid4(), uuid4()
     check_approval(None, [], frozenset({"handler"}))
     with pytest.raises(NotAllowed, match="approver"):
         check_approval({"amount": "200"}, [], frozenset({"handler"}))
     with pytest.raises(NotAllowed):
         check_approval(None, ["finance: waive fee"], frozenset({"handler"}))
-    check_approval({"amount": "200"}, [], frozenset({"department_head"}))
+    head = frozenset({"department_head"})
+    check_approval({"amount": "200"}, [], head, department_id=eng, actor_department=eng)
+    with pytest.raises(NotAllowed, match="approver"):
+        check_approval({"amount": "5000"}, [], head, department_id=eng, actor_department=cs)
+    check_approval({"amount": "5000"}, [], frozenset({"director"}), department_id=eng)
 
 
 def test_overnight_handover_due() -> None:

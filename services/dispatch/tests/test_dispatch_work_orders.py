@@ -83,10 +83,12 @@ async def test_replayed_classified_event_creates_one_work_order(res, tenant: Ten
 
 async def test_concurrent_accepts_one_wins(res, tenant: Tenant, client: httpx.AsyncClient) -> None:
     wo = await dispatch(res, tenant, classified(tenant))
-    # Department heads may accept for their staff: four of them race for one order.
-    heads = [tenant.token(uuid4(), "department_head") for _ in range(4)]
+    # The handler and his department head (who may accept for him) race for one order.
+    view = (await client.get(f"/v1/work-orders/{wo}", headers=tenant.handler(tenant.head))).json()
+    handler = tenant.handler(UUID(view["handler_id"]))
+    racers = [handler, tenant.token(tenant.head, "department_head")] * 2
     responses = await asyncio.gather(
-        *(client.post(f"/v1/work-orders/{wo}/accept", headers=h) for h in heads)
+        *(client.post(f"/v1/work-orders/{wo}/accept", headers=h) for h in racers)
     )
     codes = sorted(r.status_code for r in responses)
     assert codes == [200, 409, 409, 409], [r.text for r in responses]

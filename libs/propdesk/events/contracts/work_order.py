@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from pydantic import Field
+
 from propdesk.events.envelope import EventPayload
 
 
@@ -44,6 +46,10 @@ class WorkOrderDispatched(_WorkOrderFacts):
     after_hours: bool = False
     # When the duty leader's unhandled case passes to the service center.
     overnight_handover_at: datetime | None = None
+    # Years without holiday data between receipt and that hand-over (project-local dates):
+    # working time there was counted on weekdays only. Added in a compatible way: left out
+    # of the payload when empty, so the usual event is what readers of v1 always got.
+    calendar_uncovered_years: list[int] = Field(default=[], exclude_if=lambda v: not v)
 
 
 class WorkOrderAccepted(_WorkOrderFacts):

@@ -24,6 +24,7 @@ from propdesk.calendar import (
     day_verdict,
     is_working_time,
     next_working_start,
+    uncovered_warning,
 )
 from propdesk.service.problems import ProblemError, field_error
 from propdesk.tenancy import TenantContext
@@ -40,11 +41,7 @@ def coverage_report(platform: HolidayOverrides, today: date) -> dict[str, Any]:
     return {
         "years": [{"year": c.year, "covered": c.covered, "source": c.source.value} for c in years],
         "uncovered": uncovered,
-        "warnings": [
-            f"no holiday data for {y}: working time in {y} counts weekdays only until an "
-            f"operator loads it (PUT /v1/calendars/years/{y})"
-            for y in uncovered
-        ],
+        "warnings": [uncovered_warning(y) for y in uncovered],
     }
 
 
@@ -113,9 +110,10 @@ async def project_calendar(
                 detail=f"No project {project_id} is known to dispatch.",
             )
         cal = await store.project_calendar(session, project_id, uncovered=UncoveredPolicy.WEEKDAYS)
-        days = await store.list_local_days(session, project_id, year or now.year)
-    report = coverage_report(cal.platform, now.astimezone(cal.zone).date())
-    today = day_verdict(cal, now.astimezone(cal.zone).date())
+        local_today = now.astimezone(cal.zone).date()  # the project's year, not UTC's
+        days = await store.list_local_days(session, project_id, year or local_today.year)
+    report = coverage_report(cal.platform, local_today)
+    today = day_verdict(cal, local_today)
     return {
         "project_id": project_id,
         "time_zone": cal.time_zone,

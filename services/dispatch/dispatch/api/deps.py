@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dispatch.domain.lifecycle import IllegalTransition
+from dispatch.domain.lifecycle import Action, CallbackNotSatisfied, IllegalTransition
 from dispatch.domain.ownership import NotAllowed
 from dispatch.flows.steps import InvalidStep, WorkOrderNotFound
 from propdesk.db.session import tenant_transaction
@@ -37,6 +37,28 @@ async def _illegal(request: Request, exc: Exception) -> Response:
         detail=f"The work order is {exc.current.value}: {exc}.",
         instance=request.url.path,
         extensions={"current_state": exc.current.value, "action": exc.action.value},
+    )
+
+
+async def _not_closed(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CallbackNotSatisfied)
+    reopen = request.url.path.removesuffix("/close") + "/reopen"
+    return problem_response(
+        409,
+        "A dissatisfied owner's case is reopened, not closed",
+        code="callback-dissatisfied",
+        detail=(
+            f"The callback result is {exc.callback_result}: the case cannot be closed. "
+            f"Reopen it (POST {reopen}) as a second complaint."
+        ),
+        instance=request.url.path,
+        extensions={
+            "current_state": exc.current.value,
+            "action": Action.CLOSE.value,
+            "callback_result": exc.callback_result,
+            "allowed_action": Action.REOPEN.value,
+            "reopen": reopen,
+        },
     )
 
 
@@ -70,6 +92,7 @@ async def _invalid(request: Request, exc: Exception) -> Response:
 
 def install_domain_errors(app: FastAPI) -> None:
     app.add_exception_handler(IllegalTransition, _illegal)
+    app.add_exception_handler(CallbackNotSatisfied, _not_closed)
     app.add_exception_handler(NotAllowed, _not_allowed)
     app.add_exception_handler(WorkOrderNotFound, _not_found)
     app.add_exception_handler(InvalidStep, _invalid)

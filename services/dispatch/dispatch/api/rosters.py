@@ -45,7 +45,8 @@ async def add_shift(
         )
     assert ctx.tenant_id is not None
     async with transaction(request, ctx) as session:
-        if not await directory.staff_exists(session, body.staff_id):
+        member = await directory.staff_facts(session, body.staff_id)
+        if member is None or not member.active:
             raise ProblemError(
                 422,
                 "Request validation failed",
@@ -60,6 +61,18 @@ async def add_shift(
                 code="validation-failed",
                 detail=f"No project {body.project_id}.",
                 errors=[field_error("body.project_id", "exists", "unknown project")],
+            )
+        if body.project_id not in member.project_ids:
+            # On duty for a project means receiving its complaints after hours: only staff
+            # who work for it.
+            raise ProblemError(
+                422,
+                "Request validation failed",
+                code="validation-failed",
+                detail=f"Staff member {body.staff_id} does not work for project {body.project_id}.",
+                errors=[
+                    field_error("body.staff_id", "covers_project", "not staff of this project")
+                ],
             )
         shift_id = (
             await session.execute(

@@ -64,7 +64,7 @@ async def _check_references(session: AsyncSession, body: RoutingRuleIn) -> None:
         )
         if name not in known
     ]
-    if body.handler_staff_id and not await directory.staff_exists(session, body.handler_staff_id):
+    if body.handler_staff_id and not await _active_staff(session, body.handler_staff_id):
         errors.append(
             field_error("body.handler_staff_id", "reference", "no active staff member with this id")
         )
@@ -76,6 +76,11 @@ async def _check_references(session: AsyncSession, body: RoutingRuleIn) -> None:
             detail="The rule names what the tenant does not have.",
             errors=errors,
         )
+
+
+async def _active_staff(session: AsyncSession, staff_id: UUID) -> bool:
+    member = await directory.staff_facts(session, staff_id)
+    return member is not None and member.active
 
 
 def _not_found(rule_id: int) -> ProblemError:

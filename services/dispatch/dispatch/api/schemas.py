@@ -68,7 +68,9 @@ class HandOverIn(Body):
 
 
 class CloseIn(Body):
-    callback_result: Literal["satisfied", "basically_satisfied", "dissatisfied"] | None = None
+    callback_result: Literal["satisfied", "basically_satisfied", "dissatisfied"] = Field(
+        description="the callback's result (回访); dissatisfied is refused with 409: reopen"
+    )
     note: str | None = Field(default=None, max_length=4000)
 
 

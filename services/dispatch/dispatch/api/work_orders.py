@@ -23,7 +23,9 @@ from dispatch.api.schemas import (
     work_order_out,
 )
 from dispatch.domain.lifecycle import OPEN_STATES, State, allowed_actions
+from dispatch.domain.ownership import board_scope
 from dispatch.flows import steps
+from dispatch.store import directory
 from dispatch.store import work_orders as orders
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
@@ -264,8 +266,13 @@ async def department_board(
     project_id: UUID | None = None,
     ctx: TenantContext = require_staff(*HEADS, R.AFFAIRS_ASSISTANT),
 ) -> dict[str, Any]:
+    """A department's open orders: a department head sees his own department only."""
     async with transaction(request, ctx) as session:
-        rows = await orders.board(session, code, [s.value for s in OPEN_STATES], project_id)
+        mine = await steps.head_department(session, ctx, steps.actor_staff_id(ctx))
+        of_code = await directory.department_ids_by_code(session, code)
+        only = board_scope(ctx.roles, mine, of_code)  # NotAllowed → 403
+        states = [s.value for s in OPEN_STATES]
+        rows = await orders.board(session, code, states, project_id, department_id=only)
     by_state: dict[str, int] = {}
     by_handler: dict[str, int] = {}
     for r in rows:

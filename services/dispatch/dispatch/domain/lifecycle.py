@@ -17,6 +17,8 @@
   result feedback and moves the case to feedback_given, ready for the callback.
 - `follow_up` (the assistant's daily check) is allowed in every open state.
 - `transfer` is the system's overnight hand-over to the service center.
+- `close` needs the callback's result (回访): satisfied or basically satisfied. A
+  dissatisfied owner's case is not closed but reopened (a second complaint, 二次投诉).
 """
 
 from __future__ import annotations
@@ -111,3 +113,23 @@ def next_state(current: State, action: Action) -> State:
 
 def allowed_actions(current: State) -> list[Action]:
     return [a for a in Action if (current, a) in TRANSITIONS]
+
+
+CLOSING_CALLBACK_RESULTS: frozenset[str] = frozenset({"satisfied", "basically_satisfied"})
+
+
+class CallbackNotSatisfied(Exception):
+    """A close with a callback result that does not close the case (a 409 naming reopen)."""
+
+    def __init__(self, current: State, callback_result: str) -> None:
+        super().__init__(
+            f"a {callback_result} callback does not close the case: reopen it instead "
+            "(a second complaint)"
+        )
+        self.current = current
+        self.callback_result = callback_result
+
+
+def check_close(current: State, callback_result: str) -> None:
+    if callback_result not in CLOSING_CALLBACK_RESULTS:
+        raise CallbackNotSatisfied(current, callback_result)

@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.assignment import choose_assignee
@@ -25,12 +26,23 @@ from dispatch.store import dispatching as store
 from dispatch.store import routing_cache
 from dispatch.store import work_orders as orders
 from propdesk.bus import Outbox
-from propdesk.calendar import coverage, is_working_time, next_working_start
+from propdesk.calendar import (
+    is_working_time,
+    next_working_start,
+    uncovered_warning,
+    uncovered_years,
+)
 from propdesk.db.session import driver_connection
 from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
 from propdesk.events.contracts.work_order import WorkOrderDispatched, WorkOrderHandedOver
 
 log = logging.getLogger("dispatch.dispatching")
+UNCOVERED_DISPATCHES = Counter(
+    "propdesk_dispatch_uncovered_calendar_orders",
+    "Work orders dispatched with working time counted on weekdays only, by the year without"
+    " holiday data (load it: PUT /v1/calendars/years/{year}).",
+    ["year"],
+)
 OUTBOX = Outbox("dispatch")
 DUTY_LEADER = "duty_leader"
 
@@ -47,14 +59,6 @@ async def dispatch_classified(
     conn = await driver_connection(session)
     routing = await routing_cache.project_routing(session, c.project_id)
     cal = routing.calendar
-    # Dispatch never stops for a missing holiday year: it treats the year's weekdays as
-    # working and says so loudly (the start-up check and /v1/calendars/coverage too).
-    if not coverage(now.year, cal.platform).covered:
-        log.warning(
-            "holiday calendar for %s is not loaded: dispatching %s with weekdays only",
-            now.year,
-            c.complaint_id,
-        )
     working = is_working_time(cal, now)
 
     decision = route(
@@ -88,6 +92,29 @@ async def dispatch_classified(
             f"department {decision.department} is not known to dispatch yet: "
             "customer service must reassign; " + assignment.reason
         )
+    handover_at = next_working_start(cal, now) if assignment.after_hours else None
+    # Dispatch never stops for a missing holiday year: it counts that year's weekdays as
+    # working and says so loudly, on the order and its event too (the start-up check and
+    # /v1/calendars/coverage report the same years). The project's local dates, from now
+    # to the overnight hand-over, not the UTC year of `now`.
+    uncovered = uncovered_years(cal, now, handover_at)
+    if uncovered:
+        warnings = [uncovered_warning(y) for y in uncovered]
+        assignment_reason += "; " + "; ".join(warnings)
+        for y in uncovered:
+            UNCOVERED_DISPATCHES.labels(str(y)).inc()
+        log.warning(
+            "calendar: complaint %s dispatched on a guessed calendar: %s",
+            c.complaint_id,
+            "; ".join(warnings),
+            extra={
+                "project_id": str(c.project_id),
+                "complaint_id": str(c.complaint_id),
+                "uncovered_years": uncovered,
+                "working_time": working,
+                "overnight_handover_at": handover_at.isoformat() if handover_at else None,
+            },
+        )
 
     wo = orders.WorkOrderRow(
         id=uuid4(),
@@ -111,7 +138,7 @@ async def dispatch_classified(
         assignment_reason=assignment_reason,
         inform=list(decision.inform),
         after_hours=assignment.after_hours,
-        overnight_handover_at=next_working_start(cal, now) if assignment.after_hours else None,
+        overnight_handover_at=handover_at,
         received_at=c.received_at,
         recorded_at=c.recorded_at,
         dispatched_at=now,
@@ -130,6 +157,7 @@ async def dispatch_classified(
             inform=list(decision.inform),
             after_hours=assignment.after_hours,
             overnight_handover_at=wo.overnight_handover_at,
+            calendar_uncovered_years=uncovered,
         )
     ]
     change: OwnerChange | None = None
@@ -158,7 +186,11 @@ async def dispatch_classified(
     written = await store.write(
         conn,
         wo,
-        step_details={"routing": decision.as_record(), "assignment": assignment_reason},
+        step_details={
+            "routing": decision.as_record(),
+            "assignment": assignment_reason,
+            **({"calendar_uncovered_years": uncovered} if uncovered else {}),
+        },
         assigned_staff_id=assignment.staff_id,
         first_owner=change,
         outbox_rows=OUTBOX.rows_in(session, *envelopes),

@@ -4,6 +4,10 @@ A periodic job on every replica: one transaction claims due orders across tenant
 FOR UPDATE SKIP LOCKED (replicas never take the same order), then handles each under its
 own tenant's context in the same transaction: the row stays locked until the hand-over,
 its step, the owner chain entry and the events commit together.
+
+Only what the duty leader still holds is taken (DOMAIN.md: what *he* has not closed): the
+steps clear the due time when the case leaves his hands or is resolved, and the job checks
+again against the chain of owners before it moves anything.
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dispatch.domain.assignment import choose_assignee
-from dispatch.domain.lifecycle import UNHANDLED_STATES, Action, State, next_state
-from dispatch.domain.ownership import OwnerChange
+from dispatch.domain.lifecycle import Action, State, next_state
+from dispatch.domain.ownership import OVERNIGHT_STATES, OwnerChange, overnight_handover_stands
 from dispatch.domain.routing import CUSTOMER_SERVICE, resolve_department
 from dispatch.flows.events import event
 from dispatch.flows.steps import OUTBOX
@@ -37,16 +41,37 @@ async def run_overnight_handover(
     now = now or datetime.now(UTC)
     async with tenant_transaction(sessions, system_context(ACTOR)) as session:
         due = await orders.claim_overnight_due(
-            session, now, [s.value for s in UNHANDLED_STATES], BATCH
+            session, now, [s.value for s in OVERNIGHT_STATES], BATCH
         )
-        for work_order_id, tenant_id, _project_id in due:
+        handed = 0
+        for work_order_id, tenant_id, project_id in due:
             await apply_context(session, TenantContext.for_tenant(tenant_id, actor=ACTOR))
             wo = await orders.get(session, work_order_id)
-            if wo is not None:
+            if wo is None:
+                continue
+            first = await orders.first_owner(session, wo.id)
+            receiver = first.to_staff_id if first and first.kind == "first_receiver" else None
+            if overnight_handover_stands(wo.view(), receiver):
                 await transfer_to_service_center(session, wo, now)
-    if due:
-        log.info("handed %d overnight case(s) to the service center", len(due))
-    return len(due)
+                handed += 1
+                continue
+            # A due time the steps should have cleared (the case left the duty leader's
+            # hands): never take a case from whoever holds it now.
+            log.warning(
+                "overnight hand-over of %s dropped: no longer with its overnight receiver",
+                wo.id,
+                extra={
+                    "work_order_id": str(wo.id),
+                    "work_order_tenant_id": str(tenant_id),
+                    "project_id": str(project_id),
+                    "state": wo.state,
+                },
+            )
+            wo.overnight_handover_at = None
+            await orders.save(session, wo)
+    if handed:
+        log.info("handed %d overnight case(s) to the service center", handed)
+    return handed
 
 
 async def transfer_to_service_center(

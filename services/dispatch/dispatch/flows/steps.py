@@ -11,14 +11,18 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.domain.lifecycle import Action, State, next_state
+from dispatch.domain.lifecycle import Action, State, check_close, next_state
 from dispatch.domain.ownership import (
-    SUPERVISING_ROLES,
-    NotAllowed,
+    DEPARTMENT_HEAD,
     OwnerChange,
+    acting_for,
+    assignee_unfit,
     check_approval,
     check_handler,
     check_owner_or_supervisor,
+    check_reassigner,
+    check_sign_off,
+    overnight_handover_stands,
     owner_change_on_accept,
 )
 from dispatch.domain.routing import resolve_department
@@ -84,8 +88,17 @@ async def _step(
     if check is not None:
         check(wo)
     wo.seq += 1
+    # While an overnight hand-over is pending, the duty leader who received the case after
+    # hours is its owner and handler.
+    overnight_receiver = wo.owner_id if wo.overnight_handover_at is not None else None
     envelopes, details = mutate(wo, now)
     wo.state = after.value
+    if wo.overnight_handover_at is not None and not overnight_handover_stands(
+        wo.view(), overnight_receiver
+    ):
+        # Reassigned, handed over, taken by someone else or resolved: no longer his to
+        # hand to the service center in the morning, now or after a reopen.
+        wo.overnight_handover_at = None
     # Events are built after the state is set, so they carry the new state.
     built = [build(wo) for build in envelopes]
     await orders.save(session, wo)
@@ -120,13 +133,18 @@ async def accept(
     session: AsyncSession, ctx: TenantContext, work_order_id: UUID, *, now: datetime | None = None
 ) -> WorkOrderRow:
     me = actor_staff_id(ctx)
+    my_department = await head_department(session, ctx, me)
     changes: list[OwnerChange] = []
 
     def mutate(wo: WorkOrderRow, at: datetime):
-        acceptor = me or wo.handler_id
         view = wo.view()
+        # A head or supervisor accepting for the assigned handler (or the hand-over's
+        # receiver) accepts in his name: the handler is the first-asked owner, not them.
+        on_behalf = acting_for(view, me)
+        acceptor = on_behalf or me or wo.handler_id
         if acceptor is not None:
-            change = owner_change_on_accept(view, acceptor, at)
+            accepted_by = ctx.actor if on_behalf is not None else None
+            change = owner_change_on_accept(view, acceptor, at, accepted_by=accepted_by)
             if change is not None:
                 changes.append(change)
                 wo.owner_id = change.to_staff_id
@@ -143,7 +161,7 @@ async def accept(
             lambda w: event(ev.WorkOrderAccepted, w, at, ctx.actor, dispatched_at=w.dispatched_at)
         ]
         built += [_owner_event(c, ctx.actor) for c in changes]
-        return built, {}
+        return built, _acting_for(on_behalf)
 
     wo = await _step(
         session,
@@ -151,7 +169,7 @@ async def accept(
         work_order_id,
         Action.ACCEPT,
         mutate,
-        check=lambda w: _guard(check_handler, w, me, ctx),
+        check=lambda w: _guard(check_handler, w, me, ctx, my_department),
         now=now,
     )
     for change in changes:
@@ -159,23 +177,42 @@ async def accept(
     return wo
 
 
-def _guard(fn, wo: WorkOrderRow, me: UUID | None, ctx: TenantContext) -> None:
-    fn(wo.view(), me, ctx.roles)
+def _guard(
+    fn, wo: WorkOrderRow, me: UUID | None, ctx: TenantContext, my_department: UUID | None
+) -> None:
+    fn(wo.view(), me, ctx.roles, my_department)
+
+
+async def head_department(
+    session: AsyncSession, ctx: TenantContext, me: UUID | None
+) -> UUID | None:
+    """The acting department head's own department (what his authority is limited to);
+    None for anyone else, whose authority does not depend on it."""
+    if me is None or DEPARTMENT_HEAD not in ctx.roles:
+        return None
+    return await directory.staff_department(session, me)
+
+
+def _acting_for(staff_id: UUID | None) -> dict[str, Any]:
+    """The step's record of whom a head or supervisor acted for, if anyone."""
+    return {"acting_for": staff_id} if staff_id is not None else {}
 
 
 async def reject(
     session: AsyncSession, ctx: TenantContext, work_order_id: UUID, reason: str
 ) -> WorkOrderRow:
     me = actor_staff_id(ctx)
+    my_department = await head_department(session, ctx, me)
 
     def mutate(wo: WorkOrderRow, at: datetime):
+        on_behalf = acting_for(wo.view(), me)
         if wo.state == State.HANDOVER_PENDING:
             # A declined hand-over: the owner keeps the case.
             wo.pending_handover_to = None
             wo.pending_handover_department_id = None
         return [
             lambda w: event(ev.WorkOrderRejected, w, at, ctx.actor, reason=reason, rejected_by=me)
-        ], {"reason": reason}
+        ], {"reason": reason, **_acting_for(on_behalf)}
 
     return await _step(
         session,
@@ -183,7 +220,7 @@ async def reject(
         work_order_id,
         Action.REJECT,
         mutate,
-        check=lambda w: _guard(check_handler, w, me, ctx),
+        check=lambda w: _guard(check_handler, w, me, ctx, my_department),
     )
 
 
@@ -197,8 +234,10 @@ async def progress(
     photo_refs: list[str],
 ) -> WorkOrderRow:
     me = actor_staff_id(ctx)
+    my_department = await head_department(session, ctx, me)
 
     def mutate(wo: WorkOrderRow, at: datetime):
+        details = {"note": note, "site_visit": site_visit, "photo_refs": photo_refs}
         return [
             lambda w: event(
                 ev.WorkOrderProgressed,
@@ -209,7 +248,7 @@ async def progress(
                 site_visit=site_visit,
                 photo_refs=photo_refs,
             )
-        ], {"note": note, "site_visit": site_visit, "photo_refs": photo_refs}
+        ], {**details, **_acting_for(acting_for(wo.view(), me))}
 
     return await _step(
         session,
@@ -217,7 +256,7 @@ async def progress(
         work_order_id,
         Action.PROGRESS,
         mutate,
-        check=lambda w: _guard(check_handler, w, me, ctx),
+        check=lambda w: _guard(check_handler, w, me, ctx, my_department),
     )
 
 
@@ -231,14 +270,22 @@ async def resolve(
     decisions: list[str],
 ) -> WorkOrderRow:
     me = actor_staff_id(ctx)
+    my_department = await head_department(session, ctx, me)
 
     def check(wo: WorkOrderRow) -> None:
-        check_handler(wo.view(), me, ctx.roles)
-        check_approval(compensation, decisions, ctx.roles)
+        check_handler(wo.view(), me, ctx.roles, my_department)
+        check_approval(
+            compensation,
+            decisions,
+            ctx.roles,
+            department_id=wo.department_id,
+            actor_department=my_department,
+        )
 
     approved_by = ctx.actor if (compensation is not None or decisions) else None
 
     def mutate(wo: WorkOrderRow, at: datetime):
+        on_behalf = acting_for(wo.view(), me)
         wo.resolution = resolution
         wo.compensation = compensation
         wo.resolved_at = at
@@ -247,6 +294,7 @@ async def resolve(
             "compensation": compensation,
             "decisions": decisions,
             "approved_by": approved_by,
+            **_acting_for(on_behalf),
         }
         return [
             lambda w: event(
@@ -268,14 +316,10 @@ async def sign_off(
     session: AsyncSession, ctx: TenantContext, work_order_id: UUID, comment: str | None
 ) -> WorkOrderRow:
     me = actor_staff_id(ctx)
-    my_department = await directory.staff_department(session, me) if me else None
+    my_department = await head_department(session, ctx, me)
 
     def check(wo: WorkOrderRow) -> None:
-        if ctx.roles & SUPERVISING_ROLES:
-            return
-        if "department_head" in ctx.roles and my_department == wo.department_id:
-            return
-        raise NotAllowed("only the head of the responsible department may sign off")
+        check_sign_off(wo.view(), ctx.roles, my_department)
 
     def mutate(wo: WorkOrderRow, at: datetime):
         wo.signed_off_at = at
@@ -346,6 +390,8 @@ async def reassign(
     handler_id: UUID | None,
     reason: str,
 ) -> WorkOrderRow:
+    me = actor_staff_id(ctx)
+    my_department = await head_department(session, ctx, me)
     wo0 = await load(session, work_order_id, lock=True)
     department = None
     if department_code is not None:
@@ -358,8 +404,23 @@ async def reassign(
             raise InvalidStep(
                 "body.department_code", "exists", f"no department {department_code} in this project"
             )
-    if handler_id is not None and not await directory.staff_exists(session, handler_id):
-        raise InvalidStep("body.handler_id", "exists", f"no active staff member {handler_id}")
+    target = await directory.staff_facts(session, handler_id) if handler_id else None
+
+    def check(wo: WorkOrderRow) -> None:
+        check_reassigner(wo.view(), ctx.roles, my_department)
+        if handler_id is None:
+            return
+        # The handler works on the order's project, in the department the order will be in.
+        unfit = assignee_unfit(
+            target,
+            handler_id,
+            project_id=wo.project_id,
+            department_id=department.id if department else wo.department_id,
+            department_code=department.code if department else wo.department_code,
+        )
+        if unfit is not None:
+            hint = "" if department else " (name body.department_code to move the order too)"
+            raise InvalidStep("body.handler_id", unfit.rule, unfit.message + hint)
 
     def mutate(wo: WorkOrderRow, at: datetime):
         from_department, from_handler = wo.department_id, wo.handler_id
@@ -379,7 +440,7 @@ async def reassign(
             )
         ], {"reason": reason, "department": wo.department_code, "handler_id": handler_id}
 
-    wo = await _step(session, ctx, work_order_id, Action.REASSIGN, mutate)
+    wo = await _step(session, ctx, work_order_id, Action.REASSIGN, mutate, check=check)
     if handler_id is not None:
         await directory.mark_assigned(session, handler_id, datetime.now(UTC))
     return wo
@@ -394,9 +455,16 @@ async def hand_over(
     reason: str,
 ) -> WorkOrderRow:
     me = actor_staff_id(ctx)
-    if not await directory.staff_exists(session, to_staff_id):
-        raise InvalidStep("body.to_staff_id", "exists", f"no active staff member {to_staff_id}")
-    to_department = await directory.staff_department(session, to_staff_id)
+    my_department = await head_department(session, ctx, me)
+    target = await directory.staff_facts(session, to_staff_id)
+    # The order moves to the receiver's department when he accepts.
+    to_department = target.department_id if target else None
+
+    def check(wo: WorkOrderRow) -> None:
+        _guard(check_owner_or_supervisor, wo, me, ctx, my_department)
+        unfit = assignee_unfit(target, to_staff_id, project_id=wo.project_id, department_id=None)
+        if unfit is not None:
+            raise InvalidStep("body.to_staff_id", unfit.rule, unfit.message)
 
     def mutate(wo: WorkOrderRow, at: datetime):
         wo.pending_handover_to = to_staff_id
@@ -419,7 +487,7 @@ async def hand_over(
         work_order_id,
         Action.HAND_OVER,
         mutate,
-        check=lambda w: _guard(check_owner_or_supervisor, w, me, ctx),
+        check=check,
     )
 
 
@@ -428,9 +496,11 @@ async def close(
     ctx: TenantContext,
     work_order_id: UUID,
     *,
-    callback_result: str | None,
+    callback_result: str,
     note: str | None,
 ) -> WorkOrderRow:
+    """Close after the callback; a dissatisfied owner's case is reopened instead."""
+
     def mutate(wo: WorkOrderRow, at: datetime):
         wo.closed_at = at
         return [
@@ -439,7 +509,14 @@ async def close(
             )
         ], {"callback_result": callback_result, "note": note}
 
-    return await _step(session, ctx, work_order_id, Action.CLOSE, mutate)
+    return await _step(
+        session,
+        ctx,
+        work_order_id,
+        Action.CLOSE,
+        mutate,
+        check=lambda w: check_close(State(w.state), callback_result),
+    )
 
 
 async def reopen(

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.assignment import Candidate, Shift
+from dispatch.domain.ownership import StaffFacts
 from dispatch.domain.routing import Department
 from dispatch.store.routing_cache import invalidate
 from propdesk.events.contracts.tenant import (
@@ -219,8 +220,24 @@ async def staff_department(session: AsyncSession, staff_id: UUID) -> UUID | None
     ).scalar_one_or_none()
 
 
-async def staff_exists(session: AsyncSession, staff_id: UUID) -> bool:
-    found = await session.execute(
-        text("SELECT 1 FROM dispatch.staff WHERE id = :id AND active"), {"id": staff_id}
+async def staff_facts(session: AsyncSession, staff_id: UUID) -> StaffFacts | None:
+    """What the assignment rules need to know of a staff member (None: not in the tenant)."""
+    r = (
+        await session.execute(
+            text(
+                "SELECT id, department_id, project_ids, active FROM dispatch.staff WHERE id = :id"
+            ),
+            {"id": staff_id},
+        )
+    ).first()
+    if r is None:
+        return None
+    return StaffFacts(r.id, r.department_id, frozenset(r.project_ids), r.active)
+
+
+async def department_ids_by_code(session: AsyncSession, code: str) -> frozenset[UUID]:
+    """The departments of the tenant with this code (one per project, or tenant-wide)."""
+    rows = await session.execute(
+        text("SELECT id FROM dispatch.departments WHERE code = :code"), {"code": code}
     )
-    return found.first() is not None
+    return frozenset(r.id for r in rows)

@@ -132,4 +132,3 @@ async def department_names(session: AsyncSession, project_id: UUID | None) -> se
         sql += " WHERE project_id = :p OR project_id IS NULL"
     rows = await session.execute(text(sql), {"p": project_id})
     return {name for r in rows for name in (r.code, r.kind)}
-

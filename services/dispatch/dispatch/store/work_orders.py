@@ -225,6 +225,20 @@ async def owners(session: AsyncSession, work_order_id: UUID) -> list[dict]:
     return [dict(r._mapping) for r in rows]
 
 
+async def first_owner(session: AsyncSession, work_order_id: UUID) -> OwnerChange | None:
+    """The first entry of the chain of owners: the case's first receiver."""
+    r = (
+        await session.execute(
+            text(
+                "SELECT from_staff_id, to_staff_id, to_department_id, kind, reason, at"
+                " FROM dispatch.work_order_owners WHERE work_order_id = :w ORDER BY id LIMIT 1"
+            ),
+            {"w": work_order_id},
+        )
+    ).first()
+    return OwnerChange(**dict(r._mapping)) if r else None
+
+
 async def mine(session: AsyncSession, staff_id: UUID, states: list[str]) -> list[WorkOrderRow]:
     rows = await session.execute(
         text(
@@ -238,16 +252,22 @@ async def mine(session: AsyncSession, staff_id: UUID, states: list[str]) -> list
 
 
 async def board(
-    session: AsyncSession, department_code: str, states: list[str], project_id: UUID | None
+    session: AsyncSession,
+    department_code: str,
+    states: list[str],
+    project_id: UUID | None,
+    department_id: UUID | None = None,
 ) -> list[WorkOrderRow]:
+    """Open orders of a department code; of one department of that code if `department_id`."""
     rows = await session.execute(
         text(
             f"SELECT {_COLUMNS} FROM dispatch.work_orders"
             " WHERE department_code = :code AND state = ANY (:states)"
             " AND (CAST(:p AS uuid) IS NULL OR project_id = :p)"
+            " AND (CAST(:d AS uuid) IS NULL OR department_id = :d)"
             " ORDER BY dispatched_at LIMIT 1000"
         ),
-        {"code": department_code, "states": states, "p": project_id},
+        {"code": department_code, "states": states, "p": project_id, "d": department_id},
     )
     return [_row(r) for r in rows]
 
@@ -255,13 +275,18 @@ async def board(
 async def claim_overnight_due(
     session: AsyncSession, now: datetime, states: list[str], limit: int
 ) -> list[tuple[UUID, UUID, UUID]]:
-    """(id, tenant, project) of due after-hours orders, locked; other replicas skip them."""
+    """(id, tenant, project) of due after-hours orders, locked; other replicas skip them.
+
+    Only orders still unresolved and still owned and handled by one person (the overnight
+    receiver: the caller checks it is him against the chain of owners, which the system
+    context of the claim cannot read)."""
     rows = await session.execute(
         text(
             "SELECT id, tenant_id, project_id FROM dispatch.work_orders"
             " WHERE overnight_handover_at IS NOT NULL AND overnight_handover_at <= :now"
-            " AND state = ANY (:states) ORDER BY overnight_handover_at LIMIT :n"
-            " FOR UPDATE SKIP LOCKED"
+            " AND state = ANY (:states) AND resolved_at IS NULL AND closed_at IS NULL"
+            " AND owner_id = handler_id"
+            " ORDER BY overnight_handover_at LIMIT :n FOR UPDATE SKIP LOCKED"
         ),
         {"now": now, "states": states, "n": limit},
     )
