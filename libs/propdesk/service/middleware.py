@@ -17,7 +17,9 @@ from propdesk.service.metrics import UNMATCHED_ROUTE, observe_request
 from propdesk.service.problems import (
     PayloadTooLarge,
     internal_error_response,
+    is_unstorable_text,
     payload_too_large_response,
+    unstorable_text_response,
 )
 from propdesk.service.request_context import RequestInfo, request_info_var
 
@@ -75,6 +77,16 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
+            if not response_started and is_unstorable_text(exc):
+                # Bad input that got past validation, not a server fault: 422, no trace.
+                error_log.warning(
+                    "text the database cannot store in %s %s: %s",
+                    scope["method"],
+                    scope["path"],
+                    exc,
+                )
+                await unstorable_text_response(scope["path"])(scope, receive, send_with_id)
+                return
             span = trace.get_current_span()
             if span.is_recording():
                 span.record_exception(exc)

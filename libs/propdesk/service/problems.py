@@ -231,6 +231,48 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
+# SQLSTATEs of text PostgreSQL refuses to store: NUL in `text` (character_not_in_repertoire)
+# and `\u0000` in `jsonb` (untranslatable_character, also a character the server encoding
+# lacks). The request's fault, not the server's.
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+def is_unstorable_text(exc: BaseException) -> bool:
+    """Whether `exc`, or an error behind it (SQLAlchemy wraps the driver's: `orig`,
+    `__cause__`), is the database refusing the text it was given."""
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES:
+            return True
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return False
+
+
+def unstorable_text_response(instance: str | None) -> Response:
+    # The last line of defence: the API models refuse NUL field by field (rule `no_nul`,
+    # propdesk.service.text); this answers for any text that slipped past them.
+    return problem_response(
+        422,
+        "Request validation failed",
+        code="validation-failed",
+        detail="The request holds text the database cannot store: the NUL character "
+        "(\\u0000), or a character its encoding lacks.",
+        instance=instance,
+        errors=[
+            field_error(
+                "request",
+                "string_characters",
+                "text must not contain the NUL character (\\u0000)",
+            )
+        ],
+    )
+
+
 def internal_error_response(instance: str | None) -> Response:
     # Nothing about the failure goes to the client; the log line has it, under the same
     # request and trace ids the client can quote.
@@ -244,6 +286,9 @@ def internal_error_response(instance: str | None) -> Response:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    if is_unstorable_text(exc):
+        log.warning("text the database cannot store: %s", exc)
+        return unstorable_text_response(request.url.path)
     log.error("unhandled error", exc_info=exc)
     return internal_error_response(request.url.path)
 

@@ -28,6 +28,14 @@ def _optional_routers() -> list:
     return [open311.router]
 
 
+def _optional_middleware() -> list:
+    try:
+        from intake.api.open311 import Open311ErrorFormat
+    except ImportError:
+        return []
+    return [Open311ErrorFormat]
+
+
 def create_app(res: ServiceResources) -> FastAPI:
     app = create_service_app(
         "intake",
@@ -40,4 +48,8 @@ def create_app(res: ServiceResources) -> FastAPI:
     app.state.redis = res.redis
     app.state.resources = res
     app.state.authenticators.append(ApiKeyAuthenticator(res.sessions, res.redis))
+    # Added last, so outermost: Open311 paths get the spec's error list even for the
+    # answers of the platform's middleware (body limit, last-resort 500).
+    for middleware in _optional_middleware():
+        app.add_middleware(middleware)
     return app

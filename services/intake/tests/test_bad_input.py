@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import orjson
 import pytest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -88,6 +90,62 @@ CASES = [
         422,
         "validation-failed",
         "body.complainant.phone",
+    ),
+    # NUL: PostgreSQL stores no U+0000 in text or jsonb; refused field by field.
+    ("NUL in content", with_(content="电梯\x00坏了"), 422, "validation-failed", "body.content"),
+    (
+        "NUL in complainant name",
+        with_(complainant={"name": "陈\x00先生"}),
+        422,
+        "validation-failed",
+        "body.complainant.name",
+    ),
+    (
+        "NUL in the unit",
+        with_(unit={"building": "1", "room": "2\x0001"}),
+        422,
+        "validation-failed",
+        "body.unit.room",
+    ),
+    (
+        "NUL in an attachment url",
+        with_(attachments=[{"url": "https://x/\x00.jpg"}]),
+        422,
+        "validation-failed",
+        "body.attachments.0.url",
+    ),
+    # occurred_at: within the calendar, not after received_at (plus the received_at clock
+    # skew allowance), not decades before it.
+    (
+        "occurred_at at the end of the calendar",
+        with_(occurred_at="9999-12-31T23:59:59-14:00"),
+        422,
+        "validation-failed",
+        "body.occurred_at",
+    ),
+    (
+        "occurred_at at the start of the calendar",
+        with_(occurred_at="0001-01-01T00:00:00+14:00"),
+        422,
+        "validation-failed",
+        "body.occurred_at",
+    ),
+    (
+        "occurred_at in 2199",
+        with_(occurred_at="2199-01-01T00:00:00+08:00"),
+        422,
+        "validation-failed",
+        "body.occurred_at",
+    ),
+    (
+        "occurred_at after received_at",
+        with_(
+            received_at=(datetime.now(UTC) - timedelta(hours=2)).isoformat(),
+            occurred_at=(datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        ),
+        422,
+        "validation-failed",
+        "body.occurred_at",
     ),
 ]
 
@@ -180,6 +238,8 @@ async def test_tenant_rules_change_the_received_at_limit(client, resources, comp
         ({"q": ""}, "query.q"),
         ({"q": "x" * 201}, "query.q"),
         ({"status": "lost"}, "query.status"),
+        ({"q": "漏\x00水"}, "query.q"),
+        ({"project": "\x00"}, "query.project"),
     ],
 )
 async def test_odd_list_queries_are_4xx_naming_the_parameter(client, company_a, params, field):
@@ -222,3 +282,246 @@ async def test_odd_complaint_ids_on_read_and_timeline(client, company_a, path):
         assert r.json()["errors"][0]["field"] == "path.complaint_id"
     missing = await client.get(f"/v1/complaints/{uuid4()}/timeline", headers=clerk)
     assert missing.status_code == 404
+
+
+async def test_nul_and_occurred_at_name_their_rule(client, company_a):
+    clerk = {**company_a.token("intake_clerk")}
+    for payload, rule in (
+        (with_(content="a\x00b"), "no_nul"),
+        (with_(occurred_at="2199-01-01T00:00:00+08:00"), "not_after_received_at"),
+        (with_(occurred_at="1990-01-01T00:00:00+08:00"), "max_age"),
+    ):
+        r = await client.post("/v1/complaints", json=payload, headers=clerk)
+        assert r.status_code == 422, r.text
+        assert [e["rule"] for e in r.json()["errors"]] == [rule], r.json()
+    # A plausible occurrence time still records.
+    ok = with_(
+        content=f"电梯坏了 {uuid4().hex[:8]}",
+        occurred_at=(datetime.now(UTC) - timedelta(days=30)).isoformat(),
+    )
+    r = await client.post("/v1/complaints", json=ok, headers=clerk)
+    assert r.status_code == 201, r.text
+
+
+async def test_nul_in_api_key_name_and_onboarding_names(client, company_a):
+    admin = company_a.token("tenant_admin")
+    for body, field in (
+        ({"name": "crm\x00"}, "body.name"),
+        ({"name": "crm", "projects": ["SUN\x00RISE"]}, "body.projects.0"),
+    ):
+        r = await client.post("/v1/api-keys", json=body, headers=admin)
+        assert r.status_code == 422, r.text
+        assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [(field, "no_nul")]
+    # JSON is YAML: its "\\u0000" escape reads as NUL.
+    doc = orjson.dumps({"tenant": {"code": company_a.code, "name": "甲\x00物业"}})
+    r = await client.post(
+        "/v1/onboarding",
+        content=doc,
+        headers={**admin, "Content-Type": "application/yaml"},
+    )
+    assert r.status_code == 422, r.text
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("tenant.name", "no_nul")]
+
+
+async def test_nul_that_reaches_the_database_is_a_4xx(client, company_a):
+    """Defence in depth: text PostgreSQL refuses (NUL in text or jsonb) that no model
+    checked is a 422 problem, not a 500."""
+    admin = company_a.token("tenant_admin")
+    tenant = {"code": company_a.code, "name": "甲物业"}
+    for doc in (
+        {"tenant": {**tenant, "settings": {"x": "a\x00"}}},
+        {
+            "tenant": tenant,
+            "projects": [{"code": "SUNRISE", "name": "阳光花园", "city": "上\x00海"}],
+        },
+    ):
+        r = await client.post(
+            "/v1/onboarding",
+            content=orjson.dumps(doc),
+            headers={**admin, "Content-Type": "application/yaml"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+
+
+# Open311: every refusal in the spec's error list, in the format the path asks for.
+OPEN311 = "/open311/v2"
+GOOD_311 = {"service_code": "facility_repair", "description": "电梯坏了"}
+UPLOAD = {"media": ("leak.jpg", b"\xff\xd8\xff\xe0 not really a jpeg", "image/jpeg")}
+
+OPEN311_CASES = [
+    # (id, method, path, request keyword arguments, status, the error description starts)
+    (
+        "oversized body",
+        "POST",
+        "requests",
+        {"data": {**GOOD_311, "description": "漏" * 100_000}},
+        413,
+        "body:",
+    ),
+    (
+        "oversized streamed body",
+        "POST",
+        "requests",
+        {"stream": True, "data": {**GOOD_311, "description": "漏" * 100_000}},
+        413,
+        "body:",
+    ),
+    (
+        "too many fields",
+        "POST",
+        "requests",
+        {"data": {**GOOD_311, **{f"f{i}": "x" for i in range(120)}}},
+        400,
+        "body:",
+    ),
+    ("media upload", "POST", "requests", {"data": GOOD_311, "files": UPLOAD}, 400, "media:"),
+    (
+        "NUL in description",
+        "POST",
+        "requests",
+        {"data": {**GOOD_311, "description": "电梯\x00坏了"}},
+        400,
+        "description:",
+    ),
+    (
+        "NUL in first_name",
+        "POST",
+        "requests",
+        {"data": {**GOOD_311, "first_name": "敏\x00"}},
+        400,
+        "first_name:",
+    ),
+    (
+        "NUL in an attribute",
+        "POST",
+        "requests",
+        {"data": {**GOOD_311, "attribute[demand]": "\x00"}},
+        400,
+        "attribute[demand]:",
+    ),
+    (
+        "occurred_at at the end of the calendar",
+        "POST",
+        "requests",
+        {"data": {**GOOD_311, "attribute[occurred_at]": "9999-12-31T23:59:59-14:00"}},
+        400,
+        "attribute[occurred_at]:",
+    ),
+    (
+        "occurred_at in 2199",
+        "POST",
+        "requests",
+        {"data": {**GOOD_311, "attribute[occurred_at]": "2199-01-01T00:00:00+08:00"}},
+        400,
+        "attribute[occurred_at]:",
+    ),
+    (
+        "NUL in service_request_id",
+        "GET",
+        "requests",
+        {"params": {"service_request_id": "a\x00"}},
+        400,
+        "service_request_id:",
+    ),
+    ("NUL in a token", "GET", "tokens/a%00b", {}, 400, "token:"),
+    (
+        "start_date at the end of the calendar",
+        "GET",
+        "requests",
+        {"params": {"start_date": "9999-12-30T00:00:00+00:00"}},
+        400,
+        "start_date:",
+    ),
+    (
+        "end_date at the start of the calendar",
+        "GET",
+        "requests",
+        {"params": {"end_date": "0001-01-02T00:00:00+00:00"}},
+        400,
+        "end_date:",
+    ),
+    (
+        "updates from the end of the calendar",
+        "GET",
+        "servicerequestupdates",
+        {"params": {"start_date": "9999-12-30T00:00:00+00:00"}},
+        400,
+        "start_date:",
+    ),
+    (
+        "updates to the start of the calendar",
+        "GET",
+        "servicerequestupdates",
+        {"params": {"end_date": "0001-01-02T00:00:00+00:00"}},
+        400,
+        "end_date:",
+    ),
+    ("unknown endpoint", "GET", "nothing", {}, 404, "Not Found"),
+    ("wrong method", "DELETE", "requests", {}, 405, "Method Not Allowed"),
+]
+
+
+@pytest.fixture(scope="module")
+async def open311_key(new_key, company_a) -> str:
+    return (await new_key(company_a, projects=["SUNRISE"]))["X-API-Key"]
+
+
+def open311_errors(r, fmt: str) -> list[tuple[int, str]]:
+    """The (code, description) pairs of an Open311 error answer, checking its format."""
+    if fmt == "json":
+        assert r.headers["content-type"].startswith("application/json"), r.headers
+        return [(e["code"], e["description"]) for e in r.json()]
+    assert r.headers["content-type"].startswith("text/xml"), r.headers
+    root = ET.fromstring(r.content)
+    assert root.tag == "errors", r.text
+    return [
+        (int(e.findtext("code") or 0), e.findtext("description") or "")
+        for e in root.findall("error")
+    ]
+
+
+async def _stream(data: dict[str, str]):
+    # No Content-Length: the body limit counts what arrives.
+    from urllib.parse import urlencode
+
+    raw = urlencode(data).encode()
+    for i in range(0, len(raw), 64 * 1024):
+        yield raw[i : i + 64 * 1024]
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+@pytest.mark.parametrize(
+    ("name", "method", "path", "kwargs", "status", "needle"),
+    OPEN311_CASES,
+    ids=[c[0] for c in OPEN311_CASES],
+)
+async def test_bad_open311_input(
+    client, open311_key, fmt, name, method, path, kwargs, status, needle
+):
+    kwargs = dict(kwargs)
+    params = {"api_key": open311_key, **kwargs.pop("params", {})}
+    if kwargs.pop("stream", False):
+        kwargs = {
+            "content": _stream(kwargs.pop("data")),
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        }
+    r = await client.request(method, f"{OPEN311}/{path}.{fmt}", params=params, **kwargs)
+    assert r.status_code == status, r.text
+    errors = open311_errors(r, fmt)
+    assert errors and all(code == status for code, _ in errors), errors
+    assert any(d.startswith(needle) for _, d in errors), errors
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+async def test_open311_server_error_is_in_open311_format(client, open311_key, monkeypatch, fmt):
+    from intake.open311 import lookups
+
+    async def broken(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(lookups, "find_requests", broken)
+    r = await client.get(f"{OPEN311}/requests.{fmt}", params={"api_key": open311_key})
+    assert r.status_code == 500
+    [(code, description)] = open311_errors(r, fmt)
+    assert code == 500 and "request_id" in description

@@ -32,6 +32,7 @@ from intake.store import tenants as directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.db.session import tenant_transaction
 from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.text import NoNul
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/complaints", tags=["complaints"])
@@ -145,14 +146,14 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
 async def list_complaints(
     request: Request,
     ctx: TenantContext = require_staff(),
-    project: Annotated[str | None, Query(max_length=200)] = None,
+    project: Annotated[str | None, Query(max_length=200), NoNul] = None,
     status: CaseStatus | None = None,
     grade: Grade | None = None,
     category: Category | None = None,
     channel: Channel | None = None,
     received_from: datetime | None = None,
     received_to: datetime | None = None,
-    q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=200), NoNul] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Response:

@@ -13,7 +13,11 @@ Conventions and deliberate deviations from the public-city reading of the spec:
   (nothing new is created). Tokens are the caller's own ticket id (attribute[ticket_id])
   or the Idempotency-Key it sent.
 - A location is optional: a complaint about staff attitude has none.
-- Errors are the spec's list of {code, description}, in the requested format.
+- Errors are the spec's list of {code, description}, in the requested format; so are the
+  refusals made before a handler runs (body too large, unknown route, a 500):
+  `Open311ErrorFormat` rewrites those answers on /open311/ paths.
+- Attachments are references (`media_url`); a multipart file upload is refused (400), not
+  dropped: the platform keeps no file store.
 - Plus mySociety's `servicerequestupdates.{fmt}` (the complaint timeline as updates).
 """
 
@@ -27,8 +31,10 @@ import orjson
 from fastapi import APIRouter
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intake import ratelimit
 from intake.api.deps import RECORD_ROLES, driver_pool_of, redis_of, sessions_of
@@ -49,8 +55,9 @@ from intake.open311.submission import flatten, parse_submission
 from intake.store import tenants as directory
 from propdesk.auth.dependencies import authenticate, authorize
 from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError
+from propdesk.service.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge, ProblemError
 from propdesk.service.request_context import bind_tenant
+from propdesk.service.text import NO_NUL_MESSAGE, has_nul
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
@@ -99,9 +106,21 @@ def _api_key_authenticator(request: Request) -> ApiKeyAuthenticator | None:
     return None
 
 
+def _refuse_nul(request: Request, api_key: str | None) -> None:
+    """Path and query parameters (and a body's api_key) with NUL, which PostgreSQL cannot
+    store or compare, are refused before anything reads them."""
+    params = [*request.path_params.items(), *request.query_params.multi_items()]
+    if api_key is not None:
+        params.append(("api_key", api_key))
+    bad = dict.fromkeys(name for name, value in params if has_nul(name) or has_nul(value))
+    if bad:
+        raise Open311Errors([Open311Error(400, f"{name}: {NO_NUL_MESSAGE}") for name in bad])
+
+
 async def _context(
     request: Request, api_key: str | None, roles: tuple[str, ...] = ()
 ) -> TenantContext:
+    _refuse_nul(request, api_key)
     # The spec's api_key parameter, or the header the native API uses.
     api_key = api_key or request.headers.get("x-api-key")
     if api_key:
@@ -219,14 +238,35 @@ async def _submitted_fields(request: Request) -> dict[str, Any]:
     if content_type == "application/json":
         try:
             body = orjson.loads(await request.body())
+        except PayloadTooLarge as exc:
+            raise Open311Errors([Open311Error(413, f"body: at most {exc.limit} bytes")]) from None
         except orjson.JSONDecodeError as exc:
             raise Open311Errors([Open311Error(400, f"body: not valid JSON ({exc})")]) from None
         if not isinstance(body, dict):
             raise Open311Errors([Open311Error(400, "body: must be a JSON object")])
         items.extend(body.items())
     elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form(max_fields=MAX_BODY_FIELDS)
-        items.extend((k, v) for k, v in form.multi_items() if isinstance(v, str))
+        try:
+            form = await request.form(max_fields=MAX_BODY_FIELDS)
+        except PayloadTooLarge as exc:
+            raise Open311Errors([Open311Error(413, f"body: at most {exc.limit} bytes")]) from None
+        except HTTPException as exc:
+            # Starlette's form parser: too many fields, a part too large, a malformed part.
+            raise Open311Errors([Open311Error(exc.status_code, f"body: {exc.detail}")]) from None
+        uploads = dict.fromkeys(k for k, v in form.multi_items() if not isinstance(v, str))
+        if uploads:
+            # Not dropped in silence: attachments are references, and there is no file store.
+            raise Open311Errors(
+                [
+                    Open311Error(
+                        400,
+                        f"{name}: file uploads are not accepted; give media_url, a link to "
+                        "the file (attachments are kept as references)",
+                    )
+                    for name in uploads
+                ]
+            )
+        items.extend(form.multi_items())
     elif content_type:
         raise Open311Errors(
             [
@@ -403,3 +443,76 @@ async def list_updates(
         return _response(f, render(f, "service_request_updates", "request_update", items))
 
     return await _answer(fmt, handle)
+
+
+def _requested_format(path: str) -> Format:
+    """The format a path asks for (`requests.xml`, `tokens/abc.json`); JSON otherwise."""
+    last = path.rstrip("/").rpartition("/")[2]
+    fmt = parse_format(last.rpartition(".")[2]) if "." in last else None
+    return fmt or Format.JSON
+
+
+class Open311ErrorFormat:
+    """Pure ASGI middleware: on /open311/ paths, a problem+json answer made outside the
+    handlers (the body limit's 413, an unknown route's 404, a 405, an unhandled error's
+    500, a validation error) is sent as the spec's error list instead, in the requested
+    format, with the same status (422 → 400, as Open311 clients know it) and headers.
+    Mounted outermost, so it also sees what the request middleware answers."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str = router.prefix + "/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        body = bytearray()
+
+        async def rewrite(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                if _content_type(message) == PROBLEM_CONTENT_TYPE:
+                    start = message  # held until its body is complete
+                    return
+            elif message["type"] == "http.response.body" and start is not None:
+                body.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await _send_open311(scope["path"], start, bytes(body), send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, rewrite)
+
+
+def _content_type(start: Message) -> str:
+    for key, value in start.get("headers", ()):
+        if key.lower() == b"content-type":
+            return value.decode("latin-1").split(";")[0].strip().lower()
+    return ""
+
+
+async def _send_open311(path: str, start: Message, raw: bytes, send: Send) -> None:
+    try:
+        problem = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        problem = {}
+    status = int(start["status"])
+    detail = problem.get("detail") or problem.get("title") or "request refused"
+    if status >= 500 and problem.get("request_id"):
+        detail = f"{detail} (request_id {problem['request_id']})"
+    converted = from_field_errors(status, detail, problem.get("errors"))
+    fmt = _requested_format(path)
+    content = render_errors(fmt, converted.errors)
+    headers = [
+        (k, v)
+        for k, v in start.get("headers", ())
+        if k.lower() not in (b"content-type", b"content-length")
+    ]
+    headers += [
+        (b"content-type", fmt.media_type.encode("latin-1")),
+        (b"content-length", str(len(content)).encode("latin-1")),
+    ]
+    await send({"type": "http.response.start", "status": converted.status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})

@@ -17,13 +17,19 @@ from pydantic import (
 )
 
 from intake.domain.vocabulary import CALLBACK_FORWARDERS, Category, Channel, Grade
+from propdesk.service.text import NoNul
 
 MAX_CONTENT = 4000
 MAX_ATTACHMENTS = 20
 
-Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+# Every text field refuses NUL (`no_nul`): PostgreSQL cannot store it.
+Short = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), NoNul]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), NoNul
+]
 
 
 class _In(BaseModel):
@@ -41,6 +47,7 @@ class ComplainantIn(_In):
         Annotated[
             str,
             StringConstraints(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"),
+            NoNul,
         ]
         | None
     ) = None
@@ -61,8 +68,8 @@ class UnitIn(_In):
 
 
 class AttachmentIn(_In):
-    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
-    ref: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000), NoNul] | None = None
+    ref: Annotated[str, StringConstraints(min_length=1, max_length=500), NoNul] | None = None
     kind: Literal["photo", "letter", "audio", "video", "document", "other"] = "other"
     name: Short | None = None
 
@@ -77,7 +84,7 @@ class ComplaintIn(_In):
     project: Short = Field(description="Project code or id")
     channel: Channel
     content: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CONTENT)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CONTENT), NoNul
     ]
     received_at: datetime | None = Field(
         default=None, description="When the complaint was received; defaults to now"

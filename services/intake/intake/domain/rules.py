@@ -153,6 +153,8 @@ def _clean_keywords(value: Any) -> tuple[str, ...]:
         kw = kw.strip()
         if not kw:
             raise ValueError(f"item {i} is empty")
+        if "\x00" in kw:
+            raise ValueError(f"item {i} must not contain the NUL character (\\u0000)")
         if len(kw) > MAX_KEYWORD_LENGTH:
             raise ValueError(f"item {i} is longer than {MAX_KEYWORD_LENGTH} characters")
         if kw not in out:

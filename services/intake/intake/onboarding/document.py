@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from intake.domain.rules import RulesError, TenantRules
 from intake.domain.vocabulary import Category, Grade
 from propdesk.auth.roles import Role
+from propdesk.service.text import NoNul
 
 
 def _code_from_scalar(value: Any) -> Any:
@@ -38,7 +39,9 @@ Code = Annotated[
     BeforeValidator(_code_from_scalar),
     Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"),
 ]
-Name = Annotated[str, BeforeValidator(_code_from_scalar), Field(min_length=1, max_length=200)]
+Name = Annotated[
+    str, BeforeValidator(_code_from_scalar), Field(min_length=1, max_length=200), NoNul
+]
 
 
 class _Strict(BaseModel):

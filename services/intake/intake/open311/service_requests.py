@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -142,7 +142,23 @@ def _date(raw: str | None, name: str, errors: list[Open311Error]) -> datetime | 
     if value.tzinfo is None:
         errors.append(bad_request(f"{name}: must include a UTC offset"))
         return None
-    return value
+    try:
+        # The database driver sends UTC; an instant at the ends of the calendar overflows.
+        return value.astimezone(UTC)
+    except OverflowError:
+        errors.append(bad_request(f"{name}: out of range"))
+        return None
+
+
+def _window(
+    start: datetime | None, end: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The default window around what was given. Raises OverflowError past the calendar."""
+    if end is None:
+        end = (start + DEFAULT_WINDOW) if start is not None else now
+    if start is None:
+        start = end - DEFAULT_WINDOW
+    return start, end
 
 
 def parse_request_query(params: Mapping[str, str], now: datetime) -> RequestQuery:
@@ -171,10 +187,13 @@ def parse_request_query(params: Mapping[str, str], now: datetime) -> RequestQuer
     end = _date(params.get("end_date"), "end_date", errors)
     if errors:
         raise Open311Errors(errors)
-    if end is None:
-        end = (start + DEFAULT_WINDOW) if start is not None else now
-    if start is None:
-        start = end - DEFAULT_WINDOW
+    try:
+        start, end = _window(start, end, now)
+    except OverflowError:
+        given = "start_date" if end is None else "end_date"
+        raise Open311Errors(
+            [bad_request(f"{given}: out of range (no {DEFAULT_WINDOW.days}-day window fits)")]
+        ) from None
     if start > end:
         raise Open311Errors([bad_request("start_date: must not be after end_date")])
     if end - start > DEFAULT_WINDOW and not (ids or references):

@@ -34,6 +34,7 @@ from uuid import UUID
 from intake.domain.vocabulary import CALLBACK_FORWARDERS, Channel
 from intake.open311.catalog import ATTRIBUTE_CODES, category_of
 from intake.open311.errors import Open311Error, Open311Errors, bad_request
+from propdesk.service.text import NO_NUL_MESSAGE, has_nul
 
 _ATTRIBUTE_KEY = re.compile(r"^attribute\[([^\]]+)\](\[\])?$")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -105,6 +106,9 @@ def _text(data: Mapping[str, Any], name: str, errors: list[Open311Error]) -> str
         errors.append(bad_request(f"{name}: must be a string"))
         return None
     text = str(value).strip()
+    if has_nul(text):
+        errors.append(bad_request(f"{name}: {NO_NUL_MESSAGE}"))
+        return None
     return text or None
 
 
@@ -182,6 +186,9 @@ def parse_submission(data: Mapping[str, Any]) -> Submission:
             value = value[0]
         if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
             errors.append(bad_request(f"attribute[{code}]: must be a string"))
+            continue
+        if has_nul(str(value)):
+            errors.append(bad_request(f"attribute[{code}]: {NO_NUL_MESSAGE}"))
             continue
         if str(value).strip():
             attributes[code] = str(value).strip()
