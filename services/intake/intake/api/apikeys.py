@@ -1,5 +1,11 @@
 """`/v1/api-keys`: a tenant admin creates, lists and revokes the company's API keys. The
-secret is in the creation answer only; the service keeps its sha256."""
+secret is in the creation answer only; the service keeps its sha256.
+
+An admin limited to some projects never hands out more than it holds: its keys are limited
+to its projects unless it names some of them (a project outside them is a 403 naming the
+field), and it lists and revokes only keys limited to its projects (a whole-company key,
+or another project's, answers 404 as if it did not exist). The `propdesk apikey` command
+is the operator's tool and is not limited."""
 
 from __future__ import annotations
 
@@ -28,16 +34,33 @@ def _json(status: int, body: object) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
+def _outside_scope(field: str, ref: str) -> ProblemError:
+    return ProblemError(
+        403,
+        "Forbidden",
+        code="project-out-of-scope",
+        detail=f"{field}: {ref!r} is not one of the projects this credential may give a key for.",
+        errors=[field_error(field, "in_scope", "not one of the caller's projects")],
+    )
+
+
 @router.post("", status_code=201)
 async def create_key(
     request: Request, body: ApiKeyIn, ctx: TenantContext = require_staff(Role.TENANT_ADMIN)
 ) -> Response:
     async with tenant_transaction(sessions_of(request), ctx) as s:
-        project_ids = None
+        # A caller limited to some projects gets a key limited to them, never a wider one.
+        project_ids = sorted(ctx.project_ids) if ctx.project_ids is not None else None
         if body.projects is not None:
             project_ids = []
             for i, ref in enumerate(body.projects):
                 found = await directory.project_by_ref(s, ref)
+                if ctx.project_ids is not None and (
+                    found is None or found.id not in ctx.project_ids
+                ):
+                    # RLS hides the caller's other projects: one answer whether the project
+                    # is outside its scope or does not exist.
+                    raise _outside_scope(f"body.projects.{i}", ref)
                 if found is None:
                     raise ProblemError(
                         422,
@@ -75,7 +98,7 @@ async def list_keys(
     request: Request, ctx: TenantContext = require_staff(Role.TENANT_ADMIN)
 ) -> Response:
     async with tenant_transaction(sessions_of(request), ctx) as s:
-        rows = await apikeys.list_keys(s)
+        rows = await apikeys.list_keys(s, within=ctx.project_ids)
     return _json(
         200,
         {
@@ -104,7 +127,7 @@ async def revoke_key(
     request: Request, key_row_id: UUID, ctx: TenantContext = require_staff(Role.TENANT_ADMIN)
 ) -> Response:
     async with tenant_transaction(sessions_of(request), ctx) as s:
-        if not await apikeys.revoke(s, key_row_id):
+        if not await apikeys.revoke(s, key_row_id, within=ctx.project_ids):
             raise ProblemError(404, "Not Found", code="api-key-not-found")
     apikey_cache.CACHE.revoked()  # committed: no process accepts the key any more
     return Response(status_code=204)

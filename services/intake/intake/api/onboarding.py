@@ -1,7 +1,8 @@
 """`POST /v1/onboarding`: load a whole company from one YAML or JSON document.
 
-A tenant admin may (re)load their own company; the platform operator may load any, new
-companies included. The answer says what was created, changed or left unchanged."""
+A tenant admin for every project of the company may (re)load it (one limited to some
+projects may not: the document is the whole company); the platform operator may load any,
+new companies included. The answer says what was created, changed or left unchanged."""
 
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ async def onboard(request: Request) -> Response:
     is_operator = ctx.has_role(Role.OPERATOR)
     authorize(ctx, (Role.OPERATOR,) if is_operator else (Role.TENANT_ADMIN,))
     bind_tenant(ctx)
+    if ctx.project_ids is not None:
+        # The document is the whole company (every project, department, staff member): an
+        # admin of some projects must not change the others (as `PUT /v1/rules`).
+        raise ProblemError(
+            403,
+            "Forbidden",
+            code="tenant-wide-scope-required",
+            detail="Onboarding needs a credential for every project of the company.",
+        )
     raw = await request.body()
     # YAML is a superset of JSON: one parser serves both and keeps line numbers.
     try:

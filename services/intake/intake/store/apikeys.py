@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
-from sqlalchemy import Row, func, select, text, update
+from sqlalchemy import ColumnElement, Row, bindparam, func, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.store.tables import api_keys
@@ -100,25 +100,44 @@ async def authenticate(session: AsyncSession, key: str) -> KeyIdentity | None:
     )
 
 
-async def list_keys(session: AsyncSession) -> list[Row]:
-    q = select(
-        api_keys.c.id,
-        api_keys.c.key_id,
-        api_keys.c.name,
-        api_keys.c.project_ids,
-        api_keys.c.roles,
-        api_keys.c.rate_limit_per_minute,
-        api_keys.c.created_by,
-        api_keys.c.created_at,
-        api_keys.c.revoked_at,
-    ).order_by(api_keys.c.created_at)
+def _within(project_ids: frozenset[UUID] | None) -> ColumnElement[bool]:
+    """Keys a caller limited to `project_ids` may see and revoke: those limited to some of
+    its projects. A key for the whole company (NULL) or for another project is not its to
+    manage. (RLS on api_keys is per tenant only: the row carries a list, not a project.)"""
+    if project_ids is None:
+        return true()
+    return api_keys.c.project_ids.is_not(None) & api_keys.c.project_ids.op("<@")(
+        bindparam("within", sorted(project_ids), type_=api_keys.c.project_ids.type)
+    )
+
+
+async def list_keys(session: AsyncSession, within: frozenset[UUID] | None = None) -> list[Row]:
+    """The tenant's keys; with `within`, only those limited to some of those projects."""
+    q = (
+        select(
+            api_keys.c.id,
+            api_keys.c.key_id,
+            api_keys.c.name,
+            api_keys.c.project_ids,
+            api_keys.c.roles,
+            api_keys.c.rate_limit_per_minute,
+            api_keys.c.created_by,
+            api_keys.c.created_at,
+            api_keys.c.revoked_at,
+        )
+        .where(_within(within))
+        .order_by(api_keys.c.created_at)
+    )
     return list(await session.execute(q))
 
 
-async def revoke(session: AsyncSession, key_row_id: UUID) -> bool:
+async def revoke(
+    session: AsyncSession, key_row_id: UUID, within: frozenset[UUID] | None = None
+) -> bool:
+    """Revoke an active key (with `within`, only one limited to some of those projects)."""
     result = await session.execute(
         update(api_keys)
-        .where(api_keys.c.id == key_row_id, api_keys.c.revoked_at.is_(None))
+        .where(api_keys.c.id == key_row_id, api_keys.c.revoked_at.is_(None), _within(within))
         .values(revoked_at=func.now())
     )
     return bool(result.rowcount)
