@@ -46,12 +46,14 @@ class ApiKeyAuthenticator:
         return identity
 
     async def _count(
-        self, identity: apikeys.KeyIdentity, idempotency_key: str | None
+        self, identity: apikeys.KeyIdentity, ctx: TenantContext, idempotency_key: str | None
     ) -> tuple[int | None, idempotency_cache.Prefetched | None]:
-        """The rate-limit verdict and, with an Idempotency-Key, the key's replay-cache entry:
-        one Redis round trip for both (the handler would otherwise make a second)."""
+        """The rate-limit verdict and, with an Idempotency-Key, the key's replay-cache entry
+        in this credential's namespace: one Redis round trip for both (the handler would
+        otherwise make a second)."""
         if self.redis is None:
             return None, None
+        namespace = idempotency_cache.namespace(ctx)
         try:
             counted = await ratelimit.count(
                 self.redis,
@@ -59,7 +61,7 @@ class ApiKeyAuthenticator:
                 identity.key_id,
                 identity.rate_limit_per_minute,
                 also_read=(
-                    idempotency_cache.redis_key(identity.tenant_id, idempotency_key)
+                    idempotency_cache.redis_key(identity.tenant_id, namespace, idempotency_key)
                     if idempotency_key is not None
                     else None
                 ),
@@ -71,7 +73,7 @@ class ApiKeyAuthenticator:
             return counted.retry_after, None
         cached = idempotency_cache.parse(counted.entry)
         return counted.retry_after, idempotency_cache.Prefetched(
-            identity.tenant_id, idempotency_key, cached
+            identity.tenant_id, namespace, idempotency_key, cached
         )
 
     async def authenticate(self, request: Request) -> TenantContext | None:
@@ -84,7 +86,8 @@ class ApiKeyAuthenticator:
         idempotency_key = (
             request.headers.get(IDEMPOTENCY_HEADER) if request.method == "POST" else None
         )
-        wait, prefetched = await self._count(identity, idempotency_key)
+        ctx = context_for(identity)
+        wait, prefetched = await self._count(identity, ctx, idempotency_key)
         if prefetched is not None:
             request.state.idempotency_prefetch = prefetched
         if wait is not None:
@@ -96,7 +99,7 @@ class ApiKeyAuthenticator:
                 f"minute; retry in {wait} s.",
                 headers={"Retry-After": str(wait)},
             )
-        return context_for(identity)
+        return ctx
 
 
 def context_for(identity: apikeys.KeyIdentity) -> TenantContext:

@@ -21,6 +21,7 @@ Keyword triggers skip plainly negated mentions ("没有受伤"); see keywords.py
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from intake.domain.keywords import find_keywords, joined_text
@@ -70,6 +71,26 @@ class GradeDecision:
 
 def _reason(grade: Grade, code: str, text: str) -> str:
     return f"{grade.value}:{code}{REASON_SEPARATOR}{text}"
+
+
+STAFF_OVERRIDE = "staff_override"
+
+
+def staff_override_reason(grade: str, reason: str) -> str:
+    """The grade reason of a staff override: `<grade>:staff_override — <their reason>`."""
+    return f"{grade}:{STAFF_OVERRIDE}{REASON_SEPARATOR}{reason}"
+
+
+def standing_override(grade: str, reasons: Sequence[str]) -> str | None:
+    """The reason of the staff override that set `grade`, if a person decided the current
+    grade; else None. A person's decision is not undone by a later automatic one (a group
+    that grows): only another override changes it."""
+    code = f"{grade}:{STAFF_OVERRIDE}"
+    for reason in reasons:
+        head, _, text = reason.partition(REASON_SEPARATOR)
+        if head == code:
+            return text
+    return None
 
 
 _MAJOR_TEXT = {

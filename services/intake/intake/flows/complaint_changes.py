@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from intake.api.schemas import ClassificationOverrideIn, DecisionIn, FlagIn, InvalidationIn
 from intake.domain.case_status import CaseStatus
+from intake.domain.grading import staff_override_reason
 from intake.flows import history
 from intake.flows.representation import complaint_body
 from intake.store import complaints as store
@@ -91,7 +92,7 @@ async def override_classification(
         if grade != row.grade:
             changes |= {
                 "grade": grade,
-                "grade_reasons": [f"{grade}:staff_override — {body.reason}"],
+                "grade_reasons": [staff_override_reason(grade, body.reason)],
             }
         if not changes:
             raise conflict("no-change", "The complaint already has this classification.")

@@ -99,6 +99,30 @@ def timeline_and_events(
     return rows, events
 
 
+def note(
+    ctx: TenantContext,
+    *,
+    project_id: UUID,
+    complaint_id: UUID,
+    kind: str,
+    reason: str,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """A timeline row with no event: something a reviewer must read that changed nothing
+    (no version, nothing for other services), e.g. an automatic regrade a staff override
+    kept from being applied. Same columns as `timeline_and_events` rows."""
+    assert ctx.tenant_id is not None
+    return {
+        "tenant_id": ctx.tenant_id,
+        "project_id": project_id,
+        "complaint_id": complaint_id,
+        "type": kind,
+        "actor": ctx.actor,
+        "reason": reason,
+        "data": data,
+    }
+
+
 def envelope(
     ctx: TenantContext,
     *,

@@ -7,7 +7,10 @@ is counted and put on that case's timeline, and the answer is the case itself (2
 Idempotency: Redis answers most replays before any transaction. Otherwise the key row is
 written with the final answer by the last statement of the transaction; if a request with
 the same key committed meanwhile, this one rolls back and answers what that one stored
-(or 422 if its body differed). So concurrent identical requests make one complaint.
+(or 422 if its body differed). So concurrent identical requests make one complaint. Keys
+are the caller's own (`idempotency_cache.namespace`: per tenant and per credential with
+its project scope), so a replay only ever answers with what the same credential recorded,
+and never says whether another caller used the key.
 
 The statements of a plain new complaint (`store.recording`): tenant context, project lock,
 one read (reference number, recent cases, household history), one write, commit."""
@@ -36,7 +39,12 @@ from intake import directory_cache, idempotency_cache
 from intake.api.schemas import ComplaintIn
 from intake.domain.case_status import CaseStatus, is_open
 from intake.domain.classification import classify_category
-from intake.domain.grading import REASON_SEPARATOR, GradingFacts, grade_complaint
+from intake.domain.grading import (
+    REASON_SEPARATOR,
+    GradingFacts,
+    grade_complaint,
+    standing_override,
+)
 from intake.domain.matching import (
     CaseFacts,
     DuplicateMatch,
@@ -47,7 +55,7 @@ from intake.domain.matching import (
     find_earlier_case,
     household_key,
 )
-from intake.domain.received_at import check_received_at
+from intake.domain.received_at import check_occurred_at, check_received_at
 from intake.domain.rules import RulesError, TenantRules
 from intake.domain.vocabulary import Channel, Grade
 from intake.flows import history
@@ -121,15 +129,23 @@ def load_rules(overrides: dict[str, Any]) -> TenantRules:
 
 @dataclass(frozen=True, slots=True)
 class _Key:
-    """The request's Idempotency-Key and the hash of its body."""
+    """The request's Idempotency-Key, the caller's namespace it lives in, and the hash of
+    its body."""
 
     key: str
     digest: bytes
+    namespace: str
 
     def row(self, ctx: TenantContext, result: RecordResult, resource_id: UUID) -> recording.KeyRow:
         assert ctx.tenant_id is not None
         return recording.KeyRow(
-            ctx.tenant_id, self.key, self.digest, result.status, result.body, resource_id
+            ctx.tenant_id,
+            self.namespace,
+            self.key,
+            self.digest,
+            result.status,
+            result.body,
+            resource_id,
         )
 
 
@@ -140,13 +156,13 @@ class _KeyTaken(Exception):
 # Keys being recorded by this process: a request whose key is in flight here waits for the
 # first to finish and replays its stored answer, instead of running a whole recording
 # that would roll back (`_KeyTaken`). Across processes the key's unique row decides.
-_IN_FLIGHT: dict[tuple[UUID, str], asyncio.Event] = {}
+_IN_FLIGHT: dict[tuple[UUID, str, str], asyncio.Event] = {}
 
 
 @asynccontextmanager
-async def _first_in_flight(tenant_id: UUID, key: str) -> AsyncIterator[bool]:
+async def _first_in_flight(tenant_id: UUID, key: _Key) -> AsyncIterator[bool]:
     """True for the request that records; False for one that waited for it to finish."""
-    flight = (tenant_id, key)
+    flight = (tenant_id, key.namespace, key.key)
     running = _IN_FLIGHT.get(flight)
     if running is not None:
         await running.wait()
@@ -172,19 +188,23 @@ async def record_complaint(
     prefetched: idempotency_cache.Prefetched | None = None,
 ) -> RecordResult:
     assert ctx.tenant_id is not None
-    key = _Key(idempotency_key, request_hash(body)) if idempotency_key else None
+    key = (
+        _Key(idempotency_key, request_hash(body), idempotency_cache.namespace(ctx))
+        if idempotency_key
+        else None
+    )
     if key is not None:
-        if prefetched is not None and prefetched.for_(ctx.tenant_id, key.key):
+        if prefetched is not None and prefetched.for_(ctx.tenant_id, key.namespace, key.key):
             cached = prefetched.value
         else:
-            cached = await idempotency_cache.get(redis, ctx.tenant_id, key.key)
+            cached = await idempotency_cache.get(redis, ctx.tenant_id, key.namespace, key.key)
         if cached is not None:
             if cached[0] != key.digest:
                 raise _idempotency_conflict(key.key)
             return RecordResult(cached[1], cached[2], replayed=True)
     if key is None:
         return await _record_with_retries(sessions, driver_pool, redis, ctx, body, None, now)
-    async with _first_in_flight(ctx.tenant_id, key.key) as first:
+    async with _first_in_flight(ctx.tenant_id, key) as first:
         if not first and (replay := await _stored(sessions, ctx, key)) is not None:
             return replay
         # First, or the first failed without storing an answer: record.
@@ -227,7 +247,7 @@ async def _record_with_retries(
         span.set_attribute("propdesk.case_kind", result.body["case"]["kind"])
     if key is not None:
         await idempotency_cache.put(
-            redis, ctx.tenant_id, key.key, key.digest, result.status, result.body
+            redis, ctx.tenant_id, key.namespace, key.key, key.digest, result.status, result.body
         )
     return result
 
@@ -263,7 +283,7 @@ async def _stored(
     """The answer stored under the key, as a replay; 422 if it was for another body."""
     assert ctx.tenant_id is not None
     async with tenant_transaction(sessions, ctx) as s:
-        found = await idempotency.stored(s, ctx.tenant_id, key.key)
+        found = await idempotency.stored(s, ctx.tenant_id, key.namespace, key.key)
     if found is None:
         return None
     if found.request_hash != key.digest:
@@ -291,7 +311,7 @@ async def _replay(
     if replay is None:  # the key row is never deleted within its retention period
         raise RuntimeError(f"idempotency key {key.key!r} taken, yet not stored")
     await idempotency_cache.put(
-        redis, ctx.tenant_id, key.key, key.digest, replay.status, replay.body
+        redis, ctx.tenant_id, key.namespace, key.key, key.digest, replay.status, replay.body
     )
     return replay
 
@@ -429,6 +449,10 @@ async def _record(
     _require_aware(body.occurred_at, "body.occurred_at")
     received_at = body.received_at or now
     violation = check_received_at(received_at, now, rules, field="body.received_at")
+    if violation is None and body.occurred_at is not None:
+        violation = check_occurred_at(
+            body.occurred_at, received_at, rules, field="body.occurred_at"
+        )
     if violation is not None:
         raise _unprocessable(violation.field, violation.rule, violation.message)
     names_a_unit = body.unit is not None or (
@@ -649,9 +673,10 @@ async def _record(
         }
     assert values["version"] == len(entries)
     members: list[recording.MemberUpdate] = []
+    notes: list[dict[str, Any]] = []
     if group is not None:
         assert group_id is not None and group_reference is not None
-        members, member_entries = await _regroup_members(
+        members, member_entries, notes = await _regroup_members(
             conn, ctx, group, group_id, group_reference, by_id, complaint_id
         )
         entries += member_entries
@@ -668,6 +693,7 @@ async def _record(
         complaint=values,
         group=group_case,
         members=members,
+        notes=notes,
     )
     return result
 
@@ -683,14 +709,15 @@ async def _write(
     complaint: Mapping[str, Any] | None,
     group: recording.GroupCase | None = None,
     members: list[recording.MemberUpdate] | None = None,
+    notes: list[dict[str, Any]] | None = None,
 ) -> None:
     """The last statement: the group case and members (if any), the complaint (if new), the
-    timeline and outbox rows, the key."""
+    timeline (with `notes`, timeline rows without an event) and outbox rows, the key."""
     timeline, events = history.timeline_and_events(ctx, entries)
     stored = await recording.write(
         conn,
         complaint=complaint,
-        timeline=timeline,
+        timeline=[*timeline, *(notes or ())],
         outbox=history.outbox.rows(*events),
         key=key.row(ctx, result, case_id) if key is not None else None,
         group=group,
@@ -808,9 +835,15 @@ async def _regroup_members(
     group_reference: str,
     by_id: dict[Any, Mapping[str, Any]],
     new_id: UUID,
-) -> tuple[list[recording.MemberUpdate], list[history.Entry]]:
+) -> tuple[list[recording.MemberUpdate], list[history.Entry], list[dict[str, Any]]]:
     """Link every member to the group and raise each to major, with an event apiece, so
-    each member's complainant is told too: the members' updates and their entries."""
+    each member's complainant is told too: the members' updates, their entries, and the
+    timeline notes of members a staff override keeps from being raised.
+
+    A grade set by a staff override is a person's decision, with a reason: the group
+    still links the member (its household counts), but does not raise it; its timeline
+    says the upgrade was not applied and why (`complaint.regrade_withheld`, no event: the
+    member does not change). Only another override changes that grade."""
     members = [*group.member_case_ids, new_id]
 
     def changes(grade: str, group_case_id: UUID | None) -> bool:
@@ -822,12 +855,13 @@ async def _regroup_members(
         if (row := by_id.get(member_id)) is not None and changes(row["grade"], row["group_case_id"])
     ]
     if not changing:
-        return [], []
+        return [], [], []
     # Grade, reasons and group as they are under the row lock: a staff override may have
     # committed since the matters were read (it locks the row, not the project).
     locked = await recording.lock_members(conn, [row["id"] for row in changing])
     updates: list[recording.MemberUpdate] = []
     entries: list[history.Entry] = []
+    notes: list[dict[str, Any]] = []
     for row in changing:
         now = locked[row["id"]]
         if not changes(now.grade, now.group_case_id):
@@ -839,14 +873,20 @@ async def _regroup_members(
             "project_id": row["project_id"],
         }
         payloads: list[EventPayload] = []
-        reasons = now.grade_reasons
-        if now.grade != Grade.MAJOR.value:
+        grade, reasons = now.grade, now.grade_reasons
+        override = (
+            standing_override(now.grade, now.grade_reasons)
+            if now.grade != Grade.MAJOR.value
+            else None
+        )
+        if now.grade != Grade.MAJOR.value and override is None:
+            grade = Grade.MAJOR.value
             reasons = [f"major:group{REASON_SEPARATOR}{group.reason}", *reasons]
             payloads.append(
                 ComplaintRegraded(
                     **common,
                     previous_grade=now.grade,
-                    grade=Grade.MAJOR.value,
+                    grade=grade,
                     grade_reasons=reasons,
                     reason=group.reason,
                     group_case_id=group_id,
@@ -868,7 +908,31 @@ async def _regroup_members(
             history.Entry(row["project_id"], row["id"], seq + n, payload, reason=group.reason)
             for n, payload in enumerate(payloads, start=1)
         ]
-        updates.append(
-            recording.MemberUpdate(row["id"], Grade.MAJOR.value, reasons, group_id, len(payloads))
-        )
-    return updates, entries
+        if payloads:
+            updates.append(
+                recording.MemberUpdate(row["id"], grade, reasons, group_id, len(payloads))
+            )
+        if override is not None:
+            notes.append(
+                history.note(
+                    ctx,
+                    project_id=row["project_id"],
+                    complaint_id=row["id"],
+                    kind="complaint.regrade_withheld",
+                    reason=(
+                        f"not raised to major with group {group_reference} ({group.size} "
+                        f"households): the staff override to {now.grade} stands ({override})"
+                    ),
+                    data={
+                        **{k: str(v) for k, v in common.items()},
+                        "grade": now.grade,
+                        "withheld_grade": Grade.MAJOR.value,
+                        "withheld_reason": group.reason,
+                        "override_reason": override,
+                        "group_case_id": str(group_id),
+                        "group_reference": group_reference,
+                        "household_count": group.size,
+                    },
+                )
+            )
+    return updates, entries, notes

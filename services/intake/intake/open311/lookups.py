@@ -76,34 +76,35 @@ async def request_for_token(
     row = (await session.execute(stmt)).first()
     if row is not None:
         return row
-    resource = (
-        await session.execute(
-            select(idempotency_keys.c.resource_id).where(
-                idempotency_keys.c.key.in_([token, f"open311:{token}"]),
-                idempotency_keys.c.resource_id.is_not(None),
-            )
+    # Keys are per caller (`idempotency_cache.namespace`): callers of other projects may
+    # have used the same one. The complaint must be one this caller may see (RLS), so
+    # another project's key of the same name neither answers nor hides this caller's.
+    keyed = complaints.c.id.in_(
+        select(idempotency_keys.c.resource_id).where(
+            idempotency_keys.c.key.in_([token, f"open311:{token}"]),
+            idempotency_keys.c.resource_id.is_not(None),
         )
-    ).first()
-    if resource is not None:
-        target = complaints.c.id == resource.resource_id
-    else:
-        # A repeat call creates no complaint: its ticket id is on the joined case's timeline.
-        target = complaints.c.id.in_(
-            select(complaint_events.c.complaint_id).where(
-                complaint_events.c.type == "complaint.duplicate_joined",
-                complaint_events.c.data["external_reference"].astext == token,
-            )
-        )
-    stmt = (
-        select(*_COLUMNS)
-        .join(projects, projects.c.id == complaints.c.project_id)
-        .where(target)
-        .order_by(complaints.c.received_at)
-        .limit(1)
     )
-    if project_id is not None:
-        stmt = stmt.where(complaints.c.project_id == project_id)
-    return (await session.execute(stmt)).first()
+    # A repeat call creates no complaint: its ticket id is on the joined case's timeline.
+    joined = complaints.c.id.in_(
+        select(complaint_events.c.complaint_id).where(
+            complaint_events.c.type == "complaint.duplicate_joined",
+            complaint_events.c.data["external_reference"].astext == token,
+        )
+    )
+    for target in (keyed, joined):
+        stmt = (
+            select(*_COLUMNS)
+            .join(projects, projects.c.id == complaints.c.project_id)
+            .where(target)
+            .order_by(complaints.c.received_at)
+            .limit(1)
+        )
+        if project_id is not None:
+            stmt = stmt.where(complaints.c.project_id == project_id)
+        if (row := (await session.execute(stmt)).first()) is not None:
+            return row
+    return None
 
 
 async def find_updates(

@@ -28,13 +28,21 @@ _STORED = select(
     idempotency_keys.c.response,
 ).where(
     idempotency_keys.c.tenant_id == bindparam("p_tenant_id"),
+    idempotency_keys.c.namespace == bindparam("p_namespace"),
     idempotency_keys.c.key == bindparam("p_key"),
 )
 
 
-async def stored(session: AsyncSession, tenant_id: UUID, key: str) -> StoredResponse | None:
-    """What the request that took `key` stored; None if no committed request holds it."""
-    row = (await session.execute(_STORED, {"p_tenant_id": tenant_id, "p_key": key})).first()
+async def stored(
+    session: AsyncSession, tenant_id: UUID, namespace: str, key: str
+) -> StoredResponse | None:
+    """What the request that took `key` in the caller's `namespace` stored (see
+    `idempotency_cache.namespace`); None if no committed request holds it."""
+    row = (
+        await session.execute(
+            _STORED, {"p_tenant_id": tenant_id, "p_namespace": namespace, "p_key": key}
+        )
+    ).first()
     if row is None:
         return None
     return StoredResponse(bytes(row.request_hash), row.status_code, row.response)

@@ -335,7 +335,15 @@ COMPLAINT_COLUMNS = (
     "created_by",
 )
 _JSON_COLUMNS = frozenset({"attachments"})
-KEY_COLUMNS = ("tenant_id", "key", "request_hash", "status_code", "response", "resource_id")
+KEY_COLUMNS = (
+    "tenant_id",
+    "namespace",
+    "key",
+    "request_hash",
+    "status_code",
+    "response",
+    "resource_id",
+)
 
 
 GROUP_COLUMNS = (
@@ -367,7 +375,8 @@ class GroupCase:
 @dataclass(frozen=True, slots=True)
 class MemberUpdate:
     """An earlier complaint a group complaint changes: linked to the group, raised to
-    major; its version moves by `versions` (one per event it gets)."""
+    major (unless a staff override holds its grade: `grade` is then the one it has); its
+    version moves by `versions` (one per event it gets)."""
 
     id: UUID
     grade: str
@@ -421,7 +430,7 @@ def _write_sql(
         cols = ", ".join(KEY_COLUMNS)
         ctes.append(
             f"k AS (INSERT INTO intake.idempotency_keys ({cols}) VALUES {values}"
-            " ON CONFLICT (tenant_id, key) DO NOTHING RETURNING 1)"
+            " ON CONFLICT (tenant_id, namespace, key) DO NOTHING RETURNING 1)"
         )
         final = "SELECT count(*) AS stored FROM k"
     else:
@@ -437,6 +446,7 @@ class KeyRow:
     """The idempotency key row, with the final answer, as `write` stores it."""
 
     tenant_id: UUID
+    namespace: str  # the caller's (`idempotency_cache.namespace`)
     key: str
     request_hash: bytes
     status_code: int
@@ -493,6 +503,7 @@ async def write(
     if key is not None:
         args += [
             key.tenant_id,
+            key.namespace,
             key.key,
             key.request_hash,
             key.status_code,

@@ -233,6 +233,8 @@ idempotency_keys = Table(
     "idempotency_keys",
     metadata,
     Column("tenant_id", U, primary_key=True),
+    # Whose key (the credential and its project scope): `idempotency_cache.namespace`.
+    Column("namespace", Text, primary_key=True),
     Column("key", Text, primary_key=True),
     Column("request_hash", LargeBinary, nullable=False),
     Column("status_code", Integer),
