@@ -12,7 +12,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.routing import parse_routing_hints
-from dispatch.flows.dispatching import apply_regrade, dispatch_classified
+from dispatch.flows.dispatching import apply_override, apply_regrade, dispatch_classified
 from dispatch.flows.duplicate_calls import record_duplicate_call
 from dispatch.store import directory, routing_rules
 from propdesk.bus import Consumer, PermanentError
@@ -21,6 +21,7 @@ from propdesk.events import Envelope, parse_payload
 from propdesk.events.contracts.complaint import (
     ComplaintClassified,
     ComplaintDuplicateJoined,
+    ComplaintOverridden,
     ComplaintRegraded,
 )
 from propdesk.events.contracts.tenant import (
@@ -65,15 +66,18 @@ async def on_directory_event(session: AsyncSession, env: Envelope) -> None:
 
 
 async def on_complaint_classified(session: AsyncSession, env: Envelope) -> None:
-    """complaint.classified, complaint.regraded and complaint.duplicate_joined, on one
-    consumer so a regrade or a repeat call is never applied before the classification it
-    follows (a repeat call that still overtakes it is kept, see `duplicate_calls`)."""
+    """complaint.classified, complaint.regraded, complaint.overridden and
+    complaint.duplicate_joined, on one consumer so a regrade, a staff correction or a repeat
+    call is never applied before the classification it follows (a repeat call that still
+    overtakes it is kept, see `duplicate_calls`)."""
     payload = parse_payload(env)
     match payload:
         case ComplaintClassified():
             await dispatch_classified(session, env.tenant_id, payload)
         case ComplaintRegraded():
             await apply_regrade(session, payload)
+        case ComplaintOverridden():
+            await apply_override(session, payload)
         case ComplaintDuplicateJoined():
             await record_duplicate_call(
                 session, env.tenant_id, payload, event_id=env.id, recorded_by=env.actor
@@ -91,7 +95,12 @@ DIRECTORY_TYPES = (
 )
 
 
-COMPLAINT_TYPES = ("complaint.classified", "complaint.regraded", "complaint.duplicate_joined")
+COMPLAINT_TYPES = (
+    "complaint.classified",
+    "complaint.regraded",
+    "complaint.overridden",
+    "complaint.duplicate_joined",
+)
 
 
 def consumers() -> list[Consumer]:

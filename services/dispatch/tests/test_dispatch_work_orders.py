@@ -20,11 +20,13 @@ from dispatch.flows.dispatching import (
     dispatch_classified,
 )
 from dispatch.flows.overnight import run_overnight_handover
+from dispatch.handlers import COMPLAINT_TYPES, on_complaint_classified
 from dispatch.service import warn_uncovered_years
 from dispatch.testing import Tenant, seed_tenant
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
-from propdesk.events.contracts.complaint import ComplaintRegraded
+from propdesk.events import new_event
+from propdesk.events.contracts.complaint import ComplaintOverridden, ComplaintRegraded
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import asyncpg_dsn
 
@@ -334,6 +336,40 @@ async def test_regrade_follows_intake(res, tenant: Tenant, client) -> None:
     view = (await client.get(f"/v1/work-orders/{wo}", headers=tenant.handler(tenant.head))).json()
     assert view["grade"] == "complex" and view["state"] == "dispatched"
     assert view["steps"][-1]["action"] == "regrade"
+
+
+async def test_a_staff_override_reaches_the_work_order(res, tenant: Tenant, client) -> None:
+    """complaint.overridden (a supervisor corrected grade and category, with a reason) is
+    applied by the complaints consumer like a regrade: the order carries the corrected
+    values, a step says who and why, and a redelivery changes nothing."""
+    c = classified(tenant)
+    wo = await dispatch(res, tenant, c)
+    overridden = new_event(
+        ComplaintOverridden(
+            complaint_id=c.complaint_id,
+            reference="TS-1",
+            project_id=tenant.project_id,
+            previous_category="facility_repair",
+            category="security",
+            previous_grade="simple",
+            grade="major",
+            reason="业主已找媒体",
+            by="staff:cs-supervisor",
+        ),
+        tenant_id=tenant.tenant_id,
+        project_id=tenant.project_id,
+        aggregate_id=c.complaint_id,
+        producer="test",
+    )
+    for _ in range(2):  # the second is a redelivery
+        async with tenant_transaction(res.sessions, tenant.ctx()) as session:
+            await on_complaint_classified(session, overridden)
+    view = (await client.get(f"/v1/work-orders/{wo}", headers=tenant.handler(tenant.head))).json()
+    assert (view["grade"], view["category"]) == ("major", "security")
+    overrides = [s for s in view["steps"] if s["action"] == "override"]
+    assert len(overrides) == 1 and overrides[0]["actor"] == "staff:cs-supervisor"
+    assert overrides[0]["details"]["to"] == {"grade": "major", "category": "security"}
+    assert "complaint.overridden" in COMPLAINT_TYPES
 
 
 async def test_regrade_before_its_order_exists_is_retried_not_dropped(res, tenant: Tenant) -> None:

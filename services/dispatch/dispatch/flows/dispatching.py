@@ -33,7 +33,11 @@ from propdesk.calendar import (
     uncovered_years,
 )
 from propdesk.db.session import driver_connection
-from propdesk.events.contracts.complaint import ComplaintClassified, ComplaintRegraded
+from propdesk.events.contracts.complaint import (
+    ComplaintClassified,
+    ComplaintOverridden,
+    ComplaintRegraded,
+)
 from propdesk.events.contracts.work_order import WorkOrderDispatched, WorkOrderHandedOver
 
 log = logging.getLogger("dispatch.dispatching")
@@ -218,25 +222,65 @@ async def apply_regrade(
     classified event that failed once is redelivered later, after the regrade. Then there
     is no order yet: raise, so the regrade is retried with backoff (and dead-lettered, not
     silently lost, if the order never comes)."""
+    return await _correct(
+        session,
+        c.complaint_id,
+        {"grade": c.grade},
+        action="regrade",
+        actor="intake",
+        reason=c.reason,
+        now=now,
+    )
+
+
+async def apply_override(
+    session: AsyncSession, c: ComplaintOverridden, *, now: datetime | None = None
+) -> bool:
+    """Staff corrected the complaint's category and/or grade, with a reason: the work order
+    carries the corrected values and its history says who and why, as for a regrade. The
+    order is not re-routed: it stays with whoever holds it (customer service reassigns when
+    the correction calls for another department)."""
+    changes = {
+        name: value
+        for name, value in (("grade", c.grade), ("category", c.category))
+        if value is not None
+    }
+    return await _correct(
+        session, c.complaint_id, changes, action="override", actor=c.by, reason=c.reason, now=now
+    )
+
+
+async def _correct(
+    session: AsyncSession,
+    complaint_id: UUID,
+    changes: dict[str, str],
+    *,
+    action: str,
+    actor: str,
+    reason: str,
+    now: datetime | None,
+) -> bool:
+    """Set `changes` (grade, category) on the complaint's work order with one step; False
+    when it already has them (a redelivery)."""
     now = now or datetime.now(UTC)
-    wo = await orders.by_complaint(session, c.complaint_id)
+    wo = await orders.by_complaint(session, complaint_id)
     if wo is None:
-        raise WorkOrderNotYetCreated(c.complaint_id)
-    if wo.grade == c.grade:
+        raise WorkOrderNotYetCreated(complaint_id)
+    if all(getattr(wo, name) == value for name, value in changes.items()):
         return False
     wo = await orders.get(session, wo.id, lock=True)
     assert wo is not None
-    previous = wo.grade
-    wo.grade = c.grade
+    previous = {name: getattr(wo, name) for name in changes}
+    for name, value in changes.items():
+        setattr(wo, name, value)
     wo.seq += 1
     await orders.save(session, wo)
+    details: dict[str, object] = {"reason": reason}
+    if set(changes) == {"grade"}:  # a regrade's step, as it has always been recorded
+        details.update({"from": previous["grade"], "to": changes["grade"]})
+    else:
+        details.update({"from": previous, "to": changes})
     await orders.append_step(
-        session,
-        wo,
-        action="regrade",
-        from_state=wo.state,
-        actor="intake",
-        at=now,
-        details={"from": previous, "to": c.grade, "reason": c.reason},
+        session, wo, action=action, from_state=wo.state, actor=actor, at=now, details=details
     )
     return True

@@ -69,6 +69,7 @@ _COLUMNS = ", ".join(f.name for f in fields(WorkOrderRow))
 _MUTABLE = (
     "state",
     "grade",
+    "category",  # a staff correction (complaint.overridden)
     "department_id",
     "department_code",
     "handler_id",

@@ -223,6 +223,7 @@ _UPDATE_TEXT = {
     "complaint.grouped": "列入群体投诉 grouped",
     "complaint.duplicate_joined": "业主再次来电 the household called again",
     "complaint.overridden": "分类/等级人工调整 classification changed",
+    "complaint.regrade_withheld": "保留人工定级 staff grade kept",
     "complaint.invalidation_requested": "申请无效关闭 invalidation requested",
     "complaint.invalidation_approved": "无效投诉，已关闭 closed as invalid",
     "complaint.invalidation_rejected": "无效申请被驳回 invalidation rejected",
