@@ -33,6 +33,8 @@ def _fields(r) -> list[tuple[str, str]]:
             "reference",
         ),
         ({"department": "eng", "building": ""}, "body.building", "string_too_short"),
+        ({"department": "eng", "note": "漏水\u0000"}, "body.note", "no_nul"),
+        ({"department": "eng", "inform": ["cs\u0000"]}, "body.inform", "no_nul"),
     ],
 )
 async def test_a_rule_that_could_not_work_is_refused(

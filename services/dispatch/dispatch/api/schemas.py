@@ -6,16 +6,37 @@ from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from propdesk.auth.roles import Role
 from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
+from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, has_nul
 
 Text = Field(min_length=1, max_length=4000)
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """Text PostgreSQL can store: a NUL anywhere in a field (or in the strings of its
+        list or mapping) is a 422 naming the field, rule `no_nul`."""
+        if _holds_nul(value):
+            raise PydanticCustomError(NO_NUL_RULE, NO_NUL_MESSAGE)
+        return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return has_nul(value)
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
 
 
 class RejectIn(Body):
