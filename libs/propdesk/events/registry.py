@@ -35,7 +35,19 @@ def payload_model(event_type: str, schema_version: int) -> type[EventPayload]:
 
 
 def parse_payload(envelope: Envelope) -> EventPayload:
-    return payload_model(envelope.type, envelope.schema_version).model_validate(envelope.payload)
+    """The envelope's payload as this version of the contract reads it.
+
+    A tolerant reader: fields this version does not know are left out, so a producer that
+    already sends a new optional field (a compatible change within a schema version, e.g.
+    during a rolling deployment) is read by consumers that do not know it yet, instead of
+    being refused and dead-lettered. Building a payload in code stays strict (extra
+    fields are an error there), and a breaking change is a new schema_version."""
+    model = payload_model(envelope.type, envelope.schema_version)
+    payload = envelope.payload
+    known = model.model_fields
+    if not payload.keys() <= known.keys():
+        payload = {name: value for name, value in payload.items() if name in known}
+    return model.model_validate(payload)
 
 
 _load()
