@@ -72,6 +72,7 @@ async def dispatch_classified(
     department = resolve_department(decision.department, c.project_id, routing.departments)
     existing, people = await store.lock_and_gather(
         conn,
+        tenant_id,
         c.complaint_id,
         c.project_id,
         now,

@@ -29,28 +29,42 @@ from dispatch.store.work_orders import WorkOrderRow
 # serialises "is there an order yet?" with the repeat calls kept for the complaint,
 # `store.duplicate_calls.lock_complaint`, same key $6) and its work order if it has one
 # ($7; the first branch of the UNION ALL runs first, so the lock is taken before the
-# rest is read); staff of the project ($1) in the department ($2) or with the role ($3),
-# with their open load; and the project's shifts around $4. A concurrent dispatch of the
-# same complaint that commits while this one waits on the lock is not seen here, as
-# before in the statement's snapshot: the order's unique key makes the write a no-op.
+# rest is read); staff of the project ($1) in the department ($2), then those with the
+# role ($3) outside it, each with their open load; and the project's shifts around $4.
+# A concurrent dispatch of the same complaint that commits while this one waits on the
+# lock is not seen here, as before in the statement's snapshot: the order's unique key
+# makes the write a no-op.
+#
+# The order is read by its unique (tenant $8, complaint) key and the department's staff by
+# (tenant, department), whatever the size of the tenant. The role's holders are looked for
+# only after hours (a one-time filter skips the branch when $3 is NULL), among the tenant's
+# staff: row-level security keeps the planner from the GIN index on project_ids (array
+# containment is not leakproof), so the tenant is the narrowest index prefix there.
+_STAFF_COLUMNS = (
+    " s.id, s.department_id, s.roles, s.skills, s.active, s.last_assigned_at,"
+    " (SELECT count(*) FROM dispatch.work_orders w WHERE w.tenant_id = s.tenant_id"
+    "  AND w.handler_id = s.id AND w.state = ANY ($5::text[])) AS open_load,"
+    " coalesce(s.department_id = $2::uuid, false) AS in_department,"
+    " coalesce($3::text = ANY (s.roles), false) AS has_role,"
+    " NULL::timestamptz AS starts_at, NULL::timestamptz AS ends_at"
+)
 _LOCK_AND_GATHER = (
     "SELECT 'order' AS kind, (SELECT w.id FROM dispatch.work_orders w"
-    " WHERE w.complaint_id = $7::uuid) AS id, NULL::uuid AS department_id,"
+    " WHERE w.tenant_id = $8::uuid AND w.complaint_id = $7::uuid) AS id,"
+    " NULL::uuid AS department_id,"
     " NULL::text[] AS roles, NULL::text[] AS skills, NULL::boolean AS active,"
     " NULL::timestamptz AS last_assigned_at, NULL::bigint AS open_load,"
     " NULL::boolean AS in_department, NULL::boolean AS has_role,"
     " NULL::timestamptz AS starts_at, NULL::timestamptz AS ends_at"
     " FROM (SELECT pg_advisory_xact_lock(hashtextextended($6, 0))) AS locked"
     " UNION ALL "
-    "SELECT 'staff', s.id, s.department_id, s.roles, s.skills, s.active,"
-    " s.last_assigned_at,"
-    " (SELECT count(*) FROM dispatch.work_orders w WHERE w.tenant_id = s.tenant_id"
-    "  AND w.handler_id = s.id AND w.state = ANY ($5::text[])) AS open_load,"
-    " coalesce(s.department_id = $2::uuid, false) AS in_department,"
-    " coalesce($3::text = ANY (s.roles), false) AS has_role,"
-    " NULL::timestamptz AS starts_at, NULL::timestamptz AS ends_at"
-    " FROM dispatch.staff s WHERE s.project_ids @> ARRAY[$1::uuid]"
-    " AND (s.department_id = $2::uuid OR $3::text = ANY (s.roles))"
+    "SELECT 'staff'," + _STAFF_COLUMNS + " FROM dispatch.staff s"
+    " WHERE s.tenant_id = $8::uuid AND s.department_id = $2::uuid"
+    " AND s.project_ids @> ARRAY[$1::uuid]"
+    " UNION ALL "
+    "SELECT 'staff'," + _STAFF_COLUMNS + " FROM dispatch.staff s"
+    " WHERE $3::text IS NOT NULL AND s.tenant_id = $8::uuid AND s.project_ids @> ARRAY[$1::uuid]"
+    " AND $3::text = ANY (s.roles) AND s.department_id IS DISTINCT FROM $2::uuid"
     " UNION ALL"
     " SELECT 'shift', r.staff_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
     " r.starts_at, r.ends_at FROM dispatch.roster_shifts r"
@@ -68,6 +82,7 @@ class People:
 
 async def lock_and_gather(
     conn: asyncpg.Connection,
+    tenant_id: UUID,
     complaint_id: UUID,
     project_id: UUID,
     at: datetime,
@@ -90,6 +105,7 @@ async def lock_and_gather(
         list(OPEN_LOAD_STATES),
         f"dispatch:complaint:{complaint_id}",
         complaint_id,
+        tenant_id,
     )
     for r in rows:
         if r["kind"] == "order":

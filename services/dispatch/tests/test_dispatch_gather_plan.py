@@ -1,0 +1,116 @@
+"""The assignment's one statement reads what it returns, not the whole tenant: a property
+group's company can have thousands of staff and work orders (`store.dispatching`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from dispatch.store.directory import OPEN_LOAD_STATES
+from dispatch.store.dispatching import _LOCK_AND_GATHER, lock_and_gather
+from dispatch.testing import Tenant
+from propdesk.db.session import driver_connection, tenant_transaction
+from propdesk.settings import asyncpg_dsn
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+COMPANY_STAFF = 300
+OTHER_COMPANY_STAFF = 5000
+OTHER_ORDERS = 3000
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [plan]
+    for child in plan.get("Plans", []):
+        out += _nodes(child)
+    return out
+
+
+async def test_staff_and_order_lookups_do_not_scan_the_tenant(res, tenant: Tenant) -> None:
+    admin = await asyncpg.connect(asyncpg_dsn(res.settings.database_url))
+    try:
+        # The rest of a big company (other departments' staff in other projects), and a
+        # bigger company beside it.
+        for tenant_id, n in ((tenant.tenant_id, COMPANY_STAFF), (uuid4(), OTHER_COMPANY_STAFF)):
+            await admin.execute(
+                "INSERT INTO dispatch.staff (id, tenant_id, project_ids, department_id, name,"
+                " roles) SELECT gen_random_uuid(), $1, ARRAY[gen_random_uuid()],"
+                " gen_random_uuid(), 'staff ' || g, ARRAY['handler', 'duty_leader']"
+                " FROM generate_series(1, $2) g",
+                tenant_id,
+                n,
+            )
+        # And its history: open orders of other handlers and projects.
+        await admin.execute(
+            "INSERT INTO dispatch.work_orders (id, tenant_id, project_id, complaint_id,"
+            " reference, category, grade, state, handler_id, rule_id, routing_reason,"
+            " assignment_reason, received_at, recorded_at, dispatched_at)"
+            " SELECT gen_random_uuid(), $1, gen_random_uuid(), gen_random_uuid(), 'R-' || g,"
+            " 'facility_repair', 'simple', 'dispatched', gen_random_uuid(), 'default', '', '',"
+            " now(), now(), now() FROM generate_series(1, $2) g",
+            tenant.tenant_id,
+            OTHER_ORDERS,
+        )
+        await admin.execute("ANALYZE dispatch.staff")
+        await admin.execute("ANALYZE dispatch.work_orders")
+    finally:
+        await admin.close()
+
+    for role in (None, "duty_leader"):  # working hours, after hours
+        async with tenant_transaction(res.sessions, tenant.ctx()) as session:
+            conn = await driver_connection(session)
+            args = (
+                tenant.project_id,
+                tenant.engineering,
+                role,
+                datetime.now(UTC),
+                list(OPEN_LOAD_STATES),
+                f"dispatch:complaint:{uuid4()}",
+                uuid4(),
+                tenant.tenant_id,
+            )
+            explained = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + _LOCK_AND_GATHER, *args
+            )
+            plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+            existing, people = await lock_and_gather(
+                conn,
+                tenant.tenant_id,
+                args[6],
+                tenant.project_id,
+                args[3],
+                department_id=tenant.engineering,
+                role=role,
+            )
+        nodes = _nodes(plan)
+        staff_read = sum(
+            n.get("Actual Rows", 0) * n.get("Actual Loops", 1)
+            + n.get("Rows Removed by Filter", 0)
+            + n.get("Rows Removed by Index Recheck", 0)
+            for n in nodes
+            if n.get("Relation Name") == "staff"
+        )
+        # In working hours the department's staff only; after hours the duty leaders are
+        # looked for among the company's staff, never beyond it.
+        limit = 10 if role is None else COMPANY_STAFF + 10
+        assert staff_read <= limit, json.dumps(plan, indent=1)
+        orders_read = sum(
+            n.get("Actual Rows", 0) * n.get("Actual Loops", 1)
+            + n.get("Rows Removed by Filter", 0)
+            + n.get("Rows Removed by Index Recheck", 0)
+            for n in nodes
+            if n.get("Relation Name") == "work_orders"
+        )
+        assert orders_read <= 10, (role, orders_read, json.dumps(plan, indent=1))
+        assert existing is None
+        assert {c.staff_id for c in people.department_staff} == {
+            tenant.handler_a,
+            tenant.handler_b,
+            tenant.head,
+        }
+        assert {c.staff_id for c in people.with_role} == ({tenant.duty_leader} if role else set())
