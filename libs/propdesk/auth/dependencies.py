@@ -118,6 +118,20 @@ def authorize(ctx: TenantContext, roles: tuple[str, ...]) -> None:
         )
 
 
+def require_tenant_wide(ctx: TenantContext, what: str) -> None:
+    """403 `tenant-wide-scope-required` unless `ctx` covers every project of its company:
+    what is the company's (its rules, its onboarding file, a routing rule or a day off for
+    every project) must not be changed by a credential limited to some projects. `what`
+    completes "... needs a credential for every project of the company"."""
+    if ctx.project_ids is not None:
+        raise ProblemError(
+            403,
+            "Forbidden",
+            code="tenant-wide-scope-required",
+            detail=f"{what} needs a credential for every project of the company.",
+        )
+
+
 def require_staff(*roles: str) -> Any:
     """A `Depends` resolving to the caller's TenantContext, requiring any one of `roles`."""
 

@@ -73,3 +73,42 @@ def enable_rls_sql(
         f"DROP POLICY IF EXISTS tenant_isolation ON {s}.{t}",
         f"CREATE POLICY tenant_isolation ON {s}.{t} USING ({predicate}) WITH CHECK ({predicate})",
     ]
+
+
+def tenant_wide_writes_sql(schema: str, tables: list[str]) -> list[str]:
+    """Rows without a project (a department, rule or day of every project) stay visible to
+    a credential of some projects (they apply to its projects too) but are writable only in
+    a context of every project of the tenant: `<schema>.tenant_writable` becomes the WITH
+    CHECK of the tenant policy of each of `tables` (their project column is `project_id`).
+    Without it a supervisor of one project could add a rule, or a day off, for all."""
+    s = _q(schema)
+    out = [
+        f"""
+        CREATE OR REPLACE FUNCTION {s}.tenant_writable(row_tenant uuid, row_project uuid)
+        RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+          SELECT row_tenant = nullif(current_setting('app.tenant_id', true), '')::uuid
+             AND CASE coalesce(current_setting('app.project_ids', true), '')
+                   WHEN '*' THEN true
+                   WHEN '' THEN false
+                   ELSE row_project IS NOT NULL AND row_project = ANY (string_to_array(
+                          current_setting('app.project_ids', true), ',')::uuid[])
+                 END
+        $$"""
+    ]
+    for table in tables:
+        out.append(
+            f"ALTER POLICY tenant_isolation ON {s}.{_q(table)}"
+            f" WITH CHECK ({s}.tenant_writable(tenant_id, project_id))"
+        )
+    return out
+
+
+def tenant_wide_writes_undo_sql(schema: str, tables: list[str]) -> list[str]:
+    """The downgrade of `tenant_wide_writes_sql`: WITH CHECK as USING again."""
+    s = _q(schema)
+    out = [
+        f"ALTER POLICY tenant_isolation ON {s}.{_q(table)}"
+        f" WITH CHECK ({s}.tenant_visible(tenant_id, project_id))"
+        for table in tables
+    ]
+    return [*out, f"DROP FUNCTION IF EXISTS {s}.tenant_writable(uuid, uuid)"]

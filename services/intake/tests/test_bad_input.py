@@ -312,6 +312,10 @@ async def test_nul_in_api_key_name_and_onboarding_names(client, company_a):
         r = await client.post("/v1/api-keys", json=body, headers=admin)
         assert r.status_code == 422, r.text
         assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [(field, "no_nul")]
+    # A key for no project at all is refused (omit `projects` for every project).
+    r = await client.post("/v1/api-keys", json={"name": "crm", "projects": []}, headers=admin)
+    assert r.status_code == 422, r.text
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("body.projects", "too_short")]
     # JSON is YAML: its "\\u0000" escape reads as NUL.
     doc = orjson.dumps({"tenant": {"code": company_a.code, "name": "甲\x00物业"}})
     r = await client.post(

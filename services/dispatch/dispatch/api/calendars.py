@@ -13,7 +13,7 @@ from dispatch.api.deps import transaction
 from dispatch.api.schemas import HoursIn, LocalDayIn, YearIn
 from dispatch.store import calendars as store
 from dispatch.store import directory
-from propdesk.auth.dependencies import require_operator, require_staff
+from propdesk.auth.dependencies import require_operator, require_staff, require_tenant_wide
 from propdesk.auth.roles import Role
 from propdesk.calendar import (
     DayKind,
@@ -168,6 +168,8 @@ async def put_local_day(
     ctx: TenantContext = require_staff(*ADMINS),
 ) -> dict[str, Any]:
     assert ctx.tenant_id is not None
+    if body.tenant_wide:
+        require_tenant_wide(ctx, "A day off or working day for every project")
     async with transaction(request, ctx) as session:
         if await directory.get_project(session, project_id) is None:
             raise ProblemError(

@@ -17,7 +17,7 @@ from dispatch.api.schemas import CategoryName, GradeName, RoutingRuleIn
 from dispatch.domain.routing import RoutingInput, RoutingRule, route
 from dispatch.store import directory
 from dispatch.store import routing_rules as store
-from propdesk.auth.dependencies import require_staff
+from propdesk.auth.dependencies import require_staff, require_tenant_wide
 from propdesk.auth.roles import Role
 from propdesk.service.problems import ProblemError, field_error
 from propdesk.tenancy import TenantContext
@@ -83,6 +83,18 @@ async def _active_staff(session: AsyncSession, staff_id: UUID) -> bool:
     return member is not None and member.active
 
 
+# A rule without a project routes every project's complaints: only a credential for every
+# project of the company may make, change or remove one (row-level security shows such
+# rules to a credential of some projects, as they apply to its projects too).
+_EVERY_PROJECT = "A routing rule for every project"
+
+
+async def _for_every_project_check(session: AsyncSession, ctx: TenantContext, rule_id: int) -> None:
+    rule = await store.get_rule(session, rule_id)
+    if rule is not None and rule.project_id is None:
+        require_tenant_wide(ctx, _EVERY_PROJECT)
+
+
 def _not_found(rule_id: int) -> ProblemError:
     return ProblemError(
         404, "Not Found", code="routing-rule-not-found", detail=f"No routing rule {rule_id}."
@@ -103,6 +115,8 @@ async def create_rule(
     request: Request, body: RoutingRuleIn, ctx: TenantContext = require_staff(*EDITORS)
 ) -> dict[str, Any]:
     assert ctx.tenant_id is not None
+    if body.project_id is None:
+        require_tenant_wide(ctx, _EVERY_PROJECT)
     async with transaction(request, ctx) as session:
         await _check_references(session, body)
         rule_id = await store.insert_rule(session, ctx.tenant_id, _rule_from(body), ctx.actor)
@@ -119,7 +133,10 @@ async def update_rule(
     body: RoutingRuleIn,
     ctx: TenantContext = require_staff(*EDITORS),
 ) -> dict[str, Any]:
+    if body.project_id is None:
+        require_tenant_wide(ctx, _EVERY_PROJECT)
     async with transaction(request, ctx) as session:
+        await _for_every_project_check(session, ctx, rule_id)
         await _check_references(session, body)
         if not await store.update_rule(session, rule_id, _rule_from(body, rule_id)):
             raise _not_found(rule_id)
@@ -133,6 +150,7 @@ async def delete_rule(
     request: Request, rule_id: RuleId, ctx: TenantContext = require_staff(*EDITORS)
 ) -> Response:
     async with transaction(request, ctx) as session:
+        await _for_every_project_check(session, ctx, rule_id)
         if not await store.delete_rule(session, rule_id):
             raise _not_found(rule_id)
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from intake.api.deps import sessions_of
 from intake.onboarding.apply import TenantMismatch, apply_document
 from intake.onboarding.document import DocumentError, parse_document
-from propdesk.auth.dependencies import authenticate, authorize
+from propdesk.auth.dependencies import authenticate, authorize, require_tenant_wide
 from propdesk.auth.roles import Role
 from propdesk.service.problems import ProblemError
 from propdesk.service.request_context import bind_tenant
@@ -37,15 +37,9 @@ async def onboard(request: Request) -> Response:
     is_operator = ctx.has_role(Role.OPERATOR)
     authorize(ctx, (Role.OPERATOR,) if is_operator else (Role.TENANT_ADMIN,))
     bind_tenant(ctx)
-    if ctx.project_ids is not None:
-        # The document is the whole company (every project, department, staff member): an
-        # admin of some projects must not change the others (as `PUT /v1/rules`).
-        raise ProblemError(
-            403,
-            "Forbidden",
-            code="tenant-wide-scope-required",
-            detail="Onboarding needs a credential for every project of the company.",
-        )
+    # The document is the whole company (every project, department, staff member): an
+    # admin of some projects must not change the others.
+    require_tenant_wide(ctx, "Onboarding")
     raw = await request.body()
     # YAML is a superset of JSON: one parser serves both and keeps line numbers.
     try:

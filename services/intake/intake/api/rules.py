@@ -22,7 +22,7 @@ from intake.api.deps import sessions_of
 from intake.domain.rules import RulesError, TenantRules
 from intake.flows.record_complaint import load_rules
 from intake.store import tenants as directory
-from propdesk.auth.dependencies import require_staff
+from propdesk.auth.dependencies import require_staff, require_tenant_wide
 from propdesk.auth.roles import Role
 from propdesk.db.session import tenant_transaction
 from propdesk.service.problems import ProblemError
@@ -61,15 +61,9 @@ async def put_rules(
     ctx: TenantContext = require_staff(*RULES_ROLES),
 ) -> Response:
     assert ctx.tenant_id is not None
-    if ctx.project_ids is not None:
-        # The rules are the company's; a supervisor of some projects must not change them
-        # for the others.
-        raise ProblemError(
-            403,
-            "Forbidden",
-            code="tenant-wide-scope-required",
-            detail="Changing the rules needs a credential for every project of the company.",
-        )
+    # The rules are the company's; a supervisor of some projects must not change them for
+    # the others.
+    require_tenant_wide(ctx, "Changing the rules")
     try:
         TenantRules.from_overrides(body)
     except RulesError as exc:

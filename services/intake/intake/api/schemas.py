@@ -157,7 +157,11 @@ class FlagIn(_In):
 class ApiKeyIn(_In):
     name: Short
     projects: list[Short] | None = Field(
-        default=None, description="Project codes or ids; omit for every project"
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="Project codes or ids; omit for every project (an empty list would be a "
+        "key for none)",
     )
     rate_limit_per_minute: int = Field(default=6000, ge=1, le=1_000_000)
 
