@@ -54,6 +54,21 @@ def test_skills_and_role_narrow_the_pool() -> None:
     assert got.staff_id == plain.staff_id
 
 
+def test_handlers_before_the_head_unless_the_rule_says_otherwise() -> None:
+    """A routine case goes to a handler (抄送办理员) on duty, even one with more open work,
+    not to the department head; the head only when no handler is on duty."""
+    head = staff(1, roles={"department_head"}, open_load=0)
+    handler = staff(2, open_load=4)
+    got = choose_assignee([head, handler], [], [], at=NOW, working_time=True)
+    assert got.staff_id == handler.staff_id and "role handler" in got.reason
+    got = choose_assignee([head], [], [], at=NOW, working_time=True)
+    assert got.staff_id == head.staff_id and "nobody on duty has role handler" in got.reason
+    got = choose_assignee(
+        [head, handler], [], [], at=NOW, working_time=True, preferred_role="department_head"
+    )
+    assert got.staff_id == head.staff_id
+
+
 def test_roster_decides_who_is_on_duty() -> None:
     a, b = staff(1), staff(2, open_load=7)
     shifts = [Shift(b.staff_id, NOW - timedelta(hours=1), NOW + timedelta(hours=7))]

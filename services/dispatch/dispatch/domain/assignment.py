@@ -2,8 +2,10 @@
 
 In working hours: staff of the department on duty now (by the roster; a department with
 no roster entries counts every active member as on duty), preferring the routing rule's
-role, then those with the skills the case needs, then the least open load, and on a tie
-whoever was assigned longest ago (round robin), then the staff id (determinism).
+role (by default `handler`, 抄送办理员: the department's head is not handed routine cases
+while a handler is on duty), then those with the skills the case needs, then the least
+open load, and on a tie whoever was assigned longest ago (round robin), then the staff id
+(determinism).
 
 Outside working hours the receiver of record is the project's duty security shift leader
 (当值安保领班, role `duty_leader`) on the roster; he hands what he cannot close to the
@@ -18,6 +20,7 @@ from datetime import datetime
 from uuid import UUID
 
 DUTY_LEADER = "duty_leader"
+HANDLER = "handler"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,9 @@ def choose_assignee(
         named = [c for c in staff if c.staff_id == preferred_staff_id and c.active]
         if named:
             return Assignment(preferred_staff_id, fallback + "the routing rule names the handler")
-    best, why = pick(pool, preferred_role=preferred_role, required_skills=required_skills)
+    best, why = pick(
+        pool, preferred_role=preferred_role or HANDLER, required_skills=required_skills
+    )
     if best is None:
         return Assignment(
             None, fallback + "nobody of the department is on duty: the department head assigns"
