@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 SERVICE_NAMES = ("intake", "dispatch", "sla", "callback", "reporting")
+# Environments where the development defaults (token secret, passwords) are acceptable;
+# any other name (production, staging, prod, ...) is treated as production.
+DEVELOPMENT_ENVIRONMENTS = frozenset({"development", "test"})
+DEV_TOKEN_SECRET = "dev-only-not-a-secret-change-me"
+MIN_TOKEN_SECRET_BYTES = 32
 DEFAULT_PORTS = {"intake": 8001, "dispatch": 8002, "sla": 8003, "callback": 8004, "reporting": 8005}
 
 
@@ -59,9 +64,12 @@ class Settings(BaseSettings):
     reporting_port: int = DEFAULT_PORTS["reporting"]
     max_body_bytes: int = 256 * 1024
 
-    # Signing key for staff bearer tokens (HMAC-SHA256). Override in production.
-    token_secret: str = "dev-only-not-a-secret-change-me"
-    token_ttl_seconds: int = 8 * 3600
+    # Signing key for staff bearer tokens (HMAC-SHA256). Outside development it must be set:
+    # at least 32 bytes, not a placeholder (`_secrets_fit_the_environment`).
+    token_secret: str = DEV_TOKEN_SECRET
+    token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
+    # No token lives longer, whoever issued it (verification refuses longer ones).
+    token_max_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 
     # Client spans for every SQL statement and Redis command (the HTTP and messaging spans
     # are always on), when spans are exported at all (`propdesk.telemetry.exporting`).
@@ -84,6 +92,29 @@ class Settings(BaseSettings):
         return url.set(username=self.app_db_user, password=self.app_db_password).render_as_string(
             hide_password=False
         )
+
+    @model_validator(mode="after")
+    def _secrets_fit_the_environment(self) -> Settings:
+        """Outside development a process refuses to start with a guessable token secret:
+        the default, a placeholder (`change-me…`, as the deploy/ examples ship) or one
+        shorter than 32 bytes would let anyone mint staff and operator tokens."""
+        if self.environment in DEVELOPMENT_ENVIRONMENTS:
+            return self
+        secret = self.token_secret
+        if (
+            secret == DEV_TOKEN_SECRET
+            or "change-me" in secret.lower()
+            or len(secret.encode()) < MIN_TOKEN_SECRET_BYTES
+        ):
+            raise ValueError(
+                f"PROPDESK_TOKEN_SECRET must be a random secret of at least "
+                f"{MIN_TOKEN_SECRET_BYTES} bytes outside development (environment "
+                f"{self.environment!r}); e.g. `python -c 'import secrets; "
+                f"print(secrets.token_urlsafe(48))'`"
+            )
+        if self.token_ttl_seconds > self.token_max_ttl_seconds:
+            raise ValueError("PROPDESK_TOKEN_TTL_SECONDS exceeds PROPDESK_TOKEN_MAX_TTL_SECONDS")
+        return self
 
 
 @lru_cache

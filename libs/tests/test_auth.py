@@ -174,11 +174,55 @@ def test_operator_tokens_have_no_tenant() -> None:
         issue_token(SETTINGS, tenant_id=None, subject="clerk", roles=[Role.INTAKE_CLERK])
 
 
-def test_production_refuses_the_development_secret() -> None:
-    with pytest.raises(RuntimeError, match="TOKEN_SECRET"):
+@pytest.mark.parametrize("environment", ["production", "prod", "staging"])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        Settings.model_fields["token_secret"].default,  # the development default
+        "change-me-token-secret",  # the deploy/ examples' placeholder
+        "short-but-random-Zq8",  # under 32 bytes
+    ],
+)
+def test_outside_development_a_guessable_secret_stops_the_process(
+    environment: str, secret: str
+) -> None:
+    with pytest.raises(ValueError, match="TOKEN_SECRET"):
+        Settings(environment=environment, token_secret=secret)
+    good = "q8V1f0nC3x2rJm5u7WbK9pLs4dTy6hEzAa0"
+    assert Settings(environment=environment, token_secret=good).token_secret == good
+    assert Settings(environment="development", token_secret=secret)  # fine on a laptop
+
+
+def test_no_token_lives_longer_than_the_maximum_nor_starts_in_the_future() -> None:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    with pytest.raises(ValueError, match="between 1 s and"):
         issue_token(
-            Settings(environment="production"), tenant_id=TENANT, subject="x", roles=["handler"]
+            SETTINGS, tenant_id=TENANT, subject="x", roles=["handler"], ttl=10 * 365 * 86400
         )
+
+    def forged(iat: int, exp: int) -> str:
+        """Signed with the right secret, as a holder of it could: only the claims are off."""
+
+        def part(obj: dict) -> str:
+            raw = json.dumps(obj, separators=(",", ":")).encode()
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        head = part({"alg": "HS256", "typ": "JWT"})
+        claims = {"iss": "propdesk", "sub": "x", "tenant_id": str(TENANT), "project_ids": None}
+        body = part({**claims, "roles": ["handler"], "iat": iat, "exp": exp})
+        mac = hmac.new(SETTINGS.token_secret.encode(), f"{head}.{body}".encode(), hashlib.sha256)
+        return f"{head}.{body}." + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    assert verify_token(SETTINGS, forged(now, now + 3600), now=now).sub == "x"
+    with pytest.raises(TokenError, match="lifetime"):
+        verify_token(SETTINGS, forged(now, now + 10 * 365 * 86400), now=now)
+    with pytest.raises(TokenError, match="future"):
+        verify_token(SETTINGS, forged(now + 3600, now + 7200), now=now)
 
 
 # -- dependencies ----------------------------------------------------------------------

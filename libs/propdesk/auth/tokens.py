@@ -31,7 +31,6 @@ ISSUER = "propdesk"
 ALGORITHM = "HS256"
 DEFAULT_LEEWAY_SECONDS = 30  # clock skew tolerated between the issuing and verifying hosts
 _HEADER = {"alg": ALGORITHM, "typ": "JWT"}
-_DEV_SECRET = Settings.model_fields["token_secret"].default
 
 
 class TokenError(ValueError):
@@ -92,8 +91,7 @@ def _b64decode(part: str) -> bytes:
 
 
 def _key(settings: Settings) -> bytes:
-    if settings.environment == "production" and settings.token_secret == _DEV_SECRET:
-        raise RuntimeError("PROPDESK_TOKEN_SECRET must be set in production")
+    # Settings refuse a guessable secret outside development (`Settings` validation).
     return settings.token_secret.encode()
 
 
@@ -125,7 +123,13 @@ def issue_token(
     _check_role_scope(tenant_id, role_set)
     issued = int(now if now is not None else time.time())
     lifetime = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
-    expires = issued + int(lifetime if lifetime is not None else settings.token_ttl_seconds)
+    lifetime = int(lifetime if lifetime is not None else settings.token_ttl_seconds)
+    if not 0 < lifetime <= settings.token_max_ttl_seconds:
+        raise ValueError(
+            f"a token lives between 1 s and {settings.token_max_ttl_seconds} s "
+            "(PROPDESK_TOKEN_MAX_TTL_SECONDS)"
+        )
+    expires = issued + lifetime
     claims: dict[str, Any] = {
         "iss": ISSUER,
         "sub": subject,
@@ -192,6 +196,11 @@ def verify_token(
     current = now if now is not None else time.time()
     if current > exp + leeway_seconds:
         raise TokenExpired()
+    # Whoever holds the secret cannot mint a token for years, nor one dated ahead.
+    if exp - iat > settings.token_max_ttl_seconds:
+        raise MalformedToken("token lifetime exceeds the maximum")
+    if iat > current + leeway_seconds:
+        raise MalformedToken("token issued in the future")
     role_set = frozenset(roles)
     _check_role_scope(tenant_id, role_set)
     return Claims(

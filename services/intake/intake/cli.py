@@ -34,7 +34,7 @@ from intake.store import tenants as directory
 from propdesk.auth.roles import Role
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import create_engine, session_factory, tenant_transaction
-from propdesk.settings import Settings, get_settings
+from propdesk.settings import DEVELOPMENT_ENVIRONMENTS, Settings, get_settings
 from propdesk.tenancy import TenantContext
 
 ACTOR = "cli:operator"
@@ -276,6 +276,14 @@ def _roles(values: list[str]) -> list[str]:
 
 
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.environment not in DEVELOPMENT_ENVIRONMENTS:
+        # Anyone with shell access to a production image could mint any token with it.
+        raise CliError(
+            f"`propdesk token` is a development tool; refused in environment "
+            f"{settings.environment!r} (staff tokens come from the identity provider there)"
+        )
+    if args.ttl is not None and not 0 < args.ttl <= settings.token_max_ttl_seconds:
+        raise CliError(f"--ttl must be between 1 and {settings.token_max_ttl_seconds} seconds")
     if args.staff:
         return _staff_token(args, settings)
     if not args.role:

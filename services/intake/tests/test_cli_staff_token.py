@@ -92,3 +92,15 @@ def test_staff_token_carries_the_staff_id_roles_and_projects(cli, intake_setting
 def test_bad_staff_token_requests_exit_2(cli, args, message):
     status, _, err = cli(*args)
     assert status == 2 and message in err, err
+
+
+def test_the_token_command_is_refused_outside_development(cli, monkeypatch):
+    """A production image has the CLI installed: it must not mint tokens there, and nowhere
+    a token longer-lived than the maximum."""
+    status, _, err = cli("--role", "handler", "--ttl", str(10 * 365 * 86400))
+    assert status == 2 and "--ttl must be between 1 and" in err
+    monkeypatch.setenv("PROPDESK_ENVIRONMENT", "production")
+    monkeypatch.setenv("PROPDESK_TOKEN_SECRET", "q8V1f0nC3x2rJm5u7WbK9pLs4dTy6hEzAa0")
+    get_settings.cache_clear()
+    status, _, err = cli("--role", "operator")
+    assert status == 2 and "development tool" in err
