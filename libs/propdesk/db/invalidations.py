@@ -36,6 +36,9 @@ class Invalidations:
         """Announce this process's invalidations, and hear the others'."""
         self._nc = nc
         await nc.subscribe(self.subject, cb=self._on_message)
+        # Until the server has the subscription, announcements made elsewhere pass this
+        # process by: once connect returns, it hears every later one.
+        await nc.flush()
 
     async def _on_message(self, msg: Msg) -> None:
         origin, _, target = msg.data.decode().partition(":")
