@@ -19,6 +19,7 @@ from propdesk.bus.streams import connect, ensure_stream
 from propdesk.db.session import create_engine, session_factory, tenant_transaction
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy import TenantContext
+from propdesk.testing.admin_reads import admin_fetch
 from propdesk.testing.bus_schema import (
     SCHEMA,
     applied_recorder,
@@ -178,6 +179,61 @@ async def test_consumer_killed_after_write_before_ack_applies_event_once(
         # The restarted consumer saw the killed deliveries again and skipped them via the
         # inbox.
         assert f"duplicates={len(first)}" in out.decode(), out.decode()[-2000:]
+    finally:
+        stop.set()
+        await relay
+        await nc.close()
+
+
+async def test_consumer_killed_before_the_dead_letter_commits_loses_nothing(
+    settings: Settings, bus_schema: str, tmp_path: Path
+):
+    """The last allowed delivery fails and the process dies before its dead letter commits:
+    JetStream must deliver the message again (the server never gives up on its own), and
+    the restarted consumer dead-letters it, once."""
+    tenant = uuid4()
+    name = f"kill-dead-{uuid4().hex[:8]}"
+    marker = tmp_path / "consumer-crashed"
+    env = {
+        "PROPDESK_FAULT": "consumer.before_dead_letter",
+        "PROPDESK_FAULT_MARKER": str(marker),
+        "PROPDESK_CONSUMER_MAX_DELIVER": "2",
+        "PROPDESK_CONSUMER_BACKOFF_SECONDS": "[0.05]",
+        # The killed delivery comes back after ack_wait.
+        "PROPDESK_CONSUMER_ACK_WAIT_SECONDS": "2",
+    }
+    (event,) = await _write(settings, tenant, 1)
+    probe_args = ("-m", "propdesk.testing.probe_consumer", name, str(tenant), "--failing")
+
+    async def dead_letters():
+        return await admin_fetch(
+            settings,
+            f"SELECT event_id, deliveries FROM {SCHEMA}.dead_letters WHERE consumer = $1",
+            name,
+        )
+
+    nc = await connect(settings, "fault-test-relay")
+    stop = asyncio.Event()
+    relay = asyncio.create_task(Relay(SCHEMA, settings, nc).run(stop))
+    try:
+        probe = await _spawn(*probe_args, env=env)
+        out, _ = await asyncio.wait_for(probe.communicate(), 30)
+        assert probe.returncode == -signal.SIGKILL, out.decode()[-2000:]
+        assert marker.exists()
+        assert await dead_letters() == []  # killed before the dead letter committed
+
+        probe = await _spawn(*probe_args, env=env)
+        try:
+            rows = await eventually(dead_letters, "the event dead-lettered after the restart")
+            await asyncio.sleep(3)  # past ack_wait: a redelivery would dead-letter it again
+        finally:
+            probe.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(probe.communicate(), 15)
+        rows = await dead_letters()
+        assert [r["event_id"] for r in rows] == [event.id], rows
+        # Delivered once more than the runner's limit: the killed delivery came back.
+        assert rows[0]["deliveries"] == 3, rows
+        assert "dead_lettered=1" in out.decode(), out.decode()[-2000:]
     finally:
         stop.set()
         await relay

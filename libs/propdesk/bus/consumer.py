@@ -7,6 +7,14 @@ row and is acked without running the handler again. Errors nak with the configur
 backoff; after the last allowed delivery, or at once for a `PermanentError` or an
 unparseable message, the message is recorded in dead_letters and terminated.
 
+Dead-lettering is the runner's decision, never the server's: the durable consumer
+redelivers without limit (`max_deliver` -1, see `streams.consumer_config`) and the runner
+compares the message's `num_delivered` with `PROPDESK_CONSUMER_MAX_DELIVER`. A message is
+terminated only after its dead letter committed; if the dead letter cannot be written (the
+database is down, the process dies first), the message is nak'ed with the backoff, or left
+to `ack_wait`, and comes back: the handler gets another try, and the dead letter another
+when it fails again. No failure of one message stops the consumer's loop.
+
 A consumer may apply a fetched batch more cheaply (`Consumer.per_transaction`,
 `Consumer.lanes`): the batch is spread over lanes by `lane_key` (events with the same key
 stay in one lane, in stream order), the lanes run concurrently, each on its own
@@ -43,8 +51,9 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from propdesk.bus import metrics
 from propdesk.bus.faults import crash_point
-from propdesk.bus.streams import consumer_config, ensure_consumer
+from propdesk.bus.streams import ensure_consumer
 from propdesk.db.session import context_args, context_sql, tenant_transaction
 from propdesk.events.envelope import Envelope
 from propdesk.settings import Settings
@@ -127,7 +136,11 @@ class ConsumerRunner:
         self.settings = settings
         self.sessions = sessions
         self.nc = nc
-        self.max_deliver = consumer_config(settings, consumer.name, consumer.subjects).max_deliver
+        # Deliveries after which a failing event is dead-lettered (None: never, it is
+        # retried until it works). The server's consumer redelivers without limit.
+        limit = settings.consumer_max_deliver
+        self.max_deliver: int | None = limit if limit > 0 else None
+        self._backoff = list(settings.consumer_backoff_seconds or [1.0])
         s = f'"{consumer.schema}"'
         # The tenant context and the inbox rows of a transaction's events (one tenant) in one
         # round trip: the CTE's set_config calls run when the INSERT reads `ctx`, before any
@@ -152,6 +165,13 @@ class ConsumerRunner:
         self.handled = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        name = consumer.name
+        self._m_handled = metrics.CONSUMER_HANDLED.labels(name)
+        self._m_duplicates = metrics.CONSUMER_DUPLICATES.labels(name)
+        self._m_redeliveries = metrics.CONSUMER_REDELIVERIES.labels(name)
+        self._m_dead_lettered = metrics.CONSUMER_DEAD_LETTERED.labels(name)
+        self._m_dead_letter_failures = metrics.CONSUMER_DEAD_LETTER_FAILURES.labels(name)
+        self._m_unparseable = metrics.CONSUMER_UNPARSEABLE.labels(name)
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self.consumer
@@ -174,7 +194,14 @@ class ConsumerRunner:
                     await asyncio.sleep(c.linger_seconds)
                     with contextlib.suppress(Exception):  # nothing more came: fine
                         msgs += await sub.fetch(c.batch - len(msgs), timeout=0.05)
-                await self.handle_batch(msgs)
+                try:
+                    await self.handle_batch(msgs)
+                except Exception:
+                    # Not expected (each message's failures are handled on its own), but
+                    # never a reason to stop consuming: what was not acked comes back after
+                    # ack_wait, and the inbox skips whatever of it was committed.
+                    log.exception("consumer %s: a batch of %d messages failed", c.name, len(msgs))
+                    await asyncio.sleep(0.5)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -230,12 +257,19 @@ class ConsumerRunner:
             for span in spans:
                 span.set_attribute("propdesk.batch_rolled_back", True)
                 span.end()
-            log.info(
-                "consumer %s: a transaction of %d events failed (%r); applying them apart",
-                c.name,
-                len(group),
-                failed.cause,
-            )
+            # Under the failing event's tenant (or the group's, if it has only one).
+            if failed.index is not None:
+                tenant: UUID | None = group[failed.index].env.tenant_id
+            else:
+                tenants = {d.env.tenant_id for d in group}
+                tenant = tenants.pop() if len(tenants) == 1 else None
+            with self._log_context(tenant):
+                log.info(
+                    "consumer %s: a transaction of %d events failed (%r); applying them apart",
+                    c.name,
+                    len(group),
+                    failed.cause,
+                )
             if failed.index is None:
                 for d in group:
                     await self._handle_parsed(d)
@@ -250,11 +284,14 @@ class ConsumerRunner:
                 try:
                     await d.msg.ack()
                 except Exception as exc:  # committed: a redelivery is skipped by the inbox
-                    log.warning("consumer %s: ack of %s failed: %r", c.name, d.env.id, exc)
+                    with self._log_context(d.env.tenant_id):
+                        log.warning("consumer %s: ack of %s failed: %r", c.name, d.env.id, exc)
                 if was_new:
                     self.handled += 1
+                    self._m_handled.inc()
                 else:
                     self.duplicates += 1
+                    self._m_duplicates.inc()
                     span.set_attribute("propdesk.duplicate", True)
         finally:
             for span in spans:
@@ -330,11 +367,20 @@ class ConsumerRunner:
 
     async def _parse(self, msg: Msg) -> Delivery | None:
         deliveries = msg.metadata.num_delivered if msg.metadata else 1
+        if deliveries > 1:
+            self._m_redeliveries.inc()
         try:
             env = Envelope.model_validate_json(msg.data)
         except ValidationError as exc:
-            await self._dead_letter(msg, None, deliveries, f"unparseable envelope: {exc}")
-            await msg.term()
+            self._m_unparseable.inc()
+            error = f"unparseable envelope: {exc}"
+            if await self._dead_letter_and_term(msg, None, deliveries, error):
+                log.warning(
+                    "consumer %s: unparseable message on %s dead-lettered: %s",
+                    self.consumer.name,
+                    msg.subject,
+                    error[:500],
+                )
             return None
         return Delivery(msg, env, deliveries)
 
@@ -344,37 +390,40 @@ class ConsumerRunner:
             await self._handle_parsed(d)
 
     async def _handle_parsed(self, d: Delivery) -> None:
+        """Apply one event, then ack, nak with backoff, or dead-letter and terminate it.
+        Raises nothing but cancellation: whatever goes wrong, the message either settles or
+        comes back."""
         msg, env, deliveries = d.msg, d.env, d.deliveries
-        with trace.use_span(self._start_span(d), end_on_exit=True) as span:
+        ctx = TenantContext.for_tenant(env.tenant_id, actor=self._actor)
+        # The event's tenant context lasts through the logs of its failures, not only its
+        # transaction.
+        with use_context(ctx), trace.use_span(self._start_span(d), end_on_exit=True) as span:
             try:
-                applied = await self.apply(env)
-                crash_point("consumer.before_ack")
-                await msg.ack()
-                if applied:
-                    self.handled += 1
-                else:
-                    self.duplicates += 1
-                    span.set_attribute("propdesk.duplicate", True)
+                applied = await self._apply(env, ctx)
             except PermanentError as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
-                await self._dead_letter(msg, env, deliveries, f"permanent: {exc}")
-                await msg.term()
+                if await self._dead_letter_and_term(msg, env, deliveries, f"permanent: {exc}"):
+                    log.warning(
+                        "consumer %s: event %s dead-lettered: permanent: %s",
+                        self.consumer.name,
+                        env.id,
+                        exc,
+                    )
+                return
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, repr(exc)))
-                if deliveries >= self.max_deliver:
-                    log.error(
-                        "consumer %s: event %s failed %d times, dead-lettered: %r",
-                        self.consumer.name,
-                        env.id,
-                        deliveries,
-                        exc,
-                    )
-                    await self._dead_letter(msg, env, deliveries, repr(exc))
-                    await msg.term()
+                if self.max_deliver is not None and deliveries >= self.max_deliver:
+                    if await self._dead_letter_and_term(msg, env, deliveries, repr(exc)):
+                        log.error(
+                            "consumer %s: event %s failed %d times, dead-lettered: %r",
+                            self.consumer.name,
+                            env.id,
+                            deliveries,
+                            exc,
+                        )
                 else:
-                    backoff = self.settings.consumer_backoff_seconds or [1.0]
-                    delay = backoff[min(deliveries - 1, len(backoff) - 1)]
+                    delay = self._delay(deliveries)
                     log.warning(
                         "consumer %s: event %s failed (delivery %d), retry in %ss: %r",
                         self.consumer.name,
@@ -383,18 +432,87 @@ class ConsumerRunner:
                         delay,
                         exc,
                     )
-                    await msg.nak(delay=delay)
+                    await self._settle(msg.nak(delay=delay), "nak", env)
+                return
+            crash_point("consumer.before_ack")
+            # Committed: if the ack is lost, the redelivery is skipped by the inbox.
+            await self._settle(msg.ack(), "ack", env)
+            if applied:
+                self.handled += 1
+                self._m_handled.inc()
+            else:
+                self.duplicates += 1
+                self._m_duplicates.inc()
+                span.set_attribute("propdesk.duplicate", True)
+
+    def _delay(self, deliveries: int) -> float:
+        """The nak delay after failed delivery number `deliveries` (the last step repeats)."""
+        return self._backoff[max(0, min(deliveries, len(self._backoff)) - 1)]
+
+    async def _dead_letter_and_term(
+        self, msg: Msg, env: Envelope | None, deliveries: int, error: str
+    ) -> bool:
+        """Record the message in dead_letters, then terminate it; True if recorded. If the
+        dead letter cannot be written, the message is nak'ed with the backoff and comes back
+        (if the nak is lost too, after ack_wait): it is never terminated unrecorded."""
+        try:
+            await self._dead_letter(msg, env, deliveries, error)
+        except Exception as exc:
+            self._m_dead_letter_failures.inc()
+            delay = self._delay(deliveries)
+            log.error(
+                "consumer %s: event %s could not be dead-lettered (delivery %d), retry in"
+                " %ss: %r (its failure: %s)",
+                self.consumer.name,
+                env.id if env else f"on {msg.subject}",
+                deliveries,
+                delay,
+                exc,
+                error[:500],
+            )
+            await self._settle(msg.nak(delay=delay), "nak", env)
+            return False
+        self.dead_lettered += 1
+        self._m_dead_lettered.inc()
+        # If the term is lost, the message comes back and is dead-lettered a second time.
+        await self._settle(msg.term(), "term", env)
+        return True
+
+    async def _settle(self, reply: Awaitable[None], what: str, env: Envelope | None) -> None:
+        """Await an ack, nak or term; a failure (NATS gone) is logged, not raised: an
+        unsettled message comes back after ack_wait."""
+        try:
+            await reply
+        except Exception as exc:
+            log.warning(
+                "consumer %s: %s of %s failed: %r",
+                self.consumer.name,
+                what,
+                env.id if env else "a message",
+                exc,
+            )
+
+    def _log_context(
+        self, tenant_id: UUID | None
+    ) -> contextlib.AbstractContextManager[TenantContext | None]:
+        """The tenant context for a log line outside an event's own handling."""
+        if tenant_id is None:
+            return contextlib.nullcontext()
+        return use_context(TenantContext.for_tenant(tenant_id, actor=self._actor))
 
     async def apply(self, env: Envelope) -> bool:
         """Apply one event exactly once: one transaction holding the inbox row and the
         handler's writes. False if this consumer had already applied it."""
         ctx = TenantContext.for_tenant(env.tenant_id, actor=self._actor)
         with use_context(ctx):
-            async with self.sessions() as session, session.begin():
-                if not await self._record_in_inbox(session, ctx, [env]):
-                    return False
-                await self.consumer.handler(session, env)
-                return True
+            return await self._apply(env, ctx)
+
+    async def _apply(self, env: Envelope, ctx: TenantContext) -> bool:
+        async with self.sessions() as session, session.begin():
+            if not await self._record_in_inbox(session, ctx, [env]):
+                return False
+            await self.consumer.handler(session, env)
+            return True
 
     async def _record_in_inbox(
         self, session: AsyncSession, ctx: TenantContext, envs: Sequence[Envelope]
@@ -419,7 +537,7 @@ class ConsumerRunner:
     async def _dead_letter(
         self, msg: Msg, env: Envelope | None, deliveries: int, error: str
     ) -> None:
-        self.dead_lettered += 1
+        crash_point("consumer.before_dead_letter")
         async with tenant_transaction(self.sessions, system_context("dead-letter")) as session:
             await session.execute(
                 self._dead,

@@ -12,6 +12,10 @@ transaction.
   before committing, the re-publish is dropped by the stream's duplicate window, and any
   copy beyond it is dropped by the consumers' inbox.
 - While NATS is unreachable, rows simply wait; the relay retries with backoff.
+- Metrics (`propdesk.bus.metrics`): events published and publish failures by schema; the
+  outbox backlog (unpublished rows, the oldest one's age), set to zero when a claim drains
+  the outbox and otherwise counted by one cheap query at most every `backlog_interval`
+  seconds, never on the publishing path.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from nats.js.api import PubAck
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from propdesk.bus import bell
+from propdesk.bus import bell, metrics
 from propdesk.bus.faults import crash_point
 from propdesk.db.session import end_transaction
 from propdesk.settings import Settings, asyncpg_dsn
@@ -37,6 +41,10 @@ from propdesk.telemetry.propagation import extract, inject_current
 
 log = logging.getLogger("propdesk.bus.relay")
 tracer = trace.get_tracer("propdesk.bus")
+
+# The backlog gauge counts unpublished rows up to this many: enough to alert on, and the
+# count stays cheap however far behind the relay is (a long NATS outage).
+BACKLOG_COUNT_CAP = 100_000
 
 
 class Relay:
@@ -49,6 +57,15 @@ class Relay:
         self._wake = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
         self.published_total = 0
+        self._m_published = metrics.RELAY_PUBLISHED.labels(schema)
+        self._m_failures = metrics.RELAY_PUBLISH_FAILURES.labels(schema)
+        self._m_backlog = metrics.OUTBOX_BACKLOG.labels(schema)
+        self._m_oldest = metrics.OUTBOX_OLDEST_AGE.labels(schema)
+        # The run loop refreshes the backlog gauges at most this often, and not at all when
+        # a claim drained the outbox since the last refresh.
+        self.backlog_interval = 5.0
+        self._backlog_due = 0.0
+        self._drained_at: float | None = None
         s = f'"{schema}"'
         # Claim and mark in one round trip; RETURNING gives no order, so the caller sorts.
         self._claim = (
@@ -61,6 +78,14 @@ class Relay:
         self._fail = (
             f"UPDATE {s}.outbox SET published_at = NULL, attempts = attempts + 1,"
             f" last_error = $2 WHERE id = ANY($1)"
+        )
+        # Two walks of the partial index of unpublished rows: a capped count, and the
+        # first row in id (insert) order, whose age the database measures itself.
+        self._backlog = (
+            f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {s}.outbox"
+            f" WHERE published_at IS NULL LIMIT {BACKLOG_COUNT_CAP}) w) AS n,"
+            f" (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8"
+            f" FROM {s}.outbox WHERE published_at IS NULL ORDER BY id LIMIT 1) AS age"
         )
 
     async def _connect_pool(self) -> asyncpg.Pool:
@@ -105,13 +130,16 @@ class Relay:
         async with pool.acquire() as conn, conn.transaction():
             claimed = await conn.fetch(self._claim, self.settings.outbox_batch_size)
             if not claimed:
+                self._drained()
                 return 0
             rows = sorted(claimed, key=lambda r: r["id"])  # publish in id (insert) order
             results = await asyncio.gather(
                 *(self._publish(r) for r in rows), return_exceptions=True
             )
-            ok = [r["id"] for r, res in zip(rows, results, strict=True) if isinstance(res, PubAck)]
-            failed = [r["id"] for r, res in zip(rows, results, strict=True) if r["id"] not in ok]
+            ok: list[int] = []
+            failed: list[int] = []
+            for r, res in zip(rows, results, strict=True):
+                (ok if isinstance(res, PubAck) else failed).append(r["id"])
             crash_point("relay.after_publish")
             if failed:
                 first_error = next(e for e in results if isinstance(e, BaseException))
@@ -122,8 +150,44 @@ class Relay:
                     len(rows),
                     first_error,
                 )
-            self.published_total += len(ok)
-            return len(ok)
+        # Committed: counted once, as the outbox sees them.
+        self.published_total += len(ok)
+        self._m_published.inc(len(ok))
+        if failed:
+            self._m_failures.inc(len(failed))
+        if failed or len(claimed) >= self.settings.outbox_batch_size:
+            self._drained_at = None  # rows are (or may be) left: the next refresh counts
+        else:
+            self._drained()  # committed, and nothing else was waiting when claimed
+        return len(ok)
+
+    def _drained(self) -> None:
+        """A claim found every pending row (those other relays hold aside): no backlog."""
+        self._m_backlog.set(0)
+        self._m_oldest.set(0)
+        self._drained_at = asyncio.get_running_loop().time()
+
+    async def refresh_backlog(self) -> None:
+        """Set the backlog gauges from the outbox (one cheap query)."""
+        pool = await self._connect_pool()
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(self._backlog)
+        self._m_backlog.set(row["n"])
+        self._m_oldest.set(row["age"] or 0.0)
+
+    async def _refresh_backlog_now_and_then(self) -> None:
+        """`refresh_backlog` every `backlog_interval` seconds, unless a claim drained the
+        outbox meanwhile (which set the gauges already). Never raises: the gauges wait."""
+        now = asyncio.get_running_loop().time()
+        if now < self._backlog_due:
+            return
+        last, self._backlog_due = self._backlog_due, now + self.backlog_interval
+        if self._drained_at is not None and self._drained_at >= last - self.backlog_interval:
+            return
+        try:
+            await self.refresh_backlog()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.debug("relay %s: backlog not counted: %r", self.schema, exc)
 
     async def _publish(self, row: Mapping) -> PubAck:
         trace_context = row["trace_context"]
@@ -156,6 +220,7 @@ class Relay:
         try:
             while not stop.is_set():
                 try:
+                    await self._refresh_backlog_now_and_then()
                     if not self.nc.is_connected:
                         await _wait(stop, 0.2)
                         continue

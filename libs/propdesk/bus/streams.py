@@ -61,17 +61,25 @@ async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
     await js.update_stream(config)
 
 
+# The server never gives up on a message on its own: it would stop redelivering after
+# `max_deliver` tries whether or not the runner had recorded a dead letter (a database
+# outage, a kill before the commit: the event lost for good). The runner decides instead,
+# from `num_delivered`, and terminates a message only after its dead letter committed.
+UNLIMITED_DELIVERIES = -1
+
+
 def consumer_config(settings: Settings, durable: str, subjects: list[str]) -> ConsumerConfig:
     # No server-side `backoff`: it replaces ack_wait, so a handler slower than the first
     # backoff step would be redelivered while still running. The runner naks with the
     # configured delay instead, and ack_wait bounds a hung handler.
+    # `PROPDESK_CONSUMER_MAX_DELIVER` is the runner's limit, not the server's.
     return ConsumerConfig(
         name=durable,
         durable_name=durable,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=settings.consumer_ack_wait_seconds,
-        max_deliver=settings.consumer_max_deliver,
+        max_deliver=UNLIMITED_DELIVERIES,
         filter_subjects=subjects if len(subjects) > 1 else None,
         filter_subject=subjects[0] if len(subjects) == 1 else None,
         max_ack_pending=1000,
@@ -87,5 +95,7 @@ async def ensure_consumer(
     except NotFoundError:
         await js.add_consumer(settings.stream_name, config=config)
         return
-    # add_consumer with the same name updates the mutable fields of an existing consumer.
+    # add_consumer with the same name updates the mutable fields of an existing consumer
+    # (ack_wait, max_deliver, max_ack_pending, filter subjects, ...): a durable created with
+    # an older config gets this one when its service starts.
     await js.add_consumer(settings.stream_name, config=config)

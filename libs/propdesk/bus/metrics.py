@@ -1,0 +1,66 @@
+"""Prometheus metrics of the event bus, in the process-wide default registry (/metrics).
+
+Labels stay bounded: the outbox's schema for the relay, the durable consumer's name for a
+consumer; never a tenant or an event id. The relay and each consumer runner take their
+label children once, so the hot path is one `inc()` per event.
+
+The backlog gauges are this process's relay's view of its schema's outbox: set to zero
+when a claim drains the outbox, otherwise refreshed by one cheap query at most every few
+seconds (`Relay.backlog_interval`). With several relay replicas, take the max over them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+RELAY_PUBLISHED = Counter(
+    "propdesk_bus_relay_published",
+    "Outbox events the relay published to JetStream (acknowledged by the stream).",
+    ["schema"],
+)
+RELAY_PUBLISH_FAILURES = Counter(
+    "propdesk_bus_relay_publish_failures",
+    "Outbox rows whose publish failed (left unpublished, tried again on a later claim).",
+    ["schema"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "propdesk_bus_outbox_backlog",
+    "Unpublished outbox rows as the relay last saw them (counted up to 100000).",
+    ["schema"],
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "propdesk_bus_outbox_oldest_unpublished_age_seconds",
+    "Age of the oldest unpublished outbox row as the relay last saw it (0: none).",
+    ["schema"],
+)
+
+CONSUMER_HANDLED = Counter(
+    "propdesk_bus_consumer_handled",
+    "Events a consumer applied (new to its inbox, committed).",
+    ["consumer"],
+)
+CONSUMER_DUPLICATES = Counter(
+    "propdesk_bus_consumer_duplicates",
+    "Events a consumer skipped because its inbox had them already.",
+    ["consumer"],
+)
+CONSUMER_REDELIVERIES = Counter(
+    "propdesk_bus_consumer_redeliveries",
+    "Messages a consumer received again (JetStream num_delivered > 1).",
+    ["consumer"],
+)
+CONSUMER_DEAD_LETTERED = Counter(
+    "propdesk_bus_consumer_dead_lettered",
+    "Messages recorded in dead_letters (committed) and terminated.",
+    ["consumer"],
+)
+CONSUMER_DEAD_LETTER_FAILURES = Counter(
+    "propdesk_bus_consumer_dead_letter_failures",
+    "Dead letters that could not be written; the message was nak'ed and comes back.",
+    ["consumer"],
+)
+CONSUMER_UNPARSEABLE = Counter(
+    "propdesk_bus_consumer_unparseable",
+    "Messages received whose envelope could not be parsed.",
+    ["consumer"],
+)
