@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 256 * 1024
 
     # Signing key for staff bearer tokens (HMAC-SHA256). Outside development it must be set:
-    # at least 32 bytes, not a placeholder (`_secrets_fit_the_environment`).
+    # at least 32 bytes, not a placeholder (`propdesk.auth.tokens.check_token_secret`).
     token_secret: str = DEV_TOKEN_SECRET
     token_ttl_seconds: int = Field(default=8 * 3600, ge=60)
     # No token lives longer, whoever issued it (verification refuses longer ones).
@@ -93,13 +93,6 @@ class Settings(BaseSettings):
             hide_password=False
         )
 
-    @model_validator(mode="after")
-    def _secrets_fit_the_environment(self) -> Settings:
-        """Outside development a process refuses to start with a guessable token secret:
-        the default, a placeholder (`change-me…`, as the deploy/ examples ship) or one
-        shorter than 32 bytes would let anyone mint staff and operator tokens."""
-        if self.environment in DEVELOPMENT_ENVIRONMENTS:
-            return self
         secret = self.token_secret
         if (
             secret == DEV_TOKEN_SECRET

@@ -24,6 +24,7 @@ from propdesk.auth.tokens import (
     MalformedToken,
     TokenError,
     TokenExpired,
+    check_token_secret,
     issue_token,
     verify_token,
 )
@@ -183,14 +184,20 @@ def test_operator_tokens_have_no_tenant() -> None:
         "short-but-random-Zq8",  # under 32 bytes
     ],
 )
-def test_outside_development_a_guessable_secret_stops_the_process(
-    environment: str, secret: str
-) -> None:
-    with pytest.raises(ValueError, match="TOKEN_SECRET"):
-        Settings(environment=environment, token_secret=secret)
-    good = "q8V1f0nC3x2rJm5u7WbK9pLs4dTy6hEzAa0"
-    assert Settings(environment=environment, token_secret=good).token_secret == good
-    assert Settings(environment="development", token_secret=secret)  # fine on a laptop
+def test_outside_development_a_guessable_secret_is_refused(environment: str, secret: str) -> None:
+    with pytest.raises(RuntimeError, match="TOKEN_SECRET"):
+        check_token_secret(Settings(environment=environment, token_secret=secret))
+    with pytest.raises(RuntimeError, match="TOKEN_SECRET"):
+        issue_token(
+            Settings(environment=environment, token_secret=secret),
+            tenant_id=TENANT,
+            subject="x",
+            roles=["handler"],
+        )
+    good = Settings(environment=environment, token_secret="q8V1f0nC3x2rJm5u7WbK9pLs4dTy6hEzAa0")
+    check_token_secret(good)
+    assert verify_token(good, issue_token(good, tenant_id=TENANT, subject="x", roles=["handler"]))
+    check_token_secret(Settings(environment="development", token_secret=secret))  # a laptop
 
 
 def test_no_token_lives_longer_than_the_maximum_nor_starts_in_the_future() -> None:

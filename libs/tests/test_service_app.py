@@ -370,3 +370,10 @@ async def test_lifespan_can_add_checks(pure_settings: Settings) -> None:
         resp = await c.get("/readyz")
     body = assert_problem(resp, 503, "not-ready")
     assert body["errors"][0]["message"] == "OSError: disk on fire"
+
+
+def test_outside_development_a_service_will_not_start_on_a_placeholder_secret() -> None:
+    production = Settings(environment="production", token_secret="change-me-token-secret")
+    with pytest.raises(RuntimeError, match="PROPDESK_TOKEN_SECRET"):
+        make_app(production)
+    make_app(Settings(environment="production", token_secret="q8V1f0nC3x2rJm5u7WbK9pLs4dTy6hEzAa0"))

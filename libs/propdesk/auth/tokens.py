@@ -24,7 +24,12 @@ from typing import Any
 from uuid import UUID
 
 from propdesk.auth.roles import Role
-from propdesk.settings import Settings
+from propdesk.settings import (
+    DEV_TOKEN_SECRET,
+    DEVELOPMENT_ENVIRONMENTS,
+    MIN_TOKEN_SECRET_BYTES,
+    Settings,
+)
 from propdesk.tenancy import TenantContext
 
 ISSUER = "propdesk"
@@ -90,8 +95,29 @@ def _b64decode(part: str) -> bytes:
         raise MalformedToken("malformed token: bad base64url") from exc
 
 
+def check_token_secret(settings: Settings) -> None:
+    """Outside development, refuse a guessable token secret: the default, a placeholder
+    (`change-me...`, as the deploy/ examples ship) or one under 32 bytes would let anyone
+    mint staff and operator tokens. Every service checks it at start
+    (`create_service_app`), and every signature here before using the key."""
+    if settings.environment in DEVELOPMENT_ENVIRONMENTS:
+        return
+    secret = settings.token_secret
+    if (
+        secret == DEV_TOKEN_SECRET
+        or "change-me" in secret.lower()
+        or len(secret.encode()) < MIN_TOKEN_SECRET_BYTES
+    ):
+        raise RuntimeError(
+            f"PROPDESK_TOKEN_SECRET must be a random secret of at least "
+            f"{MIN_TOKEN_SECRET_BYTES} bytes outside development (environment "
+            f"{settings.environment!r}); e.g. python -c 'import secrets; "
+            f"print(secrets.token_urlsafe(48))'"
+        )
+
+
 def _key(settings: Settings) -> bytes:
-    # Settings refuse a guessable secret outside development (`Settings` validation).
+    check_token_secret(settings)
     return settings.token_secret.encode()
 
 

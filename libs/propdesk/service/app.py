@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from propdesk.auth.dependencies import Authenticator, BearerTokenAuthenticator
+from propdesk.auth.tokens import check_token_secret
 from propdesk.service.logging import configure_logging
 from propdesk.service.metrics import metrics_endpoint
 from propdesk.service.middleware import BodyLimitMiddleware, RequestMiddleware
@@ -48,6 +49,7 @@ def create_service_app(
     """
     if configure_logs:
         configure_logging(name, settings)
+    check_token_secret(settings)  # outside development, refuse to start on a guessable one
     setup_telemetry(name, settings)
 
     app = FastAPI(
