@@ -3,7 +3,7 @@ errors and logs the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -17,7 +17,7 @@ from propdesk.service.logging import configure_logging
 from propdesk.service.metrics import metrics_endpoint
 from propdesk.service.middleware import BodyLimitMiddleware, RequestMiddleware
 from propdesk.service.problems import field_error, install_problem_handlers, problem_response
-from propdesk.service.readiness import ReadinessChecks, run_checks
+from propdesk.service.readiness import ReadinessChecks, run_checks, verdict
 from propdesk.settings import Settings
 from propdesk.telemetry import fastapi_telemetry_config, setup_telemetry
 
@@ -38,14 +38,16 @@ def create_service_app(
     authenticators: Sequence[Authenticator] | None = None,
     readiness_timeout: float = DEFAULT_READINESS_TIMEOUT,
     configure_logs: bool = True,
+    degraded_only: Collection[str] = (),
 ) -> FastAPI:
     """A FastAPI app with /healthz, /readyz, /metrics, problem+json errors, request ids,
     body limit, tracing, JSON logs and access logs.
 
     `readiness` is copied to `app.state.readiness` (a dict), which /readyz reads on each
     call: a lifespan that creates its clients at startup adds their checks there, e.g.
-    `app.state.readiness["postgres"] = postgres_check(engine)`. Likewise
-    `app.state.authenticators` (default: staff bearer tokens) can be appended to.
+    `app.state.readiness["postgres"] = postgres_check(engine)`. A failing check named in
+    `degraded_only` (e.g. `readiness.CACHE_ONLY`) leaves /readyz at 200, status "degraded".
+    Likewise `app.state.authenticators` (default: staff bearer tokens) can be appended to.
     """
     if configure_logs:
         configure_logging(name, settings)
@@ -61,6 +63,7 @@ def create_service_app(
     app.state.service_name = name
     app.state.settings = settings
     app.state.readiness = dict(readiness or {})
+    app.state.degraded_only = frozenset(degraded_only)
     app.state.authenticators = list(
         authenticators if authenticators is not None else [BearerTokenAuthenticator(settings)]
     )
@@ -94,9 +97,9 @@ def _operational_router(name: str, readiness_timeout: float) -> APIRouter:
         checks: ReadinessChecks = request.app.state.readiness
         results = await run_checks(checks, limit_seconds=readiness_timeout)
         summary = {r.name: "ok" if r.ok else r.error for r in results}
-        failed = [r for r in results if not r.ok]
-        if not failed:
-            return JSONResponse({"status": "ready", "service": name, "checks": summary})
+        status, failed = verdict(results, request.app.state.degraded_only)
+        if status != "not-ready":
+            return JSONResponse({"status": status, "service": name, "checks": summary})
         return problem_response(
             503,
             "Service not ready",

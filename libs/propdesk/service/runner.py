@@ -1,8 +1,10 @@
 """`propdesk-service NAME`: one service process: HTTP API, outbox relay, consumers, jobs.
 
 Every part can be switched off (`--no-api`, `--no-relay`, `--no-consumers`) so a service
-can be scaled by role; by default one process runs them all. SIGINT/SIGTERM stop
-everything in order: stop taking work, finish what is in hand, close connections.
+can be scaled by role; by default one process runs them all. Without the API a replica
+still serves /healthz, /readyz and /metrics on its port. Each run of a periodic job is a
+`job <name>` span, the root of its own trace. SIGINT/SIGTERM stop everything in order:
+stop taking work, finish what is in hand, close connections.
 """
 
 from __future__ import annotations
@@ -17,14 +19,20 @@ import signal
 from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.bus.relay import Relay, prune_published
+from propdesk.service.readiness import CACHE_ONLY
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import PeriodicTask, ServiceSpec
 from propdesk.settings import SERVICE_NAMES, Settings, get_settings
 
 log = logging.getLogger("propdesk.runner")
+tracer = trace.get_tracer("propdesk.runner")
 
 
 def load_spec(name: str) -> ServiceSpec:
@@ -35,12 +43,32 @@ def load_spec(name: str) -> ServiceSpec:
     return spec
 
 
-async def _periodic(task: PeriodicTask, res: ServiceResources, stop: asyncio.Event) -> None:
-    while not stop.is_set():
+async def run_job(task: PeriodicTask, res: ServiceResources) -> bool:
+    """One run of a periodic job in a span of its own, `job <name>`: the root of a trace
+    (a job is nobody's request), under which the job opens a child span per tenant it acts
+    for, so its log lines and the events it writes carry that trace. False if it failed
+    (logged, and recorded on the span); the next run comes at the next interval."""
+    with tracer.start_as_current_span(
+        f"job {task.name}",
+        context=Context(),
+        kind=SpanKind.INTERNAL,
+        attributes={"propdesk.job": task.name},
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
         try:
             await task.run(res)
-        except Exception:
-            log.exception("periodic task %s failed", task.name)
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, repr(exc)[:300]))
+            log.exception("periodic task %s failed", task.name, extra={"job": task.name})
+            return False
+    return True
+
+
+async def _periodic(task: PeriodicTask, res: ServiceResources, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await run_job(task, res)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=task.interval_seconds)
 
@@ -52,7 +80,7 @@ def _outbox_pruning(schema: str) -> PeriodicTask:
     async def prune(res: ServiceResources) -> None:
         n = await prune_published(res.settings, schema)
         if n:
-            log.info("pruned %d published outbox rows of %s", n, schema)
+            log.info("pruned %d published outbox rows of %s", n, schema, extra={"pruned": n})
 
     return PeriodicTask(name="outbox-prune", interval_seconds=3600, run=prune)
 
@@ -92,21 +120,22 @@ async def serve(
                 tasks.append(asyncio.create_task(runner.run(stop), name=f"consumer:{c.name}"))
             for p in spec.periodic:
                 tasks.append(asyncio.create_task(_periodic(p, res, stop), name=p.name))
-        if api:
-            app = spec.create_app(res)
-            config = uvicorn.Config(
-                app,
-                host=settings.host,
-                port=port or settings.port_for(spec.name),
-                log_config=None,
-                access_log=False,
-                lifespan="on",
-                proxy_headers=False,
-            )
-            server = uvicorn.Server(config)
-            # uvicorn installs its own signal handlers; ours must win so every part stops.
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-            tasks.append(asyncio.create_task(server.serve(), name="http"))
+        # A replica without the API (`--no-api`, scaled by role) still answers probes and
+        # scrapes on the same port and paths, so one Deployment spec fits every role.
+        app = spec.create_app(res) if api else probe_app(spec.name, res)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=port or settings.port_for(spec.name),
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            proxy_headers=False,
+        )
+        server = uvicorn.Server(config)
+        # uvicorn installs its own signal handlers; ours must win so every part stops.
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        tasks.append(asyncio.create_task(server.serve(), name="http"))
         log.info("service %s started (%d tasks)", spec.name, len(tasks))
         tune_gc(settings)
         done_waiter = asyncio.create_task(stop.wait())
@@ -125,6 +154,21 @@ async def serve(
                 log.error("shutdown: %r", r)
         await res.close()
         log.info("service %s stopped", spec.name)
+
+
+def probe_app(name: str, res: ServiceResources) -> FastAPI:
+    """/healthz, /readyz (the process's connections: PostgreSQL, NATS; Redis degrades only)
+    and /metrics, nothing else: the HTTP face of a worker replica."""
+    from propdesk.service.app import create_service_app
+
+    return create_service_app(
+        name,
+        settings=res.settings,
+        readiness=res.readiness_checks(),
+        degraded_only=CACHE_ONLY,
+        title=f"propdesk {name} (worker)",
+        configure_logs=False,
+    )
 
 
 def tune_gc(settings: Settings) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from propdesk.service.readiness import CACHE_ONLY
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import ServiceSpec, resources_app
 
 
 def create_app(res: ServiceResources) -> FastAPI:
-    return resources_app(res, title="propdesk callback service")
+    return resources_app(res, title="propdesk callback service", degraded_only=CACHE_ONLY)
 
 
 SPEC = ServiceSpec(name="callback", create_app=create_app)

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from intake.api import apikeys, complaints, onboarding, rules, validity
 from intake.auth import ApiKeyAuthenticator
 from propdesk.service.app import create_service_app
-from propdesk.service.readiness import postgres_check, redis_check
+from propdesk.service.readiness import CACHE_ONLY
 from propdesk.service.resources import ServiceResources
 
 ROUTERS = [
@@ -41,7 +41,11 @@ def create_app(res: ServiceResources) -> FastAPI:
         "intake",
         settings=res.settings,
         routers=[*ROUTERS, *_optional_routers()],
-        readiness={"postgres": postgres_check(res.engine), "redis": redis_check(res.redis)},
+        # PostgreSQL and NATS (the relay, the work-order consumer, the caches' news) must
+        # answer; Redis is cache only: down, idempotency falls back to PostgreSQL and the
+        # rate limit fails open, so the replica reports itself degraded but stays ready.
+        readiness=res.readiness_checks(),
+        degraded_only=CACHE_ONLY,
         configure_logs=False,
     )
     app.state.sessions = res.sessions

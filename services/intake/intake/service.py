@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from intake import apikey_cache, directory_cache
 from intake.app import create_app
 from intake.handlers import consumers
@@ -12,13 +14,21 @@ from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import PeriodicTask, ServiceSpec
 from propdesk.tenancy import system_context
 
+log = logging.getLogger("intake.idempotency")
 # Clients are promised 24 h; keep twice that so a retry at 23:59 still finds its key.
 IDEMPOTENCY_RETENTION_HOURS = 48.0
 
 
 async def sweep_idempotency_keys(res: ServiceResources) -> None:
     async with tenant_transaction(res.sessions, system_context("idempotency-sweep")) as s:
-        await sweep_expired(s, IDEMPOTENCY_RETENTION_HOURS)
+        removed = await sweep_expired(s, IDEMPOTENCY_RETENTION_HOURS)
+    if removed:
+        log.info(
+            "swept %d idempotency key(s) older than %g h",
+            removed,
+            IDEMPOTENCY_RETENTION_HOURS,
+            extra={"removed": removed},
+        )
 
 
 async def _on_start(res: ServiceResources) -> None:

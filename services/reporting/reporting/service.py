@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from propdesk.bus.consumer import Consumer
+from propdesk.service.readiness import CACHE_ONLY
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import ServiceSpec, resources_app
 from reporting import activity
@@ -31,7 +32,9 @@ ACTIVITY_CONSUMER = Consumer(
 
 
 def create_app(res: ServiceResources) -> FastAPI:
-    return resources_app(res, routers=[activity_router], title="propdesk reporting service")
+    return resources_app(
+        res, routers=[activity_router], title="propdesk reporting service", degraded_only=CACHE_ONLY
+    )
 
 
 SPEC = ServiceSpec(
