@@ -90,7 +90,10 @@ def test_outside_hours_the_duty_leader_receives() -> None:
         [handler], [handler, leader, other_leader], shifts, at=NOW, working_time=False
     )
     assert got.staff_id == leader.staff_id and got.after_hours
-    assert "duty shift leader" in got.reason
+    assert "duty shift leader on the roster" in got.reason
+    # Without roster entries every duty leader counts as on duty, and the reason says so.
+    got = choose_assignee([handler], [handler, leader], [], at=NOW, working_time=False)
+    assert got.staff_id == leader.staff_id and "no roster entries" in got.reason
 
 
 def test_outside_hours_without_duty_leader_falls_back_to_department() -> None:

@@ -290,6 +290,8 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("--role is required (or --staff CODE for a staff member's token)")
     roles = _roles(args.role)
     if Role.OPERATOR in roles:
+        if args.tenant or args.project:
+            raise CliError("an operator token belongs to no tenant: leave out --tenant/--project")
         tenant_id, project_ids = None, None
     else:
         if not args.tenant:

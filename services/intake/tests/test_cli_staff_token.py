@@ -104,3 +104,8 @@ def test_the_token_command_is_refused_outside_development(cli, monkeypatch):
     get_settings.cache_clear()
     status, _, err = cli("--role", "operator")
     assert status == 2 and "development tool" in err
+
+
+def test_an_operator_token_with_a_tenant_is_refused_not_silently_widened(cli):
+    status, _, err = cli("--role", "operator")  # the fixture names a tenant
+    assert status == 2 and "belongs to no tenant" in err

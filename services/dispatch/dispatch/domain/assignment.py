@@ -120,9 +120,15 @@ def choose_assignee(
         on = on_duty(leaders, shifts, at)
         best, why = pick(on)
         if best is not None:
+            rostered = any(s.staff_id == best.staff_id and s.covers(at) for s in shifts)
+            who = (
+                "duty shift leader on the roster"
+                if rostered
+                else "duty shift leader (no roster entries: every duty leader counts as on duty)"
+            )
             return Assignment(
                 best.staff_id,
-                "outside working hours: duty shift leader on the roster, " + ", ".join(why),
+                f"outside working hours: {who}, " + ", ".join(why),
                 after_hours=True,
             )
         fallback = "outside working hours and no duty leader on duty: "
