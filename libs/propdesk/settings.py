@@ -93,22 +93,6 @@ class Settings(BaseSettings):
             hide_password=False
         )
 
-        secret = self.token_secret
-        if (
-            secret == DEV_TOKEN_SECRET
-            or "change-me" in secret.lower()
-            or len(secret.encode()) < MIN_TOKEN_SECRET_BYTES
-        ):
-            raise ValueError(
-                f"PROPDESK_TOKEN_SECRET must be a random secret of at least "
-                f"{MIN_TOKEN_SECRET_BYTES} bytes outside development (environment "
-                f"{self.environment!r}); e.g. `python -c 'import secrets; "
-                f"print(secrets.token_urlsafe(48))'`"
-            )
-        if self.token_ttl_seconds > self.token_max_ttl_seconds:
-            raise ValueError("PROPDESK_TOKEN_TTL_SECONDS exceeds PROPDESK_TOKEN_MAX_TTL_SECONDS")
-        return self
-
 
 @lru_cache
 def get_settings() -> Settings:

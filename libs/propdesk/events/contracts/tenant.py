@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import AfterValidator
 
 from propdesk.events.envelope import EventPayload
+
+
+def _known_time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {value!r}") from None
+    return value
+
+
+# An IANA time zone name the platform can compute in (`Asia/Shanghai`, `Asia/Urumqi`).
+TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
 
 
 class TenantUpserted(EventPayload):
@@ -28,19 +41,10 @@ class ProjectUpserted(EventPayload):
     code: str
     name: str
     city: str | None = None
-    time_zone: str = "Asia/Shanghai"
+    # Every clock of the project runs in it: an unknown zone is refused at the producer
+    # (and a consumer treats such an event as malformed) rather than stored.
+    time_zone: TimeZoneName = "Asia/Shanghai"
     calendar: str = "cn"
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        # Every clock of the project runs in it: an unknown zone is refused at the producer
-        # (and a consumer treats such an event as malformed) rather than stored.
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
 
 
 class DepartmentUpserted(EventPayload):

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from intake.domain.rules import RulesError, TenantRules
 from intake.domain.vocabulary import Category, Grade
 from propdesk.auth.roles import Role
+from propdesk.events.contracts.tenant import TimeZoneName
 from propdesk.service.text import NoNul
 
 
@@ -65,18 +65,9 @@ class ProjectDoc(_Strict):
     code: Code
     name: Name
     city: str | None = None
-    time_zone: str = "Asia/Shanghai"
+    time_zone: TimeZoneName = "Asia/Shanghai"
     calendar: str = Field(default="cn", min_length=1, max_length=64)
     buildings: list[BuildingDoc] = Field(default_factory=list, max_length=1000)
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
 
 
 class DepartmentDoc(_Strict):
