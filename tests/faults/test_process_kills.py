@@ -238,3 +238,69 @@ async def test_consumer_killed_before_the_dead_letter_commits_loses_nothing(
         stop.set()
         await relay
         await nc.close()
+
+
+async def test_consumer_killed_after_the_dead_letter_commits_records_it_once(
+    settings: Settings, bus_schema: str, tmp_path: Path
+):
+    """The last allowed delivery fails, its dead letter commits, and the process dies before
+    the terminate (as a lost terminate would leave it): JetStream delivers the message again
+    after ack_wait, the handler fails again, and the restarted consumer must find the dead
+    letter there and terminate the message without writing a second one."""
+    tenant = uuid4()
+    name = f"kill-dead-after-{uuid4().hex[:8]}"
+    marker = tmp_path / "consumer-crashed"
+    env = {
+        "PROPDESK_FAULT": "consumer.after_dead_letter",
+        "PROPDESK_FAULT_MARKER": str(marker),
+        "PROPDESK_CONSUMER_MAX_DELIVER": "2",
+        "PROPDESK_CONSUMER_BACKOFF_SECONDS": "[0.05]",
+        # The killed delivery comes back after ack_wait.
+        "PROPDESK_CONSUMER_ACK_WAIT_SECONDS": "2",
+    }
+    (event,) = await _write(settings, tenant, 1)
+    probe_args = ("-m", "propdesk.testing.probe_consumer", name, str(tenant), "--failing")
+
+    async def dead_letters():
+        return await admin_fetch(
+            settings,
+            f"SELECT event_id, deliveries FROM {SCHEMA}.dead_letters WHERE consumer = $1",
+            name,
+        )
+
+    nc = await connect(settings, "fault-test-relay")
+    js = nc.jetstream()
+    stop = asyncio.Event()
+    relay = asyncio.create_task(Relay(SCHEMA, settings, nc).run(stop))
+
+    async def settled() -> bool:
+        info = await js.consumer_info(settings.stream_name, name)
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    try:
+        probe = await _spawn(*probe_args, env=env)
+        out, _ = await asyncio.wait_for(probe.communicate(), 30)
+        assert probe.returncode == -signal.SIGKILL, out.decode()[-2000:]
+        assert marker.exists()
+        # Killed after the dead letter committed, before the terminate.
+        rows = await dead_letters()
+        assert [(r["event_id"], r["deliveries"]) for r in rows] == [(event.id, 2)], rows
+        assert not await settled()  # JetStream still waits for the killed delivery
+
+        probe = await _spawn(*probe_args, env=env)
+        try:
+            # Redelivered after ack_wait, failed again, terminated this time.
+            await eventually(settled, "the message terminated after the restart")
+        finally:
+            probe.send_signal(signal.SIGTERM)
+            out, _ = await asyncio.wait_for(probe.communicate(), 15)
+        text = out.decode()
+        rows = await dead_letters()
+        # One dead letter: the first, of delivery 2; delivery 3 found it and added none.
+        assert [(r["event_id"], r["deliveries"]) for r in rows] == [(event.id, 2)], rows
+        assert "was already dead-lettered" in text, text[-2000:]
+        assert "dead_lettered=1" in text, text[-2000:]
+    finally:
+        stop.set()
+        await relay
+        await nc.close()

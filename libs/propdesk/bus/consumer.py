@@ -13,7 +13,10 @@ compares the message's `num_delivered` with `PROPDESK_CONSUMER_MAX_DELIVER`. A m
 terminated only after its dead letter committed; if the dead letter cannot be written (the
 database is down, the process dies first), the message is nak'ed with the backoff, or left
 to `ack_wait`, and comes back: the handler gets another try, and the dead letter another
-when it fails again. No failure of one message stops the consumer's loop.
+when it fails again. A message whose terminate is lost, or whose process dies after the dead
+letter committed, comes back as well: failing again, it finds its open dead letter (one per
+consumer and event, the index `dead_letters_once`) and is terminated without a second row.
+No failure of one message stops the consumer's loop.
 
 A consumer may apply a fetched batch more cheaply (`Consumer.per_transaction`,
 `Consumer.lanes`): the batch is spread over lanes by `lane_key` (events with the same key
@@ -156,11 +159,17 @@ class ConsumerRunner:
             " event_type) ON CONFLICT DO NOTHING RETURNING event_id"
         )
         self._actor = f"consumer:{consumer.name}"
+        # An event already dead-lettered by this consumer and not yet replayed keeps its one
+        # row (the unique index `dead_letters_once`, `propdesk.bus.tables`): the delivery
+        # after a lost terminate, or after a process died before it, adds nothing. No
+        # conflict target, so the insert also works where that index is not (yet) built;
+        # the table's only other unique key is its generated id.
         self._dead = text(
             f"INSERT INTO {s}.dead_letters (consumer, event_id, tenant_id, project_id, subject,"
             " deliveries, error, data, headers)"
             " VALUES (:consumer, :event_id, :tenant_id, :project_id, :subject, :deliveries,"
             " :error, :data, CAST(:headers AS jsonb))"
+            " ON CONFLICT DO NOTHING RETURNING id"
         )
         self.handled = 0
         self.duplicates = 0
@@ -456,7 +465,7 @@ class ConsumerRunner:
         dead letter cannot be written, the message is nak'ed with the backoff and comes back
         (if the nak is lost too, after ack_wait): it is never terminated unrecorded."""
         try:
-            await self._dead_letter(msg, env, deliveries, error)
+            recorded = await self._dead_letter(msg, env, deliveries, error)
         except Exception as exc:
             self._m_dead_letter_failures.inc()
             delay = self._delay(deliveries)
@@ -472,9 +481,16 @@ class ConsumerRunner:
             )
             await self._settle(msg.nak(delay=delay), "nak", env)
             return False
+        if not recorded:
+            log.warning(
+                "consumer %s: event %s was already dead-lettered (a terminate was lost, or the"
+                " process died before it): no second row; terminating it now",
+                self.consumer.name,
+                env.id if env else f"on {msg.subject}",
+            )
         self.dead_lettered += 1
         self._m_dead_lettered.inc()
-        # If the term is lost, the message comes back and is dead-lettered a second time.
+        # If the term is lost, the message comes back, fails again and finds its dead letter.
         await self._settle(msg.term(), "term", env)
         return True
 
@@ -536,10 +552,11 @@ class ConsumerRunner:
 
     async def _dead_letter(
         self, msg: Msg, env: Envelope | None, deliveries: int, error: str
-    ) -> None:
+    ) -> bool:
+        """Insert the dead letter and commit; False if the event already had an open one."""
         crash_point("consumer.before_dead_letter")
         async with tenant_transaction(self.sessions, system_context("dead-letter")) as session:
-            await session.execute(
+            inserted = await session.execute(
                 self._dead,
                 {
                     "consumer": self.consumer.name,
@@ -553,6 +570,9 @@ class ConsumerRunner:
                     "headers": orjson.dumps(dict(msg.headers or {})).decode(),
                 },
             )
+            recorded = inserted.first() is not None
+        crash_point("consumer.after_dead_letter")
+        return recorded
 
 
 def _tenant_runs(group: Sequence[Delivery]) -> list[tuple[int, int]]:

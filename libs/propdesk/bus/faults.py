@@ -4,6 +4,15 @@
 acknowledged a batch and before the outbox rows are marked published: the exact window
 where a careless design would lose or double an event. Unset in every real deployment;
 checking it costs one dict lookup per batch.
+
+The points (each tested by killing a real process there, `tests/faults`):
+- `relay.after_publish`: JetStream has the batch, the outbox rows are not marked;
+- `consumer.before_ack`: a consumer's transaction (one event, or one of a batch's
+  transactions) committed, nothing of it acked;
+- `consumer.before_dead_letter` / `consumer.after_dead_letter`: before the dead letter's
+  transaction, and after its commit but before the terminate;
+- `intake.after_commit`: a complaint's recording committed, the replay cache not written
+  and no answer sent.
 """
 
 from __future__ import annotations

@@ -101,3 +101,40 @@ def outbox_bell_sql(schema: str) -> list[str]:
 def outbox_notify_v1_sql(schema: str) -> list[str]:
     """The version 1 trigger function again (a downgrade of `outbox_bell_sql`)."""
     return _outbox_notify_sql(schema, f"PERFORM pg_notify('{schema}_outbox', '');")
+
+
+# Set for the statements of a bus-table migration that read or change rows: the bus
+# tables have FORCE ROW LEVEL SECURITY, and their policies admit the system context.
+_SYSTEM_ON = "SELECT set_config('app.system', 'on', true)"
+_SYSTEM_OFF = "SELECT set_config('app.system', '', true)"
+
+
+def dead_letters_once_sql(schema: str) -> list[str]:
+    """Version 1 of the open-dead-letter index (frozen like the functions above): at most one
+    dead letter not yet replayed per consumer and event. A process killed, or a terminate
+    lost, between a dead letter's commit and the terminate brings the message back; it fails
+    again and its dead letter, inserted `ON CONFLICT DO NOTHING`
+    (`propdesk.bus.consumer`), finds this index and adds no second row. A replayed one
+    (`replayed_at` set) leaves the index, so the event can be dead-lettered again if it fails
+    again. Messages that could not be parsed have no event id and are not covered.
+
+    Copies that exist already (made before this index) would stop it being built: of each
+    event's open dead letters the first (lowest id) stays, the later copies go."""
+    s = f'"{schema}"'
+    return [
+        _SYSTEM_ON,
+        f"""
+        DELETE FROM {s}.dead_letters later USING {s}.dead_letters first
+        WHERE later.consumer = first.consumer AND later.event_id = first.event_id
+          AND later.replayed_at IS NULL AND first.replayed_at IS NULL
+          AND first.id < later.id""",
+        f"""
+        CREATE UNIQUE INDEX dead_letters_once ON {s}.dead_letters (consumer, event_id)
+        WHERE event_id IS NOT NULL AND replayed_at IS NULL""",
+        _SYSTEM_OFF,
+    ]
+
+
+def dead_letters_once_undo_sql(schema: str) -> list[str]:
+    """The downgrade of `dead_letters_once_sql` (the copies it removed stay removed)."""
+    return [f'DROP INDEX IF EXISTS "{schema}".dead_letters_once']

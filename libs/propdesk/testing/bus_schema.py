@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from propdesk.bus.tables import bus_tables_sql, outbox_bell_sql
+from propdesk.bus.tables import bus_tables_sql, dead_letters_once_sql, outbox_bell_sql
 from propdesk.db.bootstrap import OWNER_ROLE, bootstrap
 from propdesk.db.rls import enable_rls_sql
 from propdesk.settings import Settings, asyncpg_dsn
@@ -25,7 +25,12 @@ async def create_bus_test_schema(settings: Settings) -> None:
     try:
         async with conn.transaction():
             await conn.execute(f'SET LOCAL ROLE "{OWNER_ROLE}"')
-            for stmt in [*bus_tables_sql(SCHEMA), *outbox_bell_sql(SCHEMA)]:
+            # What every service's migrations have built by now.
+            for stmt in [
+                *bus_tables_sql(SCHEMA),
+                *outbox_bell_sql(SCHEMA),
+                *dead_letters_once_sql(SCHEMA),
+            ]:
                 await conn.execute(stmt)
             await conn.execute(
                 f"""CREATE TABLE {SCHEMA}.notes (
