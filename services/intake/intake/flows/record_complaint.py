@@ -62,6 +62,7 @@ from intake.flows import history
 from intake.flows.representation import complaint_body
 from intake.store import complaints as store
 from intake.store import idempotency, recording
+from propdesk.bus.faults import crash_point
 from propdesk.db.session import tenant_transaction
 from propdesk.events import EventPayload
 from propdesk.events.contracts.complaint import (
@@ -245,6 +246,7 @@ async def _record_with_retries(
                 return replay
             raise
         span.set_attribute("propdesk.case_kind", result.body["case"]["kind"])
+    crash_point("intake.after_commit")
     if key is not None:
         await idempotency_cache.put(
             redis, ctx.tenant_id, key.namespace, key.key, key.digest, result.status, result.body
