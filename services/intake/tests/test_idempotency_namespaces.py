@@ -128,6 +128,39 @@ async def test_two_projects_call_centres_may_share_ticket_numbers(client, compan
         assert token.json()[0]["service_request_id"] == answers[project]
 
 
+async def test_two_call_centres_of_one_project_each_find_their_own_ticket(
+    client, company_a, new_key
+):
+    """The group's hotline and the government's 12345 line both forward to SUNRISE and
+    number their tickets alike: each token answers with its own caller's complaint, and
+    another key of the project learns nothing of either."""
+    hotline, gov, third = [
+        (await new_key(company_a, projects=["SUNRISE"]))["X-API-Key"] for _ in range(3)
+    ]
+    ticket = f"T-{uuid4().hex[:8]}"
+    answers = {}
+    for key in (hotline, gov):
+        r = await client.post(
+            f"{OPEN311}/requests.json",
+            data={
+                "api_key": key,
+                "jurisdiction_id": "SUNRISE",
+                "service_code": "facility_repair",
+                "description": f"水管漏水 {uuid4().hex}",
+                "attribute[ticket_id]": ticket,
+            },
+        )
+        assert r.status_code == 201, r.text
+        answers[key] = r.json()[0]["service_request_id"]
+    assert answers[hotline] != answers[gov]
+    for key in (hotline, gov):
+        token = await client.get(f"{OPEN311}/tokens/{ticket}.json", params={"api_key": key})
+        assert token.status_code == 200, token.text
+        assert token.json()[0]["service_request_id"] == answers[key]
+    token = await client.get(f"{OPEN311}/tokens/{ticket}.json", params={"api_key": third})
+    assert token.status_code == 404, token.text
+
+
 async def test_tokens_of_an_idempotency_key_shared_by_two_projects(client, company_a, new_key):
     """A token that is an Idempotency-Key (no ticket id): each caller finds its own."""
     keys = {p: await new_key(company_a, projects=[p]) for p in ("SUNRISE", "MOON")}

@@ -234,6 +234,27 @@ async def test_routing_is_sent_after_the_directory_it_names(resources, db_rows):
         resources.sessions, parse_document(ROUTED.replace("DEMO", "ROUTE")), actor="t"
     )
     assert "tenant:ROUTE" in again.unchanged  # the stored entries compare equal
+    # Their order is not noise: dispatch breaks ties between rules by it.
+    reordered = ROUTED.replace("DEMO", "ROUTE").replace(
+        "routing:\n", "routing:\n  - {category: fees, department: cs}\n"
+    )
+    third = await apply_document(resources.sessions, parse_document(reordered), actor="t")
+    fourth_doc = (
+        reordered.replace("  - {category: fees, department: cs}\n", "").rstrip("\n")
+        + "\n  - {category: fees, department: cs}\n"
+    )
+    fourth = await apply_document(resources.sessions, parse_document(fourth_doc), actor="t")
+    assert "tenant:ROUTE" in third.changed and "tenant:ROUTE" in fourth.changed
+    sent = await db_rows(
+        "SELECT envelope->'payload'->'hints' AS hints FROM intake.outbox"
+        " WHERE tenant_id = $1 AND event_type = 'tenant.routing_upserted' ORDER BY id",
+        report.tenant_id,
+    )
+    assert [json.loads(r["hints"])[0]["category"] for r in sent] == [
+        "facility_repair",
+        "fees",
+        "facility_repair",
+    ]
 
 
 @pytestmark_db

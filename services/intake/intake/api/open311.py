@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from intake import ratelimit
+from intake import idempotency_cache, ratelimit
 from intake.api.deps import RECORD_ROLES, driver_pool_of, redis_of, sessions_of
 from intake.api.schemas import ComplaintIn
 from intake.auth import ApiKeyAuthenticator, context_for
@@ -417,7 +417,13 @@ async def get_token(
         ctx = await _context(request, api_key)
         async with tenant_transaction(sessions_of(request), ctx) as s:
             project = await _project(s, jurisdiction_id, required=False)
-            row = await lookups.request_for_token(s, project.id if project else None, token)
+            row = await lookups.request_for_token(
+                s,
+                project.id if project else None,
+                token,
+                actor=ctx.actor,
+                namespace=idempotency_cache.namespace(ctx),
+            )
         if row is None:
             raise Open311Errors([Open311Error(404, f"token: {token!r} not found")])
         items = [{"service_request_id": str(row.id), "token": token}]

@@ -65,14 +65,19 @@ def _differs(row: Any, values: dict[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         current = getattr(row, name)
         if isinstance(current, list) and isinstance(value, list):
-            # Order-free (ids, roles); entries that are mappings come back from jsonb with
-            # their keys reordered, so they compare by a canonical form.
-            same = sorted(map(_canonical, current)) == sorted(map(_canonical, value))
+            # Entries that are mappings come back from jsonb with their keys reordered, so
+            # they compare by a canonical form. Ids and roles are sets; routing entries
+            # are not: their order is their rule ids', which break ties between rules.
+            left, right = list(map(_canonical, current)), list(map(_canonical, value))
+            same = left == right if name in _ORDERED else sorted(left) == sorted(right)
         else:
             same = current == value
         if not same:
             out[name] = value
     return out
+
+
+_ORDERED = frozenset({"routing"})
 
 
 def _canonical(item: Any) -> str:

@@ -58,41 +58,31 @@ async def find_requests(
 
 
 async def request_for_token(
-    session: AsyncSession, project_id: UUID | None, token: str
+    session: AsyncSession, project_id: UUID | None, token: str, *, actor: str, namespace: str
 ) -> Row | None:
-    """The complaint a token names: the caller's ticket id (external reference, or that of
-    a repeat call which joined an open case), else the Idempotency-Key it sent (kept 48
-    hours)."""
-    conds = [complaints.c.external_reference == token]
-    if project_id is not None:
-        conds.append(complaints.c.project_id == project_id)
-    stmt = (
-        select(*_COLUMNS)
-        .join(projects, projects.c.id == complaints.c.project_id)
-        .where(*conds)
-        .order_by(complaints.c.received_at)
-        .limit(1)
-    )
-    row = (await session.execute(stmt)).first()
-    if row is not None:
-        return row
-    # Keys are per caller (`idempotency_cache.namespace`): callers of other projects may
-    # have used the same one. The complaint must be one this caller may see (RLS), so
-    # another project's key of the same name neither answers nor hides this caller's.
-    keyed = complaints.c.id.in_(
+    """The complaint a token names for this caller: the Idempotency-Key it sent (kept 48
+    hours; `namespace` is the caller's, `idempotency_cache.namespace`), else its ticket id
+    (the external reference of a complaint it recorded, or of a repeat call of its that
+    joined an open case). Only what this caller (`actor`: the API key or staff member)
+    recorded: two call centres of one project may use the same ticket numbers, and
+    neither learns of the other's."""
+    own_key = complaints.c.id.in_(
         select(idempotency_keys.c.resource_id).where(
+            idempotency_keys.c.namespace == namespace,
             idempotency_keys.c.key.in_([token, f"open311:{token}"]),
             idempotency_keys.c.resource_id.is_not(None),
         )
     )
+    own_ticket = and_(complaints.c.external_reference == token, complaints.c.created_by == actor)
     # A repeat call creates no complaint: its ticket id is on the joined case's timeline.
-    joined = complaints.c.id.in_(
+    own_repeat = complaints.c.id.in_(
         select(complaint_events.c.complaint_id).where(
             complaint_events.c.type == "complaint.duplicate_joined",
+            complaint_events.c.actor == actor,
             complaint_events.c.data["external_reference"].astext == token,
         )
     )
-    for target in (keyed, joined):
+    for target in (own_key, own_ticket, own_repeat):
         stmt = (
             select(*_COLUMNS)
             .join(projects, projects.c.id == complaints.c.project_id)
