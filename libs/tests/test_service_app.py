@@ -59,6 +59,20 @@ async def boom() -> None:
     raise RuntimeError("db password is hunter2")
 
 
+class _RlsRefusal(Exception):
+    """As asyncpg raises it when a policy's WITH CHECK refuses a row."""
+
+    sqlstate = "42501"
+
+
+@router.get("/outside")
+async def outside() -> None:
+    try:
+        raise _RlsRefusal('new row violates row-level security policy for table "rules"')
+    except _RlsRefusal as exc:
+        raise RuntimeError("statement failed") from exc  # wrapped, as SQLAlchemy does
+
+
 @router.get("/refuse")
 async def refuse() -> None:
     raise ProblemError(
@@ -188,6 +202,14 @@ async def test_unhandled_error_is_500_without_internals(
     logged = [r for r in caplog.records if r.exc_info]
     assert logged and "hunter2" in str(logged[0].exc_info[1])
     assert body["request_id"]
+
+
+async def test_a_write_the_database_refuses_as_outside_scope_is_403(
+    client: httpx.AsyncClient,
+) -> None:
+    """The last line behind the API's own scope checks: never a 500."""
+    resp = await client.get("/outside")
+    assert_problem(resp, 403, "outside-scope")
 
 
 async def test_declared_oversized_body_is_413_without_reading(client: httpx.AsyncClient) -> None:

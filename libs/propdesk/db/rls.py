@@ -112,3 +112,21 @@ def tenant_wide_writes_undo_sql(schema: str, tables: list[str]) -> list[str]:
         for table in tables
     ]
     return [*out, f"DROP FUNCTION IF EXISTS {s}.tenant_writable(uuid, uuid)"]
+
+
+def tenant_wide_deletes_sql(schema: str, tables: list[str]) -> list[str]:
+    """DELETE is checked against a policy's USING alone, which shows rows without a
+    project to a credential of some projects: `tenant_wide_writes_sql`'s WITH CHECK does
+    not stop it deleting them. A restrictive DELETE policy with `tenant_writable` (created
+    by `tenant_wide_writes_sql`, which must have run) does."""
+    s = _q(schema)
+    return [
+        f"CREATE POLICY tenant_wide_delete ON {s}.{_q(table)} AS RESTRICTIVE FOR DELETE"
+        f" USING ({s}.tenant_writable(tenant_id, project_id))"
+        for table in tables
+    ]
+
+
+def tenant_wide_deletes_undo_sql(schema: str, tables: list[str]) -> list[str]:
+    s = _q(schema)
+    return [f"DROP POLICY IF EXISTS tenant_wide_delete ON {s}.{_q(t)}" for t in tables]

@@ -17,7 +17,9 @@ from propdesk.service.metrics import UNMATCHED_ROUTE, observe_request
 from propdesk.service.problems import (
     PayloadTooLarge,
     internal_error_response,
+    is_outside_scope,
     is_unstorable_text,
+    outside_scope_response,
     payload_too_large_response,
     unstorable_text_response,
 )
@@ -86,6 +88,17 @@ class RequestMiddleware:
                     exc,
                 )
                 await unstorable_text_response(scope["path"])(scope, receive, send_with_id)
+                return
+            if not response_started and is_outside_scope(exc):
+                # Row-level security refused a write outside the caller's scope: the API's
+                # own checks should have answered first; still a 403, not a 500.
+                error_log.warning(
+                    "a write outside the caller's scope refused by the database in %s %s: %s",
+                    scope["method"],
+                    scope["path"],
+                    exc,
+                )
+                await outside_scope_response(scope["path"])(scope, receive, send_with_id)
                 return
             span = trace.get_current_span()
             if span.is_recording():

@@ -240,6 +240,34 @@ UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 def is_unstorable_text(exc: BaseException) -> bool:
     """Whether `exc`, or an error behind it (SQLAlchemy wraps the driver's: `orig`,
     `__cause__`), is the database refusing the text it was given."""
+    return any(
+        getattr(current, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES for current in _causes(exc)
+    )
+
+
+def is_outside_scope(exc: BaseException) -> bool:
+    """Whether `exc` (or an error behind it) is row-level security refusing a write: the
+    caller tried to write outside its tenant or projects (SQLSTATE 42501 with the policy
+    named). The API checks scope first; this is the last line."""
+    for current in _causes(exc):
+        if getattr(current, "sqlstate", None) == "42501" and "row-level security" in str(current):
+            return True
+    return False
+
+
+def outside_scope_response(instance: str | None) -> Response:
+    return problem_response(
+        403,
+        "Forbidden",
+        code="outside-scope",
+        detail="The change would write outside the tenant or projects of this credential.",
+        instance=instance,
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the errors behind it (SQLAlchemy wraps the driver's: `orig`, `__cause__`)."""
+    out: list[BaseException] = []
     pending: list[BaseException | None] = [exc]
     seen: set[int] = set()
     while pending:
@@ -247,10 +275,9 @@ def is_unstorable_text(exc: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if getattr(current, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES:
-            return True
+        out.append(current)
         pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
-    return False
+    return out
 
 
 def unstorable_text_response(instance: str | None) -> Response:
@@ -289,6 +316,9 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     if is_unstorable_text(exc):
         log.warning("text the database cannot store: %s", exc)
         return unstorable_text_response(request.url.path)
+    if is_outside_scope(exc):
+        log.warning("a write outside the caller's scope refused by the database: %s", exc)
+        return outside_scope_response(request.url.path)
     log.error("unhandled error", exc_info=exc)
     return internal_error_response(request.url.path)
 

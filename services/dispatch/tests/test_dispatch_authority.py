@@ -357,3 +357,26 @@ async def test_a_roster_shift_is_for_staff_of_the_project(res, tenant: Tenant, c
         "/v1/rosters/shifts", headers=admin, json={**shift, "project_id": str(others.other_project)}
     )
     assert r.status_code == 201, r.text
+
+
+async def test_an_order_handed_over_to_another_department_is_on_its_heads_board(
+    res, tenant: Tenant, client
+) -> None:
+    """Accepting a hand-over moves the order to the receiver's department, code and all:
+    it leaves the engineering head's board and appears on the service center head's."""
+    others = await seed_others(res, tenant)
+    url, engineer = await engineering_order(res, tenant)
+    h = tenant.handler(engineer)
+    assert (await client.post(f"{url}/accept", headers=h)).status_code == 200
+    r = await client.post(
+        f"{url}/hand-over",
+        headers=h,
+        json={"to_staff_id": str(others.cs_clerk), "reason": "业主要求客服跟进"},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(f"{url}/accept", headers=tenant.handler(others.cs_clerk))
+    assert r.status_code == 200, r.text
+    assert r.json()["department_code"] == "cs"
+    cs = await client.get("/v1/departments/cs/board", headers=head_of(tenant, others.cs_head))
+    eng = await client.get("/v1/departments/eng/board", headers=head_of(tenant, tenant.head))
+    assert cs.json()["open"] == 1 and eng.json()["open"] == 0, (cs.text, eng.text)

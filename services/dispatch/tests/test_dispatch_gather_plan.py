@@ -114,3 +114,23 @@ async def test_staff_and_order_lookups_do_not_scan_the_tenant(res, tenant: Tenan
             tenant.head,
         }
         assert {c.staff_id for c in people.with_role} == ({tenant.duty_leader} if role else set())
+
+
+async def test_after_hours_duty_leaders_are_found_when_the_department_is_unknown(
+    res, tenant: Tenant
+) -> None:
+    """A complaint routed to a department dispatch does not know yet still gets the duty
+    leader after hours (the role branch must not exclude everyone when there is none)."""
+    async with tenant_transaction(res.sessions, tenant.ctx()) as session:
+        conn = await driver_connection(session)
+        _, people = await lock_and_gather(
+            conn,
+            tenant.tenant_id,
+            uuid4(),
+            tenant.project_id,
+            datetime.now(UTC),
+            department_id=None,
+            role="duty_leader",
+        )
+    assert [c.staff_id for c in people.with_role] == [tenant.duty_leader]
+    assert people.department_staff == []

@@ -47,10 +47,21 @@ async def test_a_project_director_changes_only_his_projects_rules(tenant: Tenant
     own = {**every, "project_id": str(tenant.project_id)}
     r = await client.post("/v1/routing-rules", headers=director, json=own)
     assert r.status_code == 201, r.text
+    mine = r.json()["id"]
     r = await client.put(
-        f"/v1/routing-rules/{r.json()['id']}", headers=director, json={**own, "project_id": None}
+        f"/v1/routing-rules/{mine}", headers=director, json={**own, "project_id": None}
     )
     assert r.status_code == 403, r.text  # nor turn his rule into everyone's
+    elsewhere = {**every, "department": "finance_or_any", "project_id": str(uuid4())}
+    for r in (
+        await client.post("/v1/routing-rules", headers=director, json=elsewhere),
+        await client.put(f"/v1/routing-rules/{mine}", headers=director, json=elsewhere),
+    ):
+        # Another project (existing or not: one answer), never a 500.
+        assert r.status_code == 422, r.text
+        assert ("body.project_id", "in_scope") in [
+            (e["field"], e["rule"]) for e in r.json()["errors"]
+        ]
 
 
 async def test_a_project_admin_sets_days_only_for_his_project(tenant: Tenant, client) -> None:
@@ -84,3 +95,13 @@ async def test_the_database_refuses_rows_of_every_project_in_a_project_scope(
     async with tenant_transaction(res.sessions, tenant.ctx()) as session:  # every project
         conn = await driver_connection(session)
         await conn.execute(sql, tenant.tenant_id)
+    # Deleting them is refused too (DELETE is checked against USING, which shows them):
+    # the project-scoped context deletes nothing; the whole scope deletes the row.
+    table = sql.split()[2]
+    delete = f"DELETE FROM {table} WHERE tenant_id = $1 AND project_id IS NULL"
+    async with tenant_transaction(res.sessions, scoped) as session:
+        conn = await driver_connection(session)
+        assert await conn.execute(delete, tenant.tenant_id) == "DELETE 0"
+    async with tenant_transaction(res.sessions, tenant.ctx()) as session:
+        conn = await driver_connection(session)
+        assert await conn.execute(delete, tenant.tenant_id) != "DELETE 0"

@@ -52,6 +52,22 @@ def _out(rule: RoutingRule) -> dict[str, Any]:
     return out
 
 
+def _check_scope(ctx: TenantContext, body: RoutingRuleIn) -> None:
+    """A credential of some projects makes rules for those projects only (a rule without a
+    project is every project's: `require_tenant_wide`)."""
+    if body.project_id is None:
+        require_tenant_wide(ctx, _EVERY_PROJECT)
+    elif ctx.project_ids is not None and body.project_id not in ctx.project_ids:
+        # One answer whether or not the project exists: nothing about others' projects.
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail="The rule's project is not one this credential may make rules for.",
+            errors=[field_error("body.project_id", "in_scope", "not one of the caller's projects")],
+        )
+
+
 async def _check_references(session: AsyncSession, body: RoutingRuleIn) -> None:
     """The departments and the staff member a rule names must be the tenant's (a rule
     naming anything else would send complaints nowhere)."""
@@ -115,14 +131,12 @@ async def create_rule(
     request: Request, body: RoutingRuleIn, ctx: TenantContext = require_staff(*EDITORS)
 ) -> dict[str, Any]:
     assert ctx.tenant_id is not None
-    if body.project_id is None:
-        require_tenant_wide(ctx, _EVERY_PROJECT)
+    _check_scope(ctx, body)
     async with transaction(request, ctx) as session:
         await _check_references(session, body)
         rule_id = await store.insert_rule(session, ctx.tenant_id, _rule_from(body), ctx.actor)
         rule = await store.get_rule(session, rule_id)
-    if rule is None:  # the project is outside the caller's scope: RLS refused to show it
-        raise _not_found(rule_id)
+    assert rule is not None  # written in the caller's scope (`_check_scope`), so visible
     return _out(rule)
 
 
@@ -133,8 +147,7 @@ async def update_rule(
     body: RoutingRuleIn,
     ctx: TenantContext = require_staff(*EDITORS),
 ) -> dict[str, Any]:
-    if body.project_id is None:
-        require_tenant_wide(ctx, _EVERY_PROJECT)
+    _check_scope(ctx, body)
     async with transaction(request, ctx) as session:
         await _for_every_project_check(session, ctx, rule_id)
         await _check_references(session, body)

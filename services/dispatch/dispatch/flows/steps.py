@@ -135,6 +135,9 @@ async def accept(
     me = actor_staff_id(ctx)
     my_department = await head_department(session, ctx, me)
     changes: list[OwnerChange] = []
+    # An accepted hand-over moves the order to the receiver's department: its code too,
+    # or the order would be on no head's board (the board reads code and id).
+    codes = await directory.department_codes(session)
 
     def mutate(wo: WorkOrderRow, at: datetime):
         view = wo.view()
@@ -152,6 +155,7 @@ async def accept(
             wo.handler_id = wo.pending_handover_to
             if wo.pending_handover_department_id:
                 wo.department_id = wo.pending_handover_department_id
+                wo.department_code = codes.get(wo.department_id, wo.department_code)
             wo.pending_handover_to = None
             wo.pending_handover_department_id = None
         elif me is not None and wo.handler_id is None:

@@ -235,6 +235,12 @@ async def staff_facts(session: AsyncSession, staff_id: UUID) -> StaffFacts | Non
     return StaffFacts(r.id, r.department_id, frozenset(r.project_ids), r.active)
 
 
+async def department_codes(session: AsyncSession) -> dict[UUID, str]:
+    """The code of each of the tenant's departments, by id."""
+    rows = await session.execute(text("SELECT id, code FROM dispatch.departments"))
+    return {r.id: r.code for r in rows}
+
+
 async def department_ids_by_code(session: AsyncSession, code: str) -> frozenset[UUID]:
     """The departments of the tenant with this code (one per project, or tenant-wide)."""
     rows = await session.execute(
