@@ -6,7 +6,10 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -185,17 +188,25 @@ async def test_consumer_killed_after_write_before_ack_applies_event_once(
         await nc.close()
 
 
-async def test_consumer_killed_before_the_dead_letter_commits_loses_nothing(
-    settings: Settings, bus_schema: str, tmp_path: Path
-):
-    """The last allowed delivery fails and the process dies before its dead letter commits:
-    JetStream must deliver the message again (the server never gives up on its own), and
-    the restarted consumer dead-letters it, once."""
+@dataclass
+class _FailingEvent:
+    """One event in the outbox whose handler always fails, a probe consumer that gives up
+    after its second delivery and dies at `fault`, and how to read its dead letters."""
+
+    event: Any
+    consumer: str
+    env: dict[str, str]
+    probe_args: tuple[str, ...]
+    marker: Path
+    dead_letters: Callable[[], Awaitable[list]]
+
+
+async def _failing_event(settings: Settings, tmp_path: Path, fault: str) -> _FailingEvent:
     tenant = uuid4()
     name = f"kill-dead-{uuid4().hex[:8]}"
     marker = tmp_path / "consumer-crashed"
     env = {
-        "PROPDESK_FAULT": "consumer.before_dead_letter",
+        "PROPDESK_FAULT": fault,
         "PROPDESK_FAULT_MARKER": str(marker),
         "PROPDESK_CONSUMER_MAX_DELIVER": "2",
         "PROPDESK_CONSUMER_BACKOFF_SECONDS": "[0.05]",
@@ -203,14 +214,32 @@ async def test_consumer_killed_before_the_dead_letter_commits_loses_nothing(
         "PROPDESK_CONSUMER_ACK_WAIT_SECONDS": "2",
     }
     (event,) = await _write(settings, tenant, 1)
-    probe_args = ("-m", "propdesk.testing.probe_consumer", name, str(tenant), "--failing")
 
-    async def dead_letters():
+    async def dead_letters() -> list:
         return await admin_fetch(
             settings,
             f"SELECT event_id, deliveries FROM {SCHEMA}.dead_letters WHERE consumer = $1",
             name,
         )
+
+    probe_args = ("-m", "propdesk.testing.probe_consumer", name, str(tenant), "--failing")
+    return _FailingEvent(event, name, env, probe_args, marker, dead_letters)
+
+
+async def test_consumer_killed_before_the_dead_letter_commits_loses_nothing(
+    settings: Settings, bus_schema: str, tmp_path: Path
+):
+    """The last allowed delivery fails and the process dies before its dead letter commits:
+    JetStream must deliver the message again (the server never gives up on its own), and
+    the restarted consumer dead-letters it, once."""
+    case = await _failing_event(settings, tmp_path, "consumer.before_dead_letter")
+    event, env, probe_args, dead_letters, marker = (
+        case.event,
+        case.env,
+        case.probe_args,
+        case.dead_letters,
+        case.marker,
+    )
 
     nc = await connect(settings, "fault-test-relay")
     stop = asyncio.Event()
@@ -247,26 +276,15 @@ async def test_consumer_killed_after_the_dead_letter_commits_records_it_once(
     the terminate (as a lost terminate would leave it): JetStream delivers the message again
     after ack_wait, the handler fails again, and the restarted consumer must find the dead
     letter there and terminate the message without writing a second one."""
-    tenant = uuid4()
-    name = f"kill-dead-after-{uuid4().hex[:8]}"
-    marker = tmp_path / "consumer-crashed"
-    env = {
-        "PROPDESK_FAULT": "consumer.after_dead_letter",
-        "PROPDESK_FAULT_MARKER": str(marker),
-        "PROPDESK_CONSUMER_MAX_DELIVER": "2",
-        "PROPDESK_CONSUMER_BACKOFF_SECONDS": "[0.05]",
-        # The killed delivery comes back after ack_wait.
-        "PROPDESK_CONSUMER_ACK_WAIT_SECONDS": "2",
-    }
-    (event,) = await _write(settings, tenant, 1)
-    probe_args = ("-m", "propdesk.testing.probe_consumer", name, str(tenant), "--failing")
-
-    async def dead_letters():
-        return await admin_fetch(
-            settings,
-            f"SELECT event_id, deliveries FROM {SCHEMA}.dead_letters WHERE consumer = $1",
-            name,
-        )
+    case = await _failing_event(settings, tmp_path, "consumer.after_dead_letter")
+    event, env, probe_args, dead_letters, marker = (
+        case.event,
+        case.env,
+        case.probe_args,
+        case.dead_letters,
+        case.marker,
+    )
+    name = case.consumer
 
     nc = await connect(settings, "fault-test-relay")
     js = nc.jetstream()

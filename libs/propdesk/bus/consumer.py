@@ -295,13 +295,7 @@ class ConsumerRunner:
                 except Exception as exc:  # committed: a redelivery is skipped by the inbox
                     with self._log_context(d.env.tenant_id):
                         log.warning("consumer %s: ack of %s failed: %r", c.name, d.env.id, exc)
-                if was_new:
-                    self.handled += 1
-                    self._m_handled.inc()
-                else:
-                    self.duplicates += 1
-                    self._m_duplicates.inc()
-                    span.set_attribute("propdesk.duplicate", True)
+                self._count_applied(was_new, span)
         finally:
             for span in spans:
                 span.end()
@@ -446,13 +440,17 @@ class ConsumerRunner:
             crash_point("consumer.before_ack")
             # Committed: if the ack is lost, the redelivery is skipped by the inbox.
             await self._settle(msg.ack(), "ack", env)
-            if applied:
-                self.handled += 1
-                self._m_handled.inc()
-            else:
-                self.duplicates += 1
-                self._m_duplicates.inc()
-                span.set_attribute("propdesk.duplicate", True)
+            self._count_applied(applied, span)
+
+    def _count_applied(self, was_new: bool, span: Span) -> None:
+        """An acknowledged event: handled, or a duplicate the inbox skipped."""
+        if was_new:
+            self.handled += 1
+            self._m_handled.inc()
+        else:
+            self.duplicates += 1
+            self._m_duplicates.inc()
+            span.set_attribute("propdesk.duplicate", True)
 
     def _delay(self, deliveries: int) -> float:
         """The nak delay after failed delivery number `deliveries` (the last step repeats)."""

@@ -7,10 +7,12 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from propdesk.service.metrics import UNMATCHED_ROUTE, observe_request
@@ -47,6 +49,21 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+# Database errors that are the request's fault (the API's own checks should have answered
+# first): what to log, and the problem to answer with instead of a 500.
+_REFUSALS = (
+    (is_unstorable_text, "text the database cannot store", unstorable_text_response),
+    (is_outside_scope, "a write outside the caller's scope", outside_scope_response),
+)
+
+
+def _refusal(exc: BaseException) -> tuple[str, Callable[[str | None], Response]] | None:
+    for matches, what, answer in _REFUSALS:
+        if matches(exc):
+            return what, answer
+    return None
+
+
 class RequestMiddleware:
     """Request id, metrics, access log, and the last line of defence against a 500 leak."""
 
@@ -79,26 +96,12 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            if not response_started and is_unstorable_text(exc):
-                # Bad input that got past validation, not a server fault: 422, no trace.
-                error_log.warning(
-                    "text the database cannot store in %s %s: %s",
-                    scope["method"],
-                    scope["path"],
-                    exc,
-                )
-                await unstorable_text_response(scope["path"])(scope, receive, send_with_id)
-                return
-            if not response_started and is_outside_scope(exc):
-                # Row-level security refused a write outside the caller's scope: the API's
-                # own checks should have answered first; still a 403, not a 500.
-                error_log.warning(
-                    "a write outside the caller's scope refused by the database in %s %s: %s",
-                    scope["method"],
-                    scope["path"],
-                    exc,
-                )
-                await outside_scope_response(scope["path"])(scope, receive, send_with_id)
+            refused = None if response_started else _refusal(exc)
+            if refused is not None:
+                # The database refused the request's data, not a server fault: a 4xx.
+                what, answer = refused
+                error_log.warning("%s in %s %s: %s", what, scope["method"], scope["path"], exc)
+                await answer(scope["path"])(scope, receive, send_with_id)
                 return
             span = trace.get_current_span()
             if span.is_recording():
