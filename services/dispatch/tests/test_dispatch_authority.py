@@ -252,6 +252,7 @@ async def test_department_board_is_the_heads_own(res, tenant: Tenant, client) ->
         tenant.token(others.director, "director"),
         tenant.token(uuid4(), "cs_supervisor"),
         tenant.token(tenant.assistant, "affairs_assistant"),
+        tenant.token(uuid4(), "quality"),
     ):
         r = await client.get("/v1/departments/eng/board", headers=who)
         assert r.status_code == 200 and r.json()["open"] == 1, r.text

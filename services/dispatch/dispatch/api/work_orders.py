@@ -264,9 +264,11 @@ async def department_board(
     request: Request,
     code: str,
     project_id: UUID | None = None,
-    ctx: TenantContext = require_staff(*HEADS, R.AFFAIRS_ASSISTANT),
+    ctx: TenantContext = require_staff(*HEADS, R.AFFAIRS_ASSISTANT, R.QUALITY),
 ) -> dict[str, Any]:
-    """A department's open orders: a department head sees his own department only."""
+    """A department's open orders: a department head sees his own department only;
+    customer service, supervisors and the quality department (品质部, which runs its own
+    callbacks) see every department's."""
     async with transaction(request, ctx) as session:
         mine = await steps.head_department(session, ctx, steps.actor_staff_id(ctx))
         of_code = await directory.department_ids_by_code(session, code)

@@ -184,9 +184,10 @@ def board_scope(
     roles: frozenset[str], actor_department: UUID | None, department_ids: frozenset[UUID]
 ) -> UUID | None:
     """Whose board of a department code the actor may see (`department_ids`: the
-    departments of that code): all of them (None) for customer service and supervisors,
+    departments of that code): all of them (None) for customer service, supervisors and
+    the quality department,
     his own department for its head; anyone else is refused."""
-    if roles & (SUPERVISING_ROLES | {"affairs_assistant"}):
+    if roles & (SUPERVISING_ROLES | {"affairs_assistant", "quality"}):
         return None
     if DEPARTMENT_HEAD in roles and actor_department is not None:
         if actor_department in department_ids:
