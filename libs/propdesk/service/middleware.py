@@ -7,23 +7,18 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from propdesk.service.metrics import UNMATCHED_ROUTE, observe_request
 from propdesk.service.problems import (
     PayloadTooLarge,
+    database_refusal,
     internal_error_response,
-    is_outside_scope,
-    is_unstorable_text,
-    outside_scope_response,
     payload_too_large_response,
-    unstorable_text_response,
 )
 from propdesk.service.request_context import RequestInfo, request_info_var
 
@@ -47,21 +42,6 @@ def _request_id(scope: Scope) -> str:
                 return candidate
             break
     return uuid.uuid4().hex
-
-
-# Database errors that are the request's fault (the API's own checks should have answered
-# first): what to log, and the problem to answer with instead of a 500.
-_REFUSALS = (
-    (is_unstorable_text, "text the database cannot store", unstorable_text_response),
-    (is_outside_scope, "a write outside the caller's scope", outside_scope_response),
-)
-
-
-def _refusal(exc: BaseException) -> tuple[str, Callable[[str | None], Response]] | None:
-    for matches, what, answer in _REFUSALS:
-        if matches(exc):
-            return what, answer
-    return None
 
 
 class RequestMiddleware:
@@ -96,7 +76,7 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            refused = None if response_started else _refusal(exc)
+            refused = None if response_started else database_refusal(exc)
             if refused is not None:
                 # The database refused the request's data, not a server fault: a 4xx.
                 what, answer = refused

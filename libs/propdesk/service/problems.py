@@ -8,7 +8,7 @@ request_id. Raise `ProblemError` from any handler or dependency for a 4xx.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, TypedDict
 
@@ -312,13 +312,29 @@ def internal_error_response(instance: str | None) -> Response:
     )
 
 
+# Database errors that are the request's fault (the API's own checks should have answered
+# first): what to log, and the problem to answer with instead of a 500.
+Answer = Callable[[str | None], Response]
+_REFUSALS: tuple[tuple[Callable[[BaseException], bool], str, Answer], ...] = (
+    (is_unstorable_text, "text the database cannot store", unstorable_text_response),
+    (is_outside_scope, "a write outside the caller's scope", outside_scope_response),
+)
+
+
+def database_refusal(exc: BaseException) -> tuple[str, Answer] | None:
+    """(what to log, the answer) when `exc` is the database refusing the request's data."""
+    for matches, what, answer in _REFUSALS:
+        if matches(exc):
+            return what, answer
+    return None
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    if is_unstorable_text(exc):
-        log.warning("text the database cannot store: %s", exc)
-        return unstorable_text_response(request.url.path)
-    if is_outside_scope(exc):
-        log.warning("a write outside the caller's scope refused by the database: %s", exc)
-        return outside_scope_response(request.url.path)
+    refused = database_refusal(exc)
+    if refused is not None:
+        what, answer = refused
+        log.warning("%s: %s", what, exc)
+        return answer(request.url.path)
     log.error("unhandled error", exc_info=exc)
     return internal_error_response(request.url.path)
 
