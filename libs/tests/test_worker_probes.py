@@ -28,6 +28,16 @@ async def refused() -> None:
     raise ConnectionError("Connection refused")
 
 
+def app_with(checks: dict) -> FastAPI:
+    return create_service_app(
+        "probesvc",
+        settings=Settings(),
+        readiness=checks,
+        degraded_only=CACHE_ONLY,
+        configure_logs=False,
+    )
+
+
 async def readyz(app: FastAPI) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
@@ -36,14 +46,7 @@ async def readyz(app: FastAPI) -> httpx.Response:
 
 async def test_a_cache_only_check_failing_degrades_but_stays_ready() -> None:
     checks = {"postgres": ok, "nats": ok, "redis": refused}
-    app = create_service_app(
-        "probesvc",
-        settings=Settings(),
-        readiness=checks,
-        degraded_only=CACHE_ONLY,
-        configure_logs=False,
-    )
-    resp = await readyz(app)
+    resp = await readyz(app_with(checks))
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["status"] == "degraded"
@@ -56,14 +59,7 @@ async def test_a_cache_only_check_failing_degrades_but_stays_ready() -> None:
 
 async def test_a_required_check_failing_is_not_ready_whatever_the_cache_does() -> None:
     checks = {"postgres": ok, "nats": refused, "redis": refused}
-    app = create_service_app(
-        "probesvc",
-        settings=Settings(),
-        readiness=checks,
-        degraded_only=CACHE_ONLY,
-        configure_logs=False,
-    )
-    resp = await readyz(app)
+    resp = await readyz(app_with(checks))
     assert resp.status_code == 503
     body = resp.json()
     # The failure that makes it unready is named; the degraded one is still reported.

@@ -31,6 +31,17 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _rows_read(nodes: list[dict[str, Any]], table: str) -> float:
+    """Rows the plan's scans of `table` read: those returned and those thrown away."""
+    return sum(
+        n.get("Actual Rows", 0) * n.get("Actual Loops", 1)
+        + n.get("Rows Removed by Filter", 0)
+        + n.get("Rows Removed by Index Recheck", 0)
+        for n in nodes
+        if n.get("Relation Name") == table
+    )
+
+
 async def test_staff_and_order_lookups_do_not_scan_the_tenant(res, tenant: Tenant) -> None:
     admin = await asyncpg.connect(asyncpg_dsn(res.settings.database_url))
     try:
@@ -88,24 +99,12 @@ async def test_staff_and_order_lookups_do_not_scan_the_tenant(res, tenant: Tenan
                 role=role,
             )
         nodes = _nodes(plan)
-        staff_read = sum(
-            n.get("Actual Rows", 0) * n.get("Actual Loops", 1)
-            + n.get("Rows Removed by Filter", 0)
-            + n.get("Rows Removed by Index Recheck", 0)
-            for n in nodes
-            if n.get("Relation Name") == "staff"
-        )
+        staff_read = _rows_read(nodes, "staff")
         # In working hours the department's staff only; after hours the duty leaders are
         # looked for among the company's staff, never beyond it.
         limit = 10 if role is None else COMPANY_STAFF + 10
         assert staff_read <= limit, json.dumps(plan, indent=1)
-        orders_read = sum(
-            n.get("Actual Rows", 0) * n.get("Actual Loops", 1)
-            + n.get("Rows Removed by Filter", 0)
-            + n.get("Rows Removed by Index Recheck", 0)
-            for n in nodes
-            if n.get("Relation Name") == "work_orders"
-        )
+        orders_read = _rows_read(nodes, "work_orders")
         assert orders_read <= 10, (role, orders_read, json.dumps(plan, indent=1))
         assert existing is None
         assert {c.staff_id for c in people.department_staff} == {
