@@ -3,15 +3,23 @@
 relay SCHEMA                      run a standalone relay (what `propdesk-service` runs inside)
 prune SCHEMA                      delete published rows older than the retention period
 republish SCHEMA --since --until  re-queue published events of a time range (ISO-8601)
+dead-letters list SCHEMA          the schema's open dead letters (--all: replayed ones too)
+dead-letters replay SCHEMA        publish open dead letters again once their cause is fixed
+                                  (--id N ... and/or --consumer NAME narrow it; --all-open)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
+import sys
 from datetime import datetime
 
+import orjson
+
+from propdesk.bus.dead_letters import list_dead_letters, replay_dead_letters
 from propdesk.bus.relay import Relay, prune_published, republish
 from propdesk.bus.streams import connect, ensure_stream
 from propdesk.settings import Settings, get_settings
@@ -35,6 +43,12 @@ async def run_relay(schema: str, settings: Settings) -> None:
         await nc.drain()
 
 
+def _schema(value: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a service schema, e.g. intake")
+    return value
+
+
 def _instant(value: str) -> datetime:
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
@@ -42,6 +56,65 @@ def _instant(value: str) -> datetime:
             f"{value!r} needs a time zone, e.g. 2026-11-26T08:00+08:00"
         )
     return dt
+
+
+async def show_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    rows = await list_dead_letters(
+        settings,
+        args.schema,
+        consumer=args.consumer,
+        include_replayed=args.all,
+        limit=args.limit,
+    )
+    if args.json:
+        print(orjson.dumps([r.as_dict() for r in rows]).decode())
+        return 0
+    for r in rows:
+        state = f"replayed {r.replayed_at.isoformat()}" if r.replayed_at else "open"
+        print(
+            f"{r.id}\t{r.created_at.isoformat()}\t{r.consumer}\t{r.subject}"
+            f"\tevent {r.event_id or '-'}\ttenant {r.tenant_id or '-'}"
+            f"\t{r.deliveries} deliveries\t{state}\t{r.error[:200]}"
+        )
+    if not rows:
+        print(f"no {'' if args.all else 'open '}dead letters in {args.schema}")
+    return 0
+
+
+async def replay(settings: Settings, args: argparse.Namespace) -> int:
+    if not (args.id or args.consumer or args.all_open):
+        print("say what to replay: --id N ..., --consumer NAME, or --all-open", file=sys.stderr)
+        return 2
+    nc = await connect(settings, name=f"propdesk-{args.schema}-dead-letter-replay")
+    try:
+        done = await replay_dead_letters(
+            settings, nc.jetstream(), args.schema, ids=args.id, consumer=args.consumer
+        )
+    finally:
+        await nc.drain()
+    if args.json:
+        print(
+            orjson.dumps(
+                [
+                    {
+                        "message_id": r.message_id,
+                        "subject": r.subject,
+                        "event_id": str(r.event_id) if r.event_id else None,
+                        "dead_letter_ids": list(r.dead_letter_ids),
+                        "duplicate": r.duplicate,
+                    }
+                    for r in done
+                ]
+            ).decode()
+        )
+        return 0
+    for r in done:
+        again = " (the stream had it already)" if r.duplicate else ""
+        ids = ", ".join(map(str, r.dead_letter_ids))
+        print(f"replayed dead letter {ids} as {r.message_id} on {r.subject}{again}")
+    n = sum(len(r.dead_letter_ids) for r in done)
+    print(f"replayed {n} dead letters of {args.schema} in {len(done)} messages")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +126,24 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("schema")
     rp.add_argument("--since", type=_instant, required=True)
     rp.add_argument("--until", type=_instant, required=True)
+    dl = sub.add_parser("dead-letters").add_subparsers(dest="action", required=True)
+    ls = dl.add_parser("list")
+    ls.add_argument("schema", type=_schema)
+    ls.add_argument("--consumer", help="only this durable consumer's")
+    ls.add_argument("--all", action="store_true", help="replayed ones too")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--json", action="store_true")
+    rd = dl.add_parser("replay")
+    rd.add_argument("schema", type=_schema)
+    rd.add_argument("--id", type=int, nargs="+", help="these dead letters (open ones)")
+    rd.add_argument("--consumer", help="the open dead letters of this durable consumer")
+    rd.add_argument("--all-open", action="store_true", help="every open dead letter")
+    rd.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     settings = get_settings()
+    if args.cmd == "dead-letters":
+        run = show_dead_letters if args.action == "list" else replay
+        return asyncio.run(run(settings, args))
     if args.cmd == "relay":
         asyncio.run(run_relay(args.schema, settings))
     elif args.cmd == "prune":

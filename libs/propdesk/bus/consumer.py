@@ -377,7 +377,11 @@ class ConsumerRunner:
         except ValidationError as exc:
             self._m_unparseable.inc()
             error = f"unparseable envelope: {exc}"
-            if await self._dead_letter_and_term(msg, None, deliveries, error):
+            # The relay's `Nats-Msg-Id` is the event id: with it, a message that comes back
+            # (a lost terminate) finds its open dead letter like any other event's.
+            if await self._dead_letter_and_term(
+                msg, None, deliveries, error, event_id=_message_event_id(msg)
+            ):
                 log.warning(
                     "consumer %s: unparseable message on %s dead-lettered: %s",
                     self.consumer.name,
@@ -457,13 +461,19 @@ class ConsumerRunner:
         return self._backoff[max(0, min(deliveries, len(self._backoff)) - 1)]
 
     async def _dead_letter_and_term(
-        self, msg: Msg, env: Envelope | None, deliveries: int, error: str
+        self,
+        msg: Msg,
+        env: Envelope | None,
+        deliveries: int,
+        error: str,
+        *,
+        event_id: UUID | None = None,
     ) -> bool:
         """Record the message in dead_letters, then terminate it; True if recorded. If the
         dead letter cannot be written, the message is nak'ed with the backoff and comes back
         (if the nak is lost too, after ack_wait): it is never terminated unrecorded."""
         try:
-            recorded = await self._dead_letter(msg, env, deliveries, error)
+            recorded = await self._dead_letter(msg, env, deliveries, error, event_id)
         except Exception as exc:
             self._m_dead_letter_failures.inc()
             delay = self._delay(deliveries)
@@ -479,15 +489,16 @@ class ConsumerRunner:
             )
             await self._settle(msg.nak(delay=delay), "nak", env)
             return False
-        if not recorded:
+        if recorded:
+            self.dead_lettered += 1
+            self._m_dead_lettered.inc()
+        else:
             log.warning(
                 "consumer %s: event %s was already dead-lettered (a terminate was lost, or the"
                 " process died before it): no second row; terminating it now",
                 self.consumer.name,
-                env.id if env else f"on {msg.subject}",
+                env.id if env else event_id or f"on {msg.subject}",
             )
-        self.dead_lettered += 1
-        self._m_dead_lettered.inc()
         # If the term is lost, the message comes back, fails again and finds its dead letter.
         await self._settle(msg.term(), "term", env)
         return True
@@ -549,7 +560,12 @@ class ConsumerRunner:
         return {r[0] for r in rows}
 
     async def _dead_letter(
-        self, msg: Msg, env: Envelope | None, deliveries: int, error: str
+        self,
+        msg: Msg,
+        env: Envelope | None,
+        deliveries: int,
+        error: str,
+        event_id: UUID | None = None,
     ) -> bool:
         """Insert the dead letter and commit; False if the event already had an open one."""
         crash_point("consumer.before_dead_letter")
@@ -558,7 +574,7 @@ class ConsumerRunner:
                 self._dead,
                 {
                     "consumer": self.consumer.name,
-                    "event_id": env.id if env else None,
+                    "event_id": env.id if env else event_id,
                     "tenant_id": env.tenant_id if env else None,
                     "project_id": env.project_id if env else None,
                     "subject": msg.subject,
@@ -582,3 +598,11 @@ def _tenant_runs(group: Sequence[Delivery]) -> list[tuple[int, int]]:
             runs.append((start, i))
             start = i
     return runs
+
+
+def _message_event_id(msg: Msg) -> UUID | None:
+    """The event id a message's `Nats-Msg-Id` carries (the relay's), if it is one."""
+    try:
+        return UUID((msg.headers or {}).get("Nats-Msg-Id", ""))
+    except ValueError:
+        return None

@@ -33,6 +33,11 @@ OUTBOX_OLDEST_AGE = Gauge(
     "Age of the oldest unpublished outbox row as the relay last saw it (0: none).",
     ["schema"],
 )
+DEAD_LETTERS_OPEN = Gauge(
+    "propdesk_bus_dead_letters_open",
+    "Dead letters of the schema not yet replayed, as the relay last counted them.",
+    ["schema"],
+)
 
 CONSUMER_HANDLED = Counter(
     "propdesk_bus_consumer_handled",

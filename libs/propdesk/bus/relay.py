@@ -15,7 +15,8 @@ transaction.
 - Metrics (`propdesk.bus.metrics`): events published and publish failures by schema; the
   outbox backlog (unpublished rows, the oldest one's age), set to zero when a claim drains
   the outbox and otherwise counted by one cheap query at most every `backlog_interval`
-  seconds, never on the publishing path.
+  seconds, never on the publishing path; and the schema's open dead letters, counted as
+  often (the relay is the one loop every service process runs on its schema).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from propdesk.bus import bell, metrics
+from propdesk.bus.dead_letters import count_open_dead_letters
 from propdesk.bus.faults import crash_point
 from propdesk.db.session import end_transaction
 from propdesk.settings import Settings, asyncpg_dsn
@@ -65,6 +67,9 @@ class Relay:
         # a claim drained the outbox since the last refresh.
         self.backlog_interval = 5.0
         self._backlog_due = 0.0
+        # Open dead letters of the schema, counted as often (a small table, read whole).
+        self._m_dead_letters = metrics.DEAD_LETTERS_OPEN.labels(schema)
+        self._dead_letters_due = 0.0
         self._drained_at: float | None = None
         s = f'"{schema}"'
         # Claim and mark in one round trip; RETURNING gives no order, so the caller sorts.
@@ -175,10 +180,24 @@ class Relay:
         self._m_backlog.set(row["n"])
         self._m_oldest.set(row["age"] or 0.0)
 
+    async def refresh_dead_letters(self) -> None:
+        """Set the open-dead-letters gauge from the schema's dead_letters."""
+        pool = await self._connect_pool()
+        async with pool.acquire() as conn:
+            n = await count_open_dead_letters(conn, self.schema, BACKLOG_COUNT_CAP)
+        self._m_dead_letters.set(n)
+
     async def _refresh_backlog_now_and_then(self) -> None:
         """`refresh_backlog` every `backlog_interval` seconds, unless a claim drained the
-        outbox meanwhile (which set the gauges already). Never raises: the gauges wait."""
+        outbox meanwhile (which set the gauges already), and `refresh_dead_letters` every
+        `backlog_interval` seconds. Never raises: the gauges wait."""
         now = asyncio.get_running_loop().time()
+        if now >= self._dead_letters_due:
+            self._dead_letters_due = now + self.backlog_interval
+            try:
+                await self.refresh_dead_letters()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.debug("relay %s: dead letters not counted: %r", self.schema, exc)
         if now < self._backlog_due:
             return
         last, self._backlog_due = self._backlog_due, now + self.backlog_interval

@@ -24,9 +24,12 @@ class FetchedMessage:
     deliveries: int = 1
     outcome: list[str] = field(default_factory=list)
     headers: dict[str, str] | None = None
+    raw: bytes | None = None  # what arrived instead of the envelope (unparseable data)
 
     @property
     def data(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         return orjson.dumps(self.env.model_dump(mode="json"))
 
     @property

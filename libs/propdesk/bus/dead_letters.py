@@ -1,0 +1,213 @@
+"""What an operator does with a service schema's dead letters: list them, and replay them
+once the cause is fixed (`python -m propdesk.bus.cli dead-letters ...`).
+
+A replay publishes the dead letter's stored message again, as it was received (subject,
+data, headers, the trace context among them), and marks the row `replayed_at` in the same
+transaction, after JetStream acknowledged it:
+
+- Every durable consumer of the subject gets the message again, in every service. The ones
+  that had applied the event find it in their inbox and skip it; the one that dead-lettered
+  it applies it, with a fresh count of deliveries. (Another service's open dead letter of
+  the same event is applied too; its own row stays open until it is replayed there, which
+  is then harmless.)
+- The message carries its own `Nats-Msg-Id`, `replay:<schema>:<dead letter id>`: the
+  original id is the event's, and the stream's duplicate window (10 minutes) would drop a
+  second message with it. If the replay dies between the publish and the commit, running
+  it again publishes under the same id, which the stream drops as a duplicate within the
+  window; beyond it, the consumers' inboxes drop it.
+- Several consumers of one schema that dead-lettered the same event get one message
+  between them (each of them gets every message of its subject anyway).
+- Rows are claimed `FOR UPDATE SKIP LOCKED`: two operators replaying at once do not
+  publish a row twice.
+- A replayed dead letter leaves the `dead_letters_once` index: if the event fails again it
+  gets a new row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import orjson
+from nats.js import JetStreamContext
+
+from propdesk.settings import Settings, asyncpg_dsn
+
+# Headers the stream or the original publish set, which a replay must not carry over.
+_REPLACED_HEADERS = frozenset({"Nats-Msg-Id", "Nats-Expected-Stream", "Propdesk-Replay-Of"})
+REPLAY_OF_HEADER = "Propdesk-Replay-Of"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    consumer: str
+    event_id: UUID | None
+    tenant_id: UUID | None
+    subject: str
+    deliveries: int
+    error: str
+    created_at: datetime
+    replayed_at: datetime | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "consumer": self.consumer,
+            "event_id": str(self.event_id) if self.event_id else None,
+            "tenant_id": str(self.tenant_id) if self.tenant_id else None,
+            "subject": self.subject,
+            "deliveries": self.deliveries,
+            "error": self.error,
+            "created_at": self.created_at.isoformat(),
+            "replayed_at": self.replayed_at.isoformat() if self.replayed_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One message published by a replay, and the dead letters it settled."""
+
+    message_id: str
+    subject: str
+    event_id: UUID | None
+    dead_letter_ids: tuple[int, ...]
+    duplicate: bool  # the stream had it already (a replay that died before its commit)
+
+
+def _selection(
+    ids: Sequence[int] | None, consumer: str | None, include_replayed: bool
+) -> tuple[str, list[object]]:
+    where, args = [], []
+    if not include_replayed:
+        where.append("replayed_at IS NULL")
+    if ids:
+        args.append(list(ids))
+        where.append(f"id = ANY(${len(args)}::bigint[])")
+    if consumer:
+        args.append(consumer)
+        where.append(f"consumer = ${len(args)}")
+    return (" WHERE " + " AND ".join(where)) if where else "", args
+
+
+async def _system_connection(settings: Settings) -> asyncpg.Connection:
+    # The dead-letter policy admits the system context (as it does for the consumers that
+    # write the rows): an operator's tool reads every tenant's.
+    return await asyncpg.connect(
+        asyncpg_dsn(settings.app_db_url), server_settings={"app.system": "on"}
+    )
+
+
+async def list_dead_letters(
+    settings: Settings,
+    schema: str,
+    *,
+    consumer: str | None = None,
+    include_replayed: bool = False,
+    limit: int = 100,
+) -> list[DeadLetter]:
+    """The schema's dead letters, oldest first (open ones only unless `include_replayed`)."""
+    where, args = _selection(None, consumer, include_replayed)
+    args.append(limit)
+    conn = await _system_connection(settings)
+    try:
+        rows = await conn.fetch(
+            "SELECT id, consumer, event_id, tenant_id, subject, deliveries, error,"
+            f' created_at, replayed_at FROM "{schema}".dead_letters{where}'
+            f" ORDER BY id LIMIT ${len(args)}",
+            *args,
+        )
+    finally:
+        await conn.close()
+    return [DeadLetter(**dict(r)) for r in rows]
+
+
+async def count_open_dead_letters(conn: asyncpg.Connection, schema: str, cap: int) -> int:
+    """Open (not replayed) dead letters of the schema, counted up to `cap`."""
+    return await conn.fetchval(
+        f'SELECT count(*) FROM (SELECT 1 FROM "{schema}".dead_letters'
+        f" WHERE replayed_at IS NULL LIMIT {int(cap)}) d"
+    )
+
+
+async def replay_dead_letters(
+    settings: Settings,
+    js: JetStreamContext,
+    schema: str,
+    *,
+    ids: Sequence[int] | None = None,
+    consumer: str | None = None,
+) -> list[Replayed]:
+    """Publish the selected open dead letters again and mark them replayed (see the module
+    docstring). `ids` and `consumer` narrow the selection; neither: every open one."""
+    where, args = _selection(ids, consumer, include_replayed=False)
+    conn = await _system_connection(settings)
+    try:
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, event_id, subject, data, headers"
+                f' FROM "{schema}".dead_letters{where} ORDER BY id FOR UPDATE SKIP LOCKED',
+                *args,
+            )
+            replayed: list[Replayed] = []
+            for group in _one_message_each(rows):
+                first = group[0]
+                message_id = f"replay:{schema}:{first['id']}"
+                headers = _headers_of(first["headers"])
+                headers["Nats-Msg-Id"] = message_id
+                headers[REPLAY_OF_HEADER] = ",".join(f"{schema}:{r['id']}" for r in group)
+                ack = await js.publish(
+                    first["subject"],
+                    bytes(first["data"]),
+                    timeout=5,
+                    stream=settings.stream_name,
+                    headers=headers,
+                )
+                replayed.append(
+                    Replayed(
+                        message_id=message_id,
+                        subject=first["subject"],
+                        event_id=first["event_id"],
+                        dead_letter_ids=tuple(r["id"] for r in group),
+                        duplicate=bool(ack.duplicate),
+                    )
+                )
+            settled = [i for r in replayed for i in r.dead_letter_ids]
+            if settled:
+                await conn.execute(
+                    f'UPDATE "{schema}".dead_letters SET replayed_at = clock_timestamp()'
+                    " WHERE id = ANY($1::bigint[])",
+                    settled,
+                )
+        return replayed
+    finally:
+        await conn.close()
+
+
+def _one_message_each(rows: Sequence[asyncpg.Record]) -> list[list[asyncpg.Record]]:
+    """Rows grouped by event (one publish reaches every consumer of the subject); rows
+    without an event id (the message could not be read) stand alone."""
+    by_event: dict[tuple[UUID, str], list[asyncpg.Record]] = {}
+    groups: list[list[asyncpg.Record]] = []
+    for row in rows:
+        if row["event_id"] is None:
+            groups.append([row])
+            continue
+        key = (row["event_id"], row["subject"])
+        if key not in by_event:
+            by_event[key] = []
+            groups.append(by_event[key])
+        by_event[key].append(row)
+    return groups
+
+
+def _headers_of(stored: object) -> dict[str, str]:
+    headers = orjson.loads(stored) if isinstance(stored, str | bytes) else dict(stored or {})
+    return {
+        str(k): str(v)
+        for k, v in headers.items()
+        if k not in _REPLACED_HEADERS and not str(k).startswith("Nats-Expected-")
+    }
