@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from dispatch.api.calendars import coverage_report
+from dispatch.api.calendars import coverage_report, platform_dates
 from dispatch.app import create_app
 from dispatch.flows.overnight import run_overnight_handover
 from dispatch.handlers import consumers
@@ -23,7 +23,7 @@ async def warn_uncovered_years(res: ServiceResources) -> list[int]:
     """Say loudly at start-up when this or next year has no holiday data."""
     async with tenant_transaction(res.sessions, system_context("dispatch:startup")) as session:
         platform = await platform_overrides(session)
-    report = coverage_report(platform, datetime.now(UTC).date())
+    report = coverage_report(platform, *platform_dates(datetime.now(UTC)))
     for warning in report["warnings"]:
         log.warning("calendar: %s", warning)
     return report["uncovered"]

@@ -132,3 +132,26 @@ async def test_once_2027_is_loaded_new_years_day_is_a_day_off(res, client, no_20
         2027, 1, 4, 8, 30, tzinfo=SH
     )
     assert "calendar_uncovered_years" not in payload
+
+
+@pytest.mark.parametrize(
+    ("utc", "years"),
+    [
+        # Shanghai (UTC+8) entered 2027 at 16:00 UTC; Kiritimati (UTC+14) at 10:00.
+        ("2026-12-31T16:30:00+00:00", [2026, 2027, 2028]),
+        ("2026-12-31T10:30:00+00:00", [2026, 2027, 2028]),
+        # Every place is in 2027 once UTC-12 is: 2027 and 2028.
+        ("2027-01-01T12:30:00+00:00", [2027, 2028]),
+        ("2026-07-01T00:00:00+00:00", [2026, 2027]),
+    ],
+)
+def test_the_platform_coverage_reports_every_year_a_project_is_in_and_the_next(
+    utc: str, years: list[int]
+) -> None:
+    """`GET /v1/calendars/coverage` and the start-up warning: on the UTC date alone, a
+    Shanghai project already in 2027 would have been told nothing about 2028."""
+    from dispatch.api.calendars import coverage_report, platform_dates
+    from propdesk.calendar import HolidayOverrides
+
+    report = coverage_report(HolidayOverrides(), *platform_dates(datetime.fromisoformat(utc)))
+    assert [y["year"] for y in report["years"]] == years

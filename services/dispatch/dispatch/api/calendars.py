@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -34,9 +34,14 @@ ANYONE = tuple(Role)  # tenant staff and the operator
 ADMINS = (Role.TENANT_ADMIN,)
 
 
-def coverage_report(platform: HolidayOverrides, today: date) -> dict[str, Any]:
-    """This year and next: a year nobody covers is a warning, never a silent guess."""
-    years = [coverage(y, platform) for y in (today.year, today.year + 1)]
+def coverage_report(
+    platform: HolidayOverrides, today: date, latest: date | None = None
+) -> dict[str, Any]:
+    """This year and next: a year nobody covers is a warning, never a silent guess. With
+    `latest`, the local dates of several places run from `today` to `latest`: every year
+    one of them is in, and the next, are reported."""
+    last = (latest or today).year + 1
+    years = [coverage(y, platform) for y in range(today.year, last + 1)]
     uncovered = [c.year for c in years if not c.covered]
     return {
         "years": [{"year": c.year, "covered": c.covered, "source": c.source.value} for c in years],
@@ -52,7 +57,14 @@ async def get_coverage(
     async with transaction(request, ctx) as session:
         platform = await store.platform_overrides(session)
         loaded = await store.loaded_years(session)
-    return {**coverage_report(platform, datetime.now(UTC).date()), "loaded_years": loaded}
+    return {**coverage_report(platform, *platform_dates(datetime.now(UTC))), "loaded_years": loaded}
+
+
+def platform_dates(now: datetime) -> tuple[date, date]:
+    """The earliest and the latest local date on earth at `now` (UTC-12 to UTC+14): the
+    platform's projects may be anywhere, and Shanghai is in the next year eight hours
+    before UTC is."""
+    return (now - timedelta(hours=12)).date(), (now + timedelta(hours=14)).date()
 
 
 @router.put("/years/{year}")
