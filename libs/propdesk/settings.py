@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # under load, bigger batches (fewer round trips per event) for a few ms of latency.
     outbox_linger_seconds: float = 0.005
     outbox_retention_days: float = 14.0
+    # A consumer's inbox (the events it applied) must outlive every way an event can come
+    # again: the stream's max age, the outbox's retention (`propdesk.bus.retention`).
+    inbox_retention_days: float = 45.0
 
     # HTTP.
     host: str = "127.0.0.1"
@@ -79,6 +82,18 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _inbox_outlives_redeliveries(self) -> Settings:
+        needed = max(self.stream_max_age_days, self.outbox_retention_days)
+        if self.inbox_retention_days <= needed:
+            raise ValueError(
+                f"inbox_retention_days ({self.inbox_retention_days:g}) must exceed"
+                f" stream_max_age_days ({self.stream_max_age_days:g}) and"
+                f" outbox_retention_days ({self.outbox_retention_days:g}): an event"
+                " redelivered after its inbox row is gone would be applied twice"
+            )
+        return self
 
     def port_for(self, service: str) -> int:
         return int(getattr(self, f"{service}_port"))

@@ -19,6 +19,7 @@ from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy import TenantContext
 from propdesk.testing.admin_reads import admin_fetch
 from propdesk.testing.bus_schema import SCHEMA, applied_recorder, count_applied, note_event
+from propdesk.testing.fetched_message import FetchedMessage
 from propdesk.testing.waiting import eventually
 
 
@@ -194,7 +195,7 @@ async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(bus, se
 
 
 async def test_prune_deletes_only_published_rows_past_retention(bus, settings):
-    from propdesk.bus.relay import prune_published
+    from propdesk.bus.retention import prune_published
 
     tenant = uuid4()
     old_published, recent_published, unpublished = await bus.write(tenant, None, n=3)
@@ -219,6 +220,62 @@ async def test_prune_deletes_only_published_rows_past_retention(bus, settings):
     finally:
         await conn.close()
     assert left == {recent_published.id, unpublished.id}
+
+
+async def test_prune_deletes_only_inbox_rows_past_retention_in_batches_as_the_app_role(
+    bus, settings
+):
+    """The inbox was visible to its tenant only and nothing removed what consumers handled
+    long ago. The system context (the app role, not the admin) now prunes it, in batches."""
+    from propdesk.bus.retention import prune_inbox
+
+    name, tenant = f"t-inbox-prune-{uuid4().hex[:8]}", uuid4()
+    runner = ConsumerRunner(
+        Consumer(name, SCHEMA, [f"pd.bustest.*.{tenant}.>"], applied_recorder(name)),
+        settings,
+        bus.sessions,
+    )
+    envs = [note_event(tenant, None) for _ in range(7)]
+    await runner.handle_batch([FetchedMessage(e) for e in envs])
+    old = [e.id for e in envs[:5]]
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        await conn.execute(
+            f"UPDATE {SCHEMA}.inbox SET handled_at = now() - interval '46 days'"
+            " WHERE consumer = $1 AND event_id = ANY($2::uuid[])",
+            name,
+            old,
+        )
+        # Another consumer's old row of another tenant goes too (the job serves them all).
+        other = f"{name}-other"
+        other_event = uuid4()
+        await conn.execute(
+            f"INSERT INTO {SCHEMA}.inbox (consumer, event_id, tenant_id, event_type,"
+            " handled_at) VALUES ($1, $2, $3, 'bustest.noted', now() - interval '400 days')",
+            other,
+            other_event,
+            uuid4(),
+        )
+        pruned = await prune_inbox(settings, SCHEMA, batch=2)
+        left = {
+            r["event_id"]
+            for r in await conn.fetch(
+                f"SELECT event_id FROM {SCHEMA}.inbox WHERE consumer = ANY($1::text[])",
+                [name, other],
+            )
+        }
+    finally:
+        await conn.close()
+    assert pruned >= 6  # other tests' old rows may go as well
+    assert left == {envs[5].id, envs[6].id}
+
+
+def test_the_inbox_must_outlive_every_redelivery():
+    with pytest.raises(ValueError, match="inbox_retention_days"):
+        Settings(inbox_retention_days=30, stream_max_age_days=30)
+    with pytest.raises(ValueError, match="outbox_retention_days"):
+        Settings(inbox_retention_days=40, stream_max_age_days=7, outbox_retention_days=40)
+    assert Settings(inbox_retention_days=8, stream_max_age_days=7, outbox_retention_days=7)
 
 
 async def test_the_claim_walks_the_unpublished_index_in_order(bus, settings):

@@ -97,10 +97,13 @@ async def test_a_replayed_dead_letter_is_applied_once_by_the_consumer_that_gave_
         assert gauge._value.get() >= 1
 
         # Narrowed to another consumer, nothing of this one is replayed.
-        assert await replay_dead_letters(fast, nc.jetstream(), SCHEMA, consumer=steady) == []
+        nothing = await replay_dead_letters(fast, nc.jetstream(), SCHEMA, consumer=steady)
+        assert nothing.replayed == [] and nothing.too_old == []
 
         broken["yes"] = False
-        [replayed] = await replay_dead_letters(fast, nc.jetstream(), SCHEMA, ids=[dead.id])
+        [replayed] = (
+            await replay_dead_letters(fast, nc.jetstream(), SCHEMA, ids=[dead.id])
+        ).replayed
         assert replayed.dead_letter_ids == (dead.id,)
         assert replayed.message_id == f"replay:{SCHEMA}:{dead.id}"
         assert replayed.event_id == event.id and not replayed.duplicate
@@ -115,7 +118,8 @@ async def test_a_replayed_dead_letter_is_applied_once_by_the_consumer_that_gave_
         [kept] = await list_dead_letters(fast, SCHEMA, consumer=fragile, include_replayed=True)
         assert kept.id == dead.id and kept.replayed_at is not None
         # Replayed once: a second replay finds nothing open.
-        assert await replay_dead_letters(fast, nc.jetstream(), SCHEMA, ids=[dead.id]) == []
+        again = await replay_dead_letters(fast, nc.jetstream(), SCHEMA, ids=[dead.id])
+        assert again.replayed == []
         open_now = await admin_fetch(
             fast, f"SELECT count(*) AS n FROM {SCHEMA}.dead_letters WHERE replayed_at IS NULL"
         )
@@ -203,3 +207,50 @@ async def test_an_unreadable_message_that_comes_back_keeps_one_dead_letter(
     # Counted as it was committed: once.
     assert runner.dead_lettered == 1
     assert metrics.CONSUMER_DEAD_LETTERED.labels(name)._value.get() == dead_before + 1
+
+
+async def test_a_dead_letter_older_than_the_inbox_keeps_events_is_replayed_only_if_allowed(
+    settings: Settings, sessions
+):
+    """The other consumers' inbox rows of its event may be pruned by then: replaying it
+    could apply the event twice elsewhere, so it stays open unless the operator insists."""
+    name, tenant = f"t-dlold-{uuid4().hex[:8]}", uuid4()
+
+    async def hopeless(session, env) -> None:
+        raise ValueError("never works")
+
+    runner = ConsumerRunner(
+        Consumer(name, SCHEMA, [f"pd.bustest.*.{tenant}.>"], hopeless), settings, sessions
+    )
+    old, recent = note_event(tenant, None), note_event(tenant, None)
+    for env in (old, recent):
+        await runner.handle_batch([FetchedMessage(env, deliveries=settings.consumer_max_deliver)])
+    days = settings.inbox_retention_days - 0.5  # within the margin of a day
+    await admin_fetch(
+        settings,
+        f"UPDATE {SCHEMA}.dead_letters SET created_at = now() - make_interval(secs => $2)"
+        " WHERE consumer = $1 AND event_id = $3 RETURNING id",
+        name,
+        days * 86400,
+        old.id,
+    )
+    [old_row] = [
+        r for r in await list_dead_letters(settings, SCHEMA, consumer=name) if r.event_id == old.id
+    ]
+    nc = await connect(settings, "dead-letter-old-test")
+    try:
+        report = await replay_dead_letters(settings, nc.jetstream(), SCHEMA, consumer=name)
+        assert [r.event_id for r in report.replayed] == [recent.id]
+        assert report.too_old == [old_row.id]
+        assert [r.id for r in await list_dead_letters(settings, SCHEMA, consumer=name)] == [
+            old_row.id
+        ]
+        refused = _cli("replay", SCHEMA, "--id", str(old_row.id))
+        assert refused.returncode == 1 and "--allow-old" in refused.stderr
+        report = await replay_dead_letters(
+            settings, nc.jetstream(), SCHEMA, ids=[old_row.id], allow_old=True
+        )
+        assert [r.event_id for r in report.replayed] == [old.id] and report.too_old == []
+        assert await list_dead_letters(settings, SCHEMA, consumer=name) == []
+    finally:
+        await nc.close()

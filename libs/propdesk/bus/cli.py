@@ -1,7 +1,8 @@
 """`python -m propdesk.bus.cli`: operate the outbox of a service schema.
 
 relay SCHEMA                      run a standalone relay (what `propdesk-service` runs inside)
-prune SCHEMA                      delete published rows older than the retention period
+prune SCHEMA                      delete published outbox rows and inbox rows past their
+                                  retention periods (what every service does hourly)
 republish SCHEMA --since --until  re-queue published events of a time range (ISO-8601)
 dead-letters list SCHEMA          the schema's open dead letters (--all: replayed ones too)
 dead-letters replay SCHEMA        publish open dead letters again once their cause is fixed
@@ -20,7 +21,8 @@ from datetime import datetime
 import orjson
 
 from propdesk.bus.dead_letters import list_dead_letters, replay_dead_letters
-from propdesk.bus.relay import Relay, prune_published, republish
+from propdesk.bus.relay import Relay, republish
+from propdesk.bus.retention import prune_inbox, prune_published
 from propdesk.bus.streams import connect, ensure_stream
 from propdesk.settings import Settings, get_settings
 
@@ -87,11 +89,25 @@ async def replay(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     nc = await connect(settings, name=f"propdesk-{args.schema}-dead-letter-replay")
     try:
-        done = await replay_dead_letters(
-            settings, nc.jetstream(), args.schema, ids=args.id, consumer=args.consumer
+        report = await replay_dead_letters(
+            settings,
+            nc.jetstream(),
+            args.schema,
+            ids=args.id,
+            consumer=args.consumer,
+            allow_old=args.allow_old,
         )
     finally:
         await nc.drain()
+    done = report.replayed
+    if report.too_old:
+        print(
+            f"left open, older than the inbox keeps events"
+            f" ({settings.inbox_retention_days:g} days less a margin; --allow-old replays"
+            f" them, and other consumers may then apply them twice):"
+            f" {', '.join(map(str, report.too_old))}",
+            file=sys.stderr,
+        )
     if args.json:
         print(
             orjson.dumps(
@@ -107,21 +123,21 @@ async def replay(settings: Settings, args: argparse.Namespace) -> int:
                 ]
             ).decode()
         )
-        return 0
+        return 1 if report.too_old else 0
     for r in done:
         again = " (the stream had it already)" if r.duplicate else ""
         ids = ", ".join(map(str, r.dead_letter_ids))
         print(f"replayed dead letter {ids} as {r.message_id} on {r.subject}{again}")
     n = sum(len(r.dead_letter_ids) for r in done)
     print(f"replayed {n} dead letters of {args.schema} in {len(done)} messages")
-    return 0
+    return 1 if report.too_old else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m propdesk.bus.cli")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("relay").add_argument("schema")
-    sub.add_parser("prune").add_argument("schema")
+    sub.add_parser("prune").add_argument("schema", type=_schema)
     rp = sub.add_parser("republish")
     rp.add_argument("schema")
     rp.add_argument("--since", type=_instant, required=True)
@@ -138,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     rd.add_argument("--id", type=int, nargs="+", help="these dead letters (open ones)")
     rd.add_argument("--consumer", help="the open dead letters of this durable consumer")
     rd.add_argument("--all-open", action="store_true", help="every open dead letter")
+    rd.add_argument(
+        "--allow-old",
+        action="store_true",
+        help="replay dead letters older than the inbox retention too",
+    )
     rd.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -149,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "prune":
         n = asyncio.run(prune_published(settings, args.schema))
         print(f"pruned {n} published outbox rows from {args.schema}")
+        n = asyncio.run(prune_inbox(settings, args.schema))
+        print(f"pruned {n} inbox rows from {args.schema}")
     else:
         n = asyncio.run(republish(settings, args.schema, args.since, args.until))
         print(f"re-queued {n} events of {args.schema} for publishing")

@@ -21,6 +21,10 @@ transaction, after JetStream acknowledged it:
   publish a row twice.
 - A replayed dead letter leaves the `dead_letters_once` index: if the event fails again it
   gets a new row.
+- The other consumers skip a replayed event only while their inbox rows of it are kept
+  (`inbox_retention_days`, `propdesk.bus.retention`). A dead letter older than that less
+  a day (`REPLAY_MARGIN`: the consumers applied the event before it was dead-lettered)
+  is not replayed unless `allow_old`: its event could be applied twice elsewhere.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from propdesk.settings import Settings, asyncpg_dsn
 # Headers the stream or the original publish set, which a replay must not carry over.
 _REPLACED_HEADERS = frozenset({"Nats-Msg-Id", "Nats-Expected-Stream", "Propdesk-Replay-Of"})
 REPLAY_OF_HEADER = "Propdesk-Replay-Of"
+# How much older than a dead letter the other consumers' inbox rows of its event may be.
+REPLAY_MARGIN_DAYS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,12 @@ class DeadLetter:
             "created_at": self.created_at.isoformat(),
             "replayed_at": self.replayed_at.isoformat() if self.replayed_at else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    replayed: list[Replayed]
+    too_old: list[int]  # dead letters left open: older than the inbox keeps events
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,18 +152,23 @@ async def replay_dead_letters(
     *,
     ids: Sequence[int] | None = None,
     consumer: str | None = None,
-) -> list[Replayed]:
+    allow_old: bool = False,
+) -> ReplayReport:
     """Publish the selected open dead letters again and mark them replayed (see the module
     docstring). `ids` and `consumer` narrow the selection; neither: every open one."""
     where, args = _selection(ids, consumer, include_replayed=False)
+    args.append((settings.inbox_retention_days - REPLAY_MARGIN_DAYS) * 86400)
     conn = await _system_connection(settings)
     try:
         async with conn.transaction():
             rows = await conn.fetch(
-                "SELECT id, event_id, subject, data, headers"
+                "SELECT id, event_id, subject, data, headers,"
+                f" created_at < now() - make_interval(secs => ${len(args)}) AS too_old"
                 f' FROM "{schema}".dead_letters{where} ORDER BY id FOR UPDATE SKIP LOCKED',
                 *args,
             )
+            too_old = [r["id"] for r in rows if r["too_old"] and not allow_old]
+            rows = [r for r in rows if allow_old or not r["too_old"]]
             replayed: list[Replayed] = []
             for group in _one_message_each(rows):
                 first = group[0]
@@ -182,7 +199,7 @@ async def replay_dead_letters(
                     " WHERE id = ANY($1::bigint[])",
                     settled,
                 )
-        return replayed
+        return ReplayReport(replayed, too_old)
     finally:
         await conn.close()
 

@@ -288,22 +288,6 @@ class Relay:
                     await conn.close()
 
 
-async def prune_published(settings: Settings, schema: str) -> int:
-    """Delete published rows older than the retention period. Returns rows deleted."""
-    conn = await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
-    try:
-        async with conn.transaction():
-            await conn.execute("SELECT set_config('app.system', 'on', true)")
-            status = await conn.execute(
-                f'DELETE FROM "{schema}".outbox WHERE published_at IS NOT NULL'
-                " AND published_at < now() - make_interval(secs => $1)",
-                settings.outbox_retention_days * 86400,
-            )
-        return int(status.split()[-1])
-    finally:
-        await conn.close()
-
-
 async def republish(settings: Settings, schema: str, since: datetime, until: datetime) -> int:
     """Queue already-published events of [since, until) again (e.g. after a stream loss).
 

@@ -138,3 +138,27 @@ def dead_letters_once_sql(schema: str) -> list[str]:
 def dead_letters_once_undo_sql(schema: str) -> list[str]:
     """The downgrade of `dead_letters_once_sql` (the copies it removed stay removed)."""
     return [f'DROP INDEX IF EXISTS "{schema}".dead_letters_once']
+
+
+def inbox_pruning_sql(schema: str) -> list[str]:
+    """Version 1 of the inbox's pruning policies (frozen like the functions above). The
+    inbox was visible to its tenant only, so nothing could remove what every consumer had
+    handled long ago, and it grew for ever. The system context (`app.system`, the
+    platform's own machinery) may now read and delete its rows, not insert or change
+    them: `propdesk.bus.retention.prune_inbox` removes rows past the retention period."""
+    s = f'"{schema}"'
+    return [
+        f"DROP POLICY IF EXISTS system_read ON {s}.inbox",
+        f"CREATE POLICY system_read ON {s}.inbox FOR SELECT USING ({s}.system_context())",
+        f"DROP POLICY IF EXISTS system_prune ON {s}.inbox",
+        f"CREATE POLICY system_prune ON {s}.inbox FOR DELETE USING ({s}.system_context())",
+    ]
+
+
+def inbox_pruning_undo_sql(schema: str) -> list[str]:
+    """The downgrade of `inbox_pruning_sql`."""
+    s = f'"{schema}"'
+    return [
+        f"DROP POLICY IF EXISTS system_read ON {s}.inbox",
+        f"DROP POLICY IF EXISTS system_prune ON {s}.inbox",
+    ]

@@ -25,7 +25,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from propdesk.bus.consumer import ConsumerRunner
-from propdesk.bus.relay import Relay, prune_published
+from propdesk.bus.relay import Relay
+from propdesk.bus.retention import prune_inbox, prune_published
 from propdesk.service.readiness import CACHE_ONLY
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import PeriodicTask, ServiceSpec
@@ -73,6 +74,18 @@ async def _periodic(task: PeriodicTask, res: ServiceResources, stop: asyncio.Eve
             await asyncio.wait_for(stop.wait(), timeout=task.interval_seconds)
 
 
+def _inbox_pruning(schema: str) -> PeriodicTask:
+    """Inbox rows past their retention go, hourly, where consumers run
+    (`propdesk.bus.retention`)."""
+
+    async def prune(res: ServiceResources) -> None:
+        n = await prune_inbox(res.settings, schema)
+        if n:
+            log.info("pruned %d inbox rows of %s", n, schema, extra={"pruned": n})
+
+    return PeriodicTask(name="inbox-prune", interval_seconds=3600, run=prune)
+
+
 def _outbox_pruning(schema: str) -> PeriodicTask:
     """Published outbox rows older than the retention period go, hourly (every replica
     may run it: the DELETE is idempotent)."""
@@ -115,11 +128,15 @@ async def serve(
             tasks.append(asyncio.create_task(Relay(spec.name, settings, res.nc).run(stop)))
             tasks.append(asyncio.create_task(_periodic(_outbox_pruning(spec.name), res, stop)))
         if consumers:
-            for c in spec.consumers(res):
+            own_consumers = list(spec.consumers(res))
+            for c in own_consumers:
                 runner = ConsumerRunner(c, settings, res.sessions, res.nc)
                 tasks.append(asyncio.create_task(runner.run(stop), name=f"consumer:{c.name}"))
             for p in spec.periodic:
                 tasks.append(asyncio.create_task(_periodic(p, res, stop), name=p.name))
+            if own_consumers:
+                prune = _inbox_pruning(spec.name)
+                tasks.append(asyncio.create_task(_periodic(prune, res, stop), name=prune.name))
         # A replica without the API (`--no-api`, scaled by role) still answers probes and
         # scrapes on the same port and paths, so one Deployment spec fits every role.
         app = spec.create_app(res) if api else probe_app(spec.name, res)

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncpg
 
-from propdesk.bus.tables import bus_tables_sql, dead_letters_once_sql, outbox_bell_sql
+from propdesk.bus.tables import (
+    bus_tables_sql,
+    dead_letters_once_sql,
+    inbox_pruning_sql,
+    outbox_bell_sql,
+)
 from propdesk.db.bootstrap import OWNER_ROLE, bootstrap
 from propdesk.db.rls import enable_rls_sql
 from propdesk.settings import Settings, asyncpg_dsn
@@ -30,6 +35,7 @@ async def create_bus_test_schema(settings: Settings) -> None:
                 *bus_tables_sql(SCHEMA),
                 *outbox_bell_sql(SCHEMA),
                 *dead_letters_once_sql(SCHEMA),
+                *inbox_pruning_sql(SCHEMA),
             ]:
                 await conn.execute(stmt)
             await conn.execute(

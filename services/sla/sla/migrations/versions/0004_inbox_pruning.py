@@ -1,0 +1,33 @@
+"""sla: the system context may prune the inbox
+
+The inbox (one row per event a consumer applied) was visible to its tenant only, so
+nothing could remove rows every consumer handled long ago, and it grew for ever. Two
+policies let the platform's system context read and delete its rows (not insert or change
+them); the hourly `inbox-prune` job and `python -m propdesk.bus.cli prune` remove rows
+older than `PROPDESK_INBOX_RETENTION_DAYS`.
+
+Revision ID: sla_0004
+Revises: sla_0003
+Create Date: 2026-11-27
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+from propdesk.bus.tables import inbox_pruning_sql, inbox_pruning_undo_sql
+
+revision: str = "sla_0004"
+down_revision: str | None = "sla_0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    for statement in inbox_pruning_sql("sla"):
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for statement in inbox_pruning_undo_sql("sla"):
+        op.execute(statement)
