@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from intake.api import apikeys, complaints, onboarding, open311, rules, validity
+from intake.api import apikeys, complaints, directory, onboarding, open311, rules, validity
 from intake.auth import ApiKeyAuthenticator
 from propdesk.service.app import create_service_app
 from propdesk.service.readiness import CACHE_ONLY
@@ -16,6 +16,7 @@ ROUTERS = [
     onboarding.router,
     apikeys.router,
     rules.router,
+    directory.router,
     open311.router,
 ]
 

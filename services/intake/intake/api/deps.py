@@ -31,6 +31,14 @@ REQUEST_INVALIDATION_ROLES = (
 )
 DECIDE_ROLES = tuple(sorted(SUPERVISOR_ROLES))
 FLAG_ROLES = OVERRIDE_ROLES
+# Who may list the company's staff (`GET /v1/staff`): the supervisor-type roles.
+STAFF_READ_ROLES = (
+    Role.TENANT_ADMIN,
+    Role.DIRECTOR,
+    Role.CS_SUPERVISOR,
+    Role.DEPARTMENT_HEAD,
+    Role.QUALITY,
+)
 
 
 def sessions_of(request: Request) -> async_sessionmaker[AsyncSession]:
