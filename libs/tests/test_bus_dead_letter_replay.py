@@ -163,6 +163,8 @@ async def test_the_command_lists_and_replays_and_refuses_an_unspecified_replay(
     unspecified = _cli("replay", SCHEMA)
     assert unspecified.returncode == 2 and "--all-open" in unspecified.stderr
     assert _cli("list", "intake; DROP TABLE x").returncode == 2
+    unknown = _cli("list", "no_such_schema")
+    assert unknown.returncode == 3 and "'no_such_schema' has no bus tables" in unknown.stderr
 
     replayed = _cli("replay", SCHEMA, "--consumer", name)
     assert replayed.returncode == 0, replayed.stderr

@@ -18,6 +18,7 @@ import signal
 import sys
 from datetime import datetime
 
+import asyncpg
 import orjson
 
 from propdesk.bus.dead_letters import list_dead_letters, replay_dead_letters
@@ -162,6 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     rd.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     settings = get_settings()
+    try:
+        return _run(args, settings)
+    except asyncpg.UndefinedTableError as exc:
+        print(f"{parser.prog}: {args.schema!r} has no bus tables here: {exc}", file=sys.stderr)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"{parser.prog}: the database refused or cannot be reached: {exc}", file=sys.stderr)
+    return 3
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.cmd == "dead-letters":
         run = show_dead_letters if args.action == "list" else replay
         return asyncio.run(run(settings, args))

@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg
+from sqlalchemy.engine import make_url
+
 from intake import apikey_cache, directory_cache
 from intake.onboarding.apply import apply_document
 from intake.onboarding.document import DocumentError, parse_document
@@ -57,6 +60,14 @@ async def _with_sessions(settings: Settings, work: Any) -> Any:
     engine = create_engine(settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 0}))
     try:
         return await work(session_factory(engine))
+    except (OSError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        where = make_url(settings.app_db_url).render_as_string(hide_password=True)
+        raise CliError(
+            f"cannot reach the database at {where}: {exc}. Under `make run`, run"
+            " `. .state/env` first (it sets PROPDESK_DATABASE_URL and the rest);"
+            " elsewhere, set PROPDESK_DATABASE_URL.",
+            status=3,
+        ) from None
     finally:
         await engine.dispose()
 

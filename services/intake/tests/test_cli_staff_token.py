@@ -109,3 +109,22 @@ def test_the_token_command_is_refused_outside_development(cli, monkeypatch):
 def test_an_operator_token_with_a_tenant_is_refused_not_silently_widened(cli):
     status, _, err = cli("--role", "operator")  # the fixture names a tenant
     assert status == 2 and "belongs to no tenant" in err
+
+
+def test_an_unreachable_database_is_said_plainly_not_as_a_traceback(monkeypatch, capsys):
+    """A newcomer running `propdesk token` in a shell without `. .state/env` got a
+    sixty-line ConnectionRefusedError."""
+    from propdesk.devstack.ports import free_port
+
+    monkeypatch.setenv(
+        "PROPDESK_DATABASE_URL", f"postgresql://postgres:secret@127.0.0.1:{free_port()}/x"
+    )
+    get_settings.cache_clear()
+    try:
+        status = main(["token", "--tenant", "DEMO", "--role", "tenant_admin"])
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert status == 3
+    assert err.startswith("propdesk: cannot reach the database at postgresql://")
+    assert ". .state/env" in err and "secret" not in err
