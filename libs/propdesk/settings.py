@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     outbox_linger_seconds: float = 0.005
     outbox_retention_days: float = 14.0
     # A consumer's inbox (the events it applied) must outlive every way an event can come
-    # again: the stream's max age, the outbox's retention (`propdesk.bus.retention`).
+    # again: the outbox's retention plus the stream's max age (`propdesk.bus.retention`).
     inbox_retention_days: float = 45.0
 
     # HTTP.
@@ -85,13 +85,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _inbox_outlives_redeliveries(self) -> Settings:
-        needed = max(self.stream_max_age_days, self.outbox_retention_days)
+        # An outbox row re-published on the last day of its retention stays in the stream
+        # for the stream's max age: the consumers' inbox rows of its event must outlast
+        # both (`propdesk.bus.retention`). A max age of 0 is JetStream's "for ever".
+        if self.stream_max_age_days <= 0:
+            raise ValueError(
+                "stream_max_age_days must be above 0 (0 is JetStream's unlimited age, which"
+                " no inbox retention can outlast)"
+            )
+        needed = self.outbox_retention_days + self.stream_max_age_days
         if self.inbox_retention_days <= needed:
             raise ValueError(
                 f"inbox_retention_days ({self.inbox_retention_days:g}) must exceed"
-                f" stream_max_age_days ({self.stream_max_age_days:g}) and"
-                f" outbox_retention_days ({self.outbox_retention_days:g}): an event"
-                " redelivered after its inbox row is gone would be applied twice"
+                f" outbox_retention_days + stream_max_age_days ({needed:g}): an event"
+                " delivered again after its inbox rows are gone would be applied twice"
             )
         return self
 

@@ -271,11 +271,16 @@ async def test_prune_deletes_only_inbox_rows_past_retention_in_batches_as_the_ap
 
 
 def test_the_inbox_must_outlive_every_redelivery():
-    with pytest.raises(ValueError, match="inbox_retention_days"):
-        Settings(inbox_retention_days=30, stream_max_age_days=30)
-    with pytest.raises(ValueError, match="outbox_retention_days"):
-        Settings(inbox_retention_days=40, stream_max_age_days=7, outbox_retention_days=40)
-    assert Settings(inbox_retention_days=8, stream_max_age_days=7, outbox_retention_days=7)
+    """An outbox row re-published on the last day of its retention stays in the stream for
+    its max age: the inbox must outlast both together. A max age of 0 is "for ever"."""
+    with pytest.raises(ValueError, match="outbox_retention_days \\+ stream_max_age_days"):
+        Settings(inbox_retention_days=31)  # 14 + 30
+    with pytest.raises(ValueError, match="outbox_retention_days \\+ stream_max_age_days"):
+        Settings(inbox_retention_days=44)
+    with pytest.raises(ValueError, match="stream_max_age_days must be above 0"):
+        Settings(stream_max_age_days=0, inbox_retention_days=15)
+    assert Settings().inbox_retention_days == 45
+    assert Settings(inbox_retention_days=15, stream_max_age_days=7, outbox_retention_days=7)
 
 
 async def test_the_claim_walks_the_unpublished_index_in_order(bus, settings):

@@ -11,12 +11,13 @@ import contextlib
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import orjson
 import pytest
 
-from propdesk.bus import Consumer, metrics
+from propdesk.bus import Consumer, PermanentError, metrics
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.bus.dead_letters import list_dead_letters, replay_dead_letters
 from propdesk.bus.outbox import Outbox
@@ -38,13 +39,13 @@ async def sessions(settings: Settings, bus_schema: str):
     await engine.dispose()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "propdesk.bus.cli", "dead-letters", *args],
         capture_output=True,
         text=True,
-        env=dict(os.environ),
-        timeout=60,
+        env={**os.environ, **env},
+        timeout=30,
     )
 
 
@@ -163,6 +164,14 @@ async def test_the_command_lists_and_replays_and_refuses_an_unspecified_replay(
     unspecified = _cli("replay", SCHEMA)
     assert unspecified.returncode == 2 and "--all-open" in unspecified.stderr
     assert _cli("list", "intake; DROP TABLE x").returncode == 2
+    assert _cli("list", SCHEMA, "--limit", "0").returncode == 2
+    # It waited for NATS for ever.
+    unreachable = _cli(
+        "replay", SCHEMA, "--all-open", PROPDESK_NATS_URL="nats://someone:secret@127.0.0.1:1"
+    )
+    assert unreachable.returncode == 3, unreachable.stderr
+    assert unreachable.stderr.startswith("python -m propdesk.bus.cli: NATS at nats://127.0.0.1:1")
+    assert "secret" not in unreachable.stderr and "Traceback" not in unreachable.stderr
     unknown = _cli("list", "no_such_schema")
     assert unknown.returncode == 3 and "'no_such_schema' has no bus tables" in unknown.stderr
 
@@ -174,11 +183,22 @@ async def test_the_command_lists_and_replays_and_refuses_an_unspecified_replay(
     assert after["id"] == row["id"] and after["replayed_at"] is not None
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(lambda event_id: {"Nats-Msg-Id": str(event_id)}, id="as the relay sent it"),
+        pytest.param(
+            lambda event_id: {"Nats-Msg-Id": "replay:intake:7", "Propdesk-Event-Id": str(event_id)},
+            id="as a replay sent it",
+        ),
+    ],
+)
 async def test_an_unreadable_message_that_comes_back_keeps_one_dead_letter(
-    settings: Settings, sessions
+    settings: Settings, sessions, headers
 ):
-    """The relay's `Nats-Msg-Id` names the event even when its data cannot be read: a
-    message whose terminate was lost, delivered again, finds its open dead letter."""
+    """The relay's `Nats-Msg-Id` (a replay's `Propdesk-Event-Id`) names the event even when
+    its data cannot be read: a message whose terminate was lost, delivered again, finds its
+    open dead letter."""
     name = f"t-unreadable-{uuid4().hex[:8]}"
 
     async def never_called(session, env) -> None:
@@ -195,7 +215,7 @@ async def test_an_unreadable_message_that_comes_back_keeps_one_dead_letter(
             carrier,
             deliveries=delivery,
             raw=b'{"not": "an envelope"',
-            headers={"Nats-Msg-Id": str(event_id)},
+            headers=headers(event_id),
         )
         await runner.handle_batch([msg])
         assert msg.outcome == ["term"]
@@ -211,11 +231,16 @@ async def test_an_unreadable_message_that_comes_back_keeps_one_dead_letter(
     assert metrics.CONSUMER_DEAD_LETTERED.labels(name)._value.get() == dead_before + 1
 
 
-async def test_a_dead_letter_older_than_the_inbox_keeps_events_is_replayed_only_if_allowed(
+async def test_an_event_too_old_to_be_remembered_is_replayed_only_if_allowed(
     settings: Settings, sessions
 ):
-    """The other consumers' inbox rows of its event may be pruned by then: replaying it
-    could apply the event twice elsewhere, so it stays open unless the operator insists."""
+    """The other consumers skip a replayed event only while their inbox rows of it are
+    kept, and the replayed copy stays in the stream for its max age: an event older than
+    the inbox retention less the stream's max age (and a day) stays open unless the
+    operator insists. Its age is the event's (`occurred_at`), not the dead letter's: a
+    consumer far behind dead-letters old events with a fresh `created_at`."""
+    from propdesk.bus.dead_letters import replay_age_limit_days
+
     name, tenant = f"t-dlold-{uuid4().hex[:8]}", uuid4()
 
     async def hopeless(session, env) -> None:
@@ -224,35 +249,110 @@ async def test_a_dead_letter_older_than_the_inbox_keeps_events_is_replayed_only_
     runner = ConsumerRunner(
         Consumer(name, SCHEMA, [f"pd.bustest.*.{tenant}.>"], hopeless), settings, sessions
     )
-    old, recent = note_event(tenant, None), note_event(tenant, None)
-    for env in (old, recent):
+    limit = replay_age_limit_days(settings)
+    assert 0 < limit < settings.inbox_retention_days - settings.stream_max_age_days
+    now = datetime.now(UTC)
+    late = note_event(tenant, None).model_copy(  # happened long ago, dead-lettered now
+        update={"occurred_at": now - timedelta(days=limit + 0.5)}
+    )
+    recent = note_event(tenant, None).model_copy(
+        update={"occurred_at": now - timedelta(days=limit - 0.5)}
+    )
+    aged = note_event(tenant, None)  # its dead letter, not its envelope, is made old below
+    for env in (late, recent, aged):
         await runner.handle_batch([FetchedMessage(env, deliveries=settings.consumer_max_deliver)])
-    days = settings.inbox_retention_days - 0.5  # within the margin of a day
     await admin_fetch(
         settings,
         f"UPDATE {SCHEMA}.dead_letters SET created_at = now() - make_interval(secs => $2)"
         " WHERE consumer = $1 AND event_id = $3 RETURNING id",
         name,
-        days * 86400,
-        old.id,
+        (limit + 0.5) * 86400,
+        aged.id,
     )
-    [old_row] = [
-        r for r in await list_dead_letters(settings, SCHEMA, consumer=name) if r.event_id == old.id
-    ]
+    row_of = {r.event_id: r.id for r in await list_dead_letters(settings, SCHEMA, consumer=name)}
     nc = await connect(settings, "dead-letter-old-test")
     try:
         report = await replay_dead_letters(settings, nc.jetstream(), SCHEMA, consumer=name)
         assert [r.event_id for r in report.replayed] == [recent.id]
-        assert report.too_old == [old_row.id]
-        assert [r.id for r in await list_dead_letters(settings, SCHEMA, consumer=name)] == [
-            old_row.id
-        ]
-        refused = _cli("replay", SCHEMA, "--id", str(old_row.id))
+        assert report.too_old == [row_of[late.id], row_of[aged.id]]
+        still_open = await list_dead_letters(settings, SCHEMA, consumer=name)
+        assert [r.id for r in still_open] == [row_of[late.id], row_of[aged.id]]
+        refused = _cli("replay", SCHEMA, "--id", str(row_of[late.id]))
         assert refused.returncode == 1 and "--allow-old" in refused.stderr
         report = await replay_dead_letters(
-            settings, nc.jetstream(), SCHEMA, ids=[old_row.id], allow_old=True
+            settings, nc.jetstream(), SCHEMA, ids=[row_of[late.id]], allow_old=True
         )
-        assert [r.event_id for r in report.replayed] == [old.id] and report.too_old == []
-        assert await list_dead_letters(settings, SCHEMA, consumer=name) == []
+        assert [r.event_id for r in report.replayed] == [late.id] and report.too_old == []
+        # Asked for by id, not open any more: said, not silently "replayed 0".
+        again = _cli("replay", SCHEMA, "--id", str(row_of[late.id]))
+        assert again.returncode == 1 and "not open" in again.stderr
     finally:
         await nc.close()
+
+
+async def test_an_event_that_fails_again_while_its_replay_commits_gets_a_new_dead_letter(
+    settings: Settings, sessions, monkeypatch
+):
+    """The replay publishes while its transaction still holds the row open. The consumer,
+    failing the replayed message again, met that row in the open-dead-letter index and
+    terminated the message as a duplicate; the replay then closed the row, and the event
+    was lost with no open dead letter. The consumer now waits for the replay's transaction
+    and records the new failure. The replay here holds its transaction open until the
+    consumer has failed the message again, so the test meets the race every time."""
+    from propdesk.bus import dead_letters
+
+    fast = settings.model_copy(update={"consumer_backoff_seconds": [0.05]})
+    name, tenant = f"t-dlrace-{uuid4().hex[:8]}", uuid4()
+    failures: dict[str, int] = {}
+
+    async def hopeless(session, env) -> None:
+        failures[str(env.id)] = failures.get(str(env.id), 0) + 1
+        raise PermanentError("still broken")
+
+    publish = dead_letters._publish
+
+    async def publish_then_linger(settings, js, schema, rows):
+        replayed = await publish(settings, js, schema, rows)
+        await eventually(
+            lambda: _failed_at_least(failures, [rows[0]["event_id"]], 2),
+            "the replayed message failed again before the replay committed",
+        )
+        await asyncio.sleep(0.3)  # the consumer is at its dead letter by now
+        return replayed
+
+    monkeypatch.setattr(dead_letters, "_publish", publish_then_linger)
+    nc = await connect(fast, "dead-letter-race-test")
+    await ensure_stream(nc.jetstream(), fast)
+    stop = asyncio.Event()
+    runner = ConsumerRunner(
+        Consumer(name, SCHEMA, [f"pd.bustest.*.{tenant}.>"], hopeless), fast, sessions, nc
+    )
+    tasks = [
+        asyncio.create_task(Relay(SCHEMA, fast, nc).run(stop)),
+        asyncio.create_task(runner.run(stop)),
+    ]
+    events = [note_event(tenant, None) for _ in range(3)]
+    try:
+        async with tenant_transaction(sessions, TenantContext.for_tenant(tenant)) as s:
+            await Outbox(SCHEMA).add(s, *events)
+
+        async def all_open():
+            rows = await list_dead_letters(fast, SCHEMA, consumer=name)
+            return rows if len(rows) == len(events) else None
+
+        await eventually(all_open, "every event dead-lettered")
+        report = await replay_dead_letters(fast, nc.jetstream(), SCHEMA, consumer=name)
+        assert len(report.replayed) == len(events)
+        reopened = await eventually(all_open, "a new open dead letter for every event")
+        assert {r.event_id for r in reopened} == {e.id for e in events}
+        assert runner.dead_lettered == 2 * len(events)
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await task
+        await nc.close()
+
+
+async def _failed_at_least(failures: dict[str, int], event_ids, n: int) -> bool:
+    return all(failures.get(str(e), 0) >= n for e in event_ids)

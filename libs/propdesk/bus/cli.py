@@ -19,9 +19,14 @@ import sys
 from datetime import datetime
 
 import asyncpg
+import nats.errors
 import orjson
 
-from propdesk.bus.dead_letters import list_dead_letters, replay_dead_letters
+from propdesk.bus.dead_letters import (
+    list_dead_letters,
+    replay_age_limit_days,
+    replay_dead_letters,
+)
 from propdesk.bus.relay import Relay, republish
 from propdesk.bus.retention import prune_inbox, prune_published
 from propdesk.bus.streams import connect, ensure_stream
@@ -50,6 +55,13 @@ def _schema(value: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a service schema, e.g. intake")
     return value
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return n
 
 
 def _instant(value: str) -> datetime:
@@ -84,11 +96,23 @@ async def show_dead_letters(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+async def _quiet(_exc: Exception) -> None:
+    return None
+
+
 async def replay(settings: Settings, args: argparse.Namespace) -> int:
     if not (args.id or args.consumer or args.all_open):
         print("say what to replay: --id N ..., --consumer NAME, or --all-open", file=sys.stderr)
         return 2
-    nc = await connect(settings, name=f"propdesk-{args.schema}-dead-letter-replay")
+    # A one-off command: fail fast (two tries per server) when NATS is not there, rather
+    # than wait for it; the failure is reported once, by `main`.
+    nc = await connect(
+        settings,
+        name=f"propdesk-{args.schema}-dead-letter-replay",
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        error_cb=_quiet,
+    )
     try:
         report = await replay_dead_letters(
             settings,
@@ -103,12 +127,19 @@ async def replay(settings: Settings, args: argparse.Namespace) -> int:
     done = report.replayed
     if report.too_old:
         print(
-            f"left open, older than the inbox keeps events"
-            f" ({settings.inbox_retention_days:g} days less a margin; --allow-old replays"
-            f" them, and other consumers may then apply them twice):"
-            f" {', '.join(map(str, report.too_old))}",
+            f"left open, their events older than {replay_age_limit_days(settings):g} days"
+            " (the inbox retention less the stream's max age and a day): other consumers"
+            " may no longer remember them and would apply them twice; --allow-old replays"
+            f" them anyway: {', '.join(map(str, report.too_old))}",
             file=sys.stderr,
         )
+    if report.not_open:
+        print(
+            "not open (no such dead letter, replayed already, or being replayed by someone"
+            f" else): {', '.join(map(str, report.not_open))}",
+            file=sys.stderr,
+        )
+    status = 1 if report.too_old or report.not_open else 0
     if args.json:
         print(
             orjson.dumps(
@@ -124,23 +155,23 @@ async def replay(settings: Settings, args: argparse.Namespace) -> int:
                 ]
             ).decode()
         )
-        return 1 if report.too_old else 0
+        return status
     for r in done:
         again = " (the stream had it already)" if r.duplicate else ""
         ids = ", ".join(map(str, r.dead_letter_ids))
         print(f"replayed dead letter {ids} as {r.message_id} on {r.subject}{again}")
     n = sum(len(r.dead_letter_ids) for r in done)
     print(f"replayed {n} dead letters of {args.schema} in {len(done)} messages")
-    return 1 if report.too_old else 0
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m propdesk.bus.cli")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("relay").add_argument("schema")
+    sub.add_parser("relay").add_argument("schema", type=_schema)
     sub.add_parser("prune").add_argument("schema", type=_schema)
     rp = sub.add_parser("republish")
-    rp.add_argument("schema")
+    rp.add_argument("schema", type=_schema)
     rp.add_argument("--since", type=_instant, required=True)
     rp.add_argument("--until", type=_instant, required=True)
     dl = sub.add_parser("dead-letters").add_subparsers(dest="action", required=True)
@@ -148,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("schema", type=_schema)
     ls.add_argument("--consumer", help="only this durable consumer's")
     ls.add_argument("--all", action="store_true", help="replayed ones too")
-    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--limit", type=_positive, default=100)
     ls.add_argument("--json", action="store_true")
     rd = dl.add_parser("replay")
     rd.add_argument("schema", type=_schema)
@@ -158,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     rd.add_argument(
         "--allow-old",
         action="store_true",
-        help="replay dead letters older than the inbox retention too",
+        help="replay dead letters of events too old to be safe from a second application",
     )
     rd.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -167,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, settings)
     except asyncpg.UndefinedTableError as exc:
         print(f"{parser.prog}: {args.schema!r} has no bus tables here: {exc}", file=sys.stderr)
+    except nats.errors.Error as exc:  # before OSError: some of them are OSErrors
+        where = re.sub(r"//[^/@,]*@", "//", settings.nats_url)  # no passwords on screen
+        print(f"{parser.prog}: NATS at {where}: {str(exc) or repr(exc)}", file=sys.stderr)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         print(f"{parser.prog}: the database refused or cannot be reached: {exc}", file=sys.stderr)
     return 3

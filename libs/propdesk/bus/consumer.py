@@ -171,6 +171,13 @@ class ConsumerRunner:
             " :error, :data, CAST(:headers AS jsonb))"
             " ON CONFLICT DO NOTHING RETURNING id"
         )
+        # The open row the insert met, locked: a replay marking it replayed holds it until
+        # its transaction ends (`propdesk.bus.dead_letters`), so this waits for that, and
+        # finds no row if the replay marked it (the failure is then a new one).
+        self._open_dead = text(
+            f"SELECT id FROM {s}.dead_letters WHERE consumer = :consumer"
+            " AND event_id = :event_id AND replayed_at IS NULL FOR UPDATE"
+        )
         self.handled = 0
         self.duplicates = 0
         self.dead_lettered = 0
@@ -567,24 +574,38 @@ class ConsumerRunner:
         error: str,
         event_id: UUID | None = None,
     ) -> bool:
-        """Insert the dead letter and commit; False if the event already had an open one."""
+        """Insert the dead letter and commit; False if the event already had an open one.
+
+        The open one the insert meets may be in a replay's hands, not yet marked replayed
+        while the replay's transaction runs (this delivery may be the replayed message,
+        failing again): the insert then waits for that transaction by locking the row,
+        and tries again if the row is no longer open. Without that wait the failure was
+        terminated as a duplicate and the replay then closed the only row: lost."""
         crash_point("consumer.before_dead_letter")
+        row = {
+            "consumer": self.consumer.name,
+            "event_id": env.id if env else event_id,
+            "tenant_id": env.tenant_id if env else None,
+            "project_id": env.project_id if env else None,
+            "subject": msg.subject,
+            "deliveries": deliveries,
+            "error": error[:2000],
+            "data": msg.data,
+            "headers": orjson.dumps(dict(msg.headers or {})).decode(),
+        }
+        recorded = False
         async with tenant_transaction(self.sessions, system_context("dead-letter")) as session:
-            inserted = await session.execute(
-                self._dead,
-                {
-                    "consumer": self.consumer.name,
-                    "event_id": env.id if env else event_id,
-                    "tenant_id": env.tenant_id if env else None,
-                    "project_id": env.project_id if env else None,
-                    "subject": msg.subject,
-                    "deliveries": deliveries,
-                    "error": error[:2000],
-                    "data": msg.data,
-                    "headers": orjson.dumps(dict(msg.headers or {})).decode(),
-                },
-            )
-            recorded = inserted.first() is not None
+            for _ in range(3):
+                if (await session.execute(self._dead, row)).first() is not None:
+                    recorded = True
+                    break
+                if row["event_id"] is None:
+                    break  # no open-row index for these: never a conflict
+                open_row = await session.execute(
+                    self._open_dead, {"consumer": row["consumer"], "event_id": row["event_id"]}
+                )
+                if open_row.first() is not None:
+                    break  # really open: a lost terminate, or a replay that rolled back
         crash_point("consumer.after_dead_letter")
         return recorded
 
@@ -601,8 +622,12 @@ def _tenant_runs(group: Sequence[Delivery]) -> list[tuple[int, int]]:
 
 
 def _message_event_id(msg: Msg) -> UUID | None:
-    """The event id a message's `Nats-Msg-Id` carries (the relay's), if it is one."""
-    try:
-        return UUID((msg.headers or {}).get("Nats-Msg-Id", ""))
-    except ValueError:
-        return None
+    """The event id a message's headers carry: the relay's `Nats-Msg-Id`, or a replay's
+    `Propdesk-Event-Id` (`propdesk.bus.dead_letters`), if it is one."""
+    headers = msg.headers or {}
+    for name in ("Nats-Msg-Id", "Propdesk-Event-Id"):
+        try:
+            return UUID(headers.get(name, ""))
+        except ValueError:
+            continue
+    return None

@@ -17,21 +17,30 @@ transaction, after JetStream acknowledged it:
   window; beyond it, the consumers' inboxes drop it.
 - Several consumers of one schema that dead-lettered the same event get one message
   between them (each of them gets every message of its subject anyway).
-- Rows are claimed `FOR UPDATE SKIP LOCKED`: two operators replaying at once do not
-  publish a row twice.
+- One transaction per message: its rows are claimed `FOR UPDATE SKIP LOCKED` (two
+  operators replaying at once do not publish a row twice, and neither waits for the
+  other), published, marked, committed; no lock is held across the whole replay.
 - A replayed dead letter leaves the `dead_letters_once` index: if the event fails again it
-  gets a new row.
+  gets a new row. The consumer may fail it again while the replay's transaction still
+  holds the row open; it then waits for that transaction (`ConsumerRunner._dead_letter`)
+  and, once the row is marked replayed, records the new failure.
 - The other consumers skip a replayed event only while their inbox rows of it are kept
-  (`inbox_retention_days`, `propdesk.bus.retention`). A dead letter older than that less
-  a day (`REPLAY_MARGIN`: the consumers applied the event before it was dead-lettered)
-  is not replayed unless `allow_old`: its event could be applied twice elsewhere.
+  (`inbox_retention_days`, `propdesk.bus.retention`), and the replayed copy stays in the
+  stream `stream_max_age_days` (a durable re-created from the start reads it). So an
+  event is replayed only while its age (from its envelope's `occurred_at`, or the dead
+  letter's time when the data cannot be read) plus the stream's max age plus a day
+  (`REPLAY_MARGIN_DAYS`) is within the inbox retention: 14 days with the defaults. An
+  older one stays open unless `allow_old`: it could be applied twice elsewhere.
+- A replayed message carries the event id in `Propdesk-Event-Id` as well: its
+  `Nats-Msg-Id` is the replay's, and a consumer that cannot read the data still records
+  the failure under the event (`propdesk.bus.consumer`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -40,10 +49,12 @@ from nats.js import JetStreamContext
 
 from propdesk.settings import Settings, asyncpg_dsn
 
-# Headers the stream or the original publish set, which a replay must not carry over.
-_REPLACED_HEADERS = frozenset({"Nats-Msg-Id", "Nats-Expected-Stream", "Propdesk-Replay-Of"})
 REPLAY_OF_HEADER = "Propdesk-Replay-Of"
-# How much older than a dead letter the other consumers' inbox rows of its event may be.
+EVENT_ID_HEADER = "Propdesk-Event-Id"
+# Headers the stream or the original publish set, which a replay must not carry over.
+_REPLACED_HEADERS = frozenset({"Nats-Msg-Id", REPLAY_OF_HEADER, EVENT_ID_HEADER})
+# Between an event's occurred_at and the other consumers' inbox rows of it (relay delay,
+# redeliveries), and between the replay and the prune's clock.
 REPLAY_MARGIN_DAYS = 1.0
 
 
@@ -76,7 +87,8 @@ class DeadLetter:
 @dataclass(frozen=True, slots=True)
 class ReplayReport:
     replayed: list[Replayed]
-    too_old: list[int]  # dead letters left open: older than the inbox keeps events
+    too_old: list[int]  # dead letters left open: their event is older than replay allows
+    not_open: list[int]  # ids asked for that are not open (unknown, replayed, or taken)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +117,14 @@ def _selection(
     return (" WHERE " + " AND ".join(where)) if where else "", args
 
 
+SYSTEM_ON = "SELECT set_config('app.system', 'on', true)"
+
+
 async def _system_connection(settings: Settings) -> asyncpg.Connection:
     # The dead-letter policy admits the system context (as it does for the consumers that
-    # write the rows): an operator's tool reads every tenant's.
-    return await asyncpg.connect(
-        asyncpg_dsn(settings.app_db_url), server_settings={"app.system": "on"}
-    )
+    # write the rows): an operator's tool reads every tenant's. Set per transaction
+    # (`SYSTEM_ON`), not as a startup parameter, which a pooler may drop.
+    return await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
 
 
 async def list_dead_letters(
@@ -126,12 +140,14 @@ async def list_dead_letters(
     args.append(limit)
     conn = await _system_connection(settings)
     try:
-        rows = await conn.fetch(
-            "SELECT id, consumer, event_id, tenant_id, subject, deliveries, error,"
-            f' created_at, replayed_at FROM "{schema}".dead_letters{where}'
-            f" ORDER BY id LIMIT ${len(args)}",
-            *args,
-        )
+        async with conn.transaction():
+            await conn.execute(SYSTEM_ON)
+            rows = await conn.fetch(
+                "SELECT id, consumer, event_id, tenant_id, subject, deliveries, error,"
+                f' created_at, replayed_at FROM "{schema}".dead_letters{where}'
+                f" ORDER BY id LIMIT ${len(args)}",
+                *args,
+            )
     finally:
         await conn.close()
     return [DeadLetter(**dict(r)) for r in rows]
@@ -143,6 +159,11 @@ async def count_open_dead_letters(conn: asyncpg.Connection, schema: str, cap: in
         f'SELECT count(*) FROM (SELECT 1 FROM "{schema}".dead_letters'
         f" WHERE replayed_at IS NULL LIMIT {int(cap)}) d"
     )
+
+
+def replay_age_limit_days(settings: Settings) -> float:
+    """How old an event may be for a replay without `allow_old` (module docstring)."""
+    return settings.inbox_retention_days - settings.stream_max_age_days - REPLAY_MARGIN_DAYS
 
 
 async def replay_dead_letters(
@@ -157,51 +178,81 @@ async def replay_dead_letters(
     """Publish the selected open dead letters again and mark them replayed (see the module
     docstring). `ids` and `consumer` narrow the selection; neither: every open one."""
     where, args = _selection(ids, consumer, include_replayed=False)
-    args.append((settings.inbox_retention_days - REPLAY_MARGIN_DAYS) * 86400)
+    s = f'"{schema}"'
     conn = await _system_connection(settings)
     try:
         async with conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, event_id, subject, data, headers,"
-                f" created_at < now() - make_interval(secs => ${len(args)}) AS too_old"
-                f' FROM "{schema}".dead_letters{where} ORDER BY id FOR UPDATE SKIP LOCKED',
+            await conn.execute(SYSTEM_ON)
+            candidates = await conn.fetch(
+                f"SELECT id, event_id, subject, data, created_at FROM {s}.dead_letters{where}"
+                " ORDER BY id",
                 *args,
             )
-            too_old = [r["id"] for r in rows if r["too_old"] and not allow_old]
-            rows = [r for r in rows if allow_old or not r["too_old"]]
-            replayed: list[Replayed] = []
-            for group in _one_message_each(rows):
-                first = group[0]
-                message_id = f"replay:{schema}:{first['id']}"
-                headers = _headers_of(first["headers"])
-                headers["Nats-Msg-Id"] = message_id
-                headers[REPLAY_OF_HEADER] = ",".join(f"{schema}:{r['id']}" for r in group)
-                ack = await js.publish(
-                    first["subject"],
-                    bytes(first["data"]),
-                    timeout=5,
-                    stream=settings.stream_name,
-                    headers=headers,
+        limit = timedelta(days=replay_age_limit_days(settings))
+        now = datetime.now(UTC)
+        too_old = [r["id"] for r in candidates if not allow_old and now - _event_time(r) > limit]
+        replayed: list[Replayed] = []
+        taken: set[int] = set()
+        for group in _one_message_each([r for r in candidates if r["id"] not in too_old]):
+            async with conn.transaction():
+                await conn.execute(SYSTEM_ON)
+                rows = await conn.fetch(
+                    f"SELECT id, event_id, subject, data, headers FROM {s}.dead_letters"
+                    " WHERE id = ANY($1::bigint[]) AND replayed_at IS NULL"
+                    " ORDER BY id FOR UPDATE SKIP LOCKED",
+                    [r["id"] for r in group],
                 )
-                replayed.append(
-                    Replayed(
-                        message_id=message_id,
-                        subject=first["subject"],
-                        event_id=first["event_id"],
-                        dead_letter_ids=tuple(r["id"] for r in group),
-                        duplicate=bool(ack.duplicate),
-                    )
-                )
-            settled = [i for r in replayed for i in r.dead_letter_ids]
-            if settled:
+                if not rows:
+                    continue
+                replayed.append(await _publish(settings, js, schema, rows))
                 await conn.execute(
-                    f'UPDATE "{schema}".dead_letters SET replayed_at = clock_timestamp()'
+                    f"UPDATE {s}.dead_letters SET replayed_at = clock_timestamp()"
                     " WHERE id = ANY($1::bigint[])",
-                    settled,
+                    [r["id"] for r in rows],
                 )
-        return ReplayReport(replayed, too_old)
+                taken.update(r["id"] for r in rows)
+        not_open = [i for i in ids or () if i not in taken and i not in too_old]
+        return ReplayReport(replayed, too_old, not_open)
     finally:
         await conn.close()
+
+
+async def _publish(
+    settings: Settings, js: JetStreamContext, schema: str, rows: Sequence[asyncpg.Record]
+) -> Replayed:
+    first = rows[0]
+    message_id = f"replay:{schema}:{first['id']}"
+    headers = _headers_of(first["headers"])
+    headers["Nats-Msg-Id"] = message_id
+    headers[REPLAY_OF_HEADER] = ",".join(f"{schema}:{r['id']}" for r in rows)
+    if first["event_id"] is not None:
+        headers[EVENT_ID_HEADER] = str(first["event_id"])
+    ack = await js.publish(
+        first["subject"],
+        bytes(first["data"]),
+        timeout=5,
+        stream=settings.stream_name,
+        headers=headers,
+    )
+    return Replayed(
+        message_id=message_id,
+        subject=first["subject"],
+        event_id=first["event_id"],
+        dead_letter_ids=tuple(r["id"] for r in rows),
+        duplicate=bool(ack.duplicate),
+    )
+
+
+def _event_time(row: asyncpg.Record) -> datetime:
+    """When the event happened: its envelope's `occurred_at`, or when it was dead-lettered
+    if the data cannot be read (never later than that)."""
+    try:
+        occurred = datetime.fromisoformat(orjson.loads(bytes(row["data"]))["occurred_at"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return row["created_at"]
+    if occurred.tzinfo is None:
+        return row["created_at"]
+    return min(occurred, row["created_at"])
 
 
 def _one_message_each(rows: Sequence[asyncpg.Record]) -> list[list[asyncpg.Record]]:

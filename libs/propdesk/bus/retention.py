@@ -5,10 +5,13 @@
 - **Inbox**: a consumer's record of the events it applied is what makes a second delivery
   harmless, so it must outlive every way an event can come again: JetStream redelivers
   within the stream's `max_age` (a durable re-created from the start of the stream reads
-  all of it), the outbox re-publishes within its retention, and a dead letter replay
-  (`propdesk.bus.dead_letters`) refuses dead letters older than the inbox's retention.
-  `Settings` therefore requires `inbox_retention_days` to exceed both. Rows older than it
-  go, a batch per transaction, so the deletes never hold many locks nor run long.
+  all of it); the outbox re-publishes within its retention, and the copy then stays in
+  the stream for its max age; a dead letter replay (`propdesk.bus.dead_letters`) takes
+  only events young enough for the same reason. `Settings` therefore requires
+  `inbox_retention_days` to exceed `outbox_retention_days + stream_max_age_days`. Rows
+  older than it go, a batch per transaction, so the deletes never hold many locks nor
+  run long. An operator pruning by hand must run with the services' settings (their
+  environment): the check is of the settings of the process that prunes.
 
 Both run hourly in every service process (`propdesk.service.runner`) and on demand
 (`python -m propdesk.bus.cli prune SCHEMA`), in the system context, which the policies of
@@ -21,28 +24,32 @@ from __future__ import annotations
 
 import asyncpg
 
+from propdesk.bus.dead_letters import SYSTEM_ON
 from propdesk.settings import Settings, asyncpg_dsn
 
 # Inbox rows deleted per transaction.
 INBOX_PRUNE_BATCH = 5_000
 
 
-async def _system_connection(settings: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        asyncpg_dsn(settings.app_db_url), server_settings={"app.system": "on"}
-    )
+async def _system_execute(conn: asyncpg.Connection, statement: str, *args: object) -> int:
+    """One statement in a transaction of its own in the system context (set per
+    transaction, not as a startup parameter, which a pooler may drop); rows it changed."""
+    async with conn.transaction():
+        await conn.execute(SYSTEM_ON)
+        status = await conn.execute(statement, *args)
+    return int(status.split()[-1])
 
 
 async def prune_published(settings: Settings, schema: str) -> int:
     """Delete published outbox rows older than the retention period. Returns rows deleted."""
-    conn = await _system_connection(settings)
+    conn = await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
     try:
-        status = await conn.execute(
+        return await _system_execute(
+            conn,
             f'DELETE FROM "{schema}".outbox WHERE published_at IS NOT NULL'
             " AND published_at < now() - make_interval(secs => $1)",
             settings.outbox_retention_days * 86400,
         )
-        return int(status.split()[-1])
     finally:
         await conn.close()
 
@@ -57,12 +64,11 @@ async def prune_inbox(settings: Settings, schema: str, *, batch: int = INBOX_PRU
         " WHERE handled_at < now() - make_interval(secs => $1)"
         " ORDER BY handled_at LIMIT $2)"
     )
-    conn = await _system_connection(settings)
+    conn = await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
     deleted = 0
     try:
         while True:
-            status = await conn.execute(statement, settings.inbox_retention_days * 86400, batch)
-            n = int(status.split()[-1])
+            n = await _system_execute(conn, statement, settings.inbox_retention_days * 86400, batch)
             deleted += n
             if n < batch:
                 return deleted

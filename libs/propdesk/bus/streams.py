@@ -24,17 +24,17 @@ log = logging.getLogger("propdesk.bus")
 
 
 async def connect(settings: Settings, name: str, **kwargs) -> NATS:
-    """A NATS connection that keeps reconnecting forever: the outbox holds events meanwhile."""
+    """A NATS connection that keeps reconnecting forever: the outbox holds events meanwhile.
+    `kwargs` override (a one-off command passes `allow_reconnect=False` to fail fast)."""
     # A comma-separated list seeds a cluster connection (nats://n1:4222,nats://n2:4222).
     servers = [u.strip() for u in settings.nats_url.split(",") if u.strip()]
-    return await nats.connect(
-        servers,
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        connect_timeout=2,
+    options = {
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 2,
         **kwargs,
-    )
+    }
+    return await nats.connect(servers, name=name, **options)
 
 
 def stream_config(settings: Settings) -> StreamConfig:

@@ -155,6 +155,22 @@ def inbox_pruning_sql(schema: str) -> list[str]:
     ]
 
 
+def open_dead_letters_index_sql(schema: str) -> list[str]:
+    """Version 1 of the open-dead-letters index (frozen like the functions above): every
+    relay counts its schema's open dead letters every few seconds (the gauge
+    `propdesk_bus_dead_letters_open`), and dead letters are kept; the count reads this
+    small index, not the table with its stored messages."""
+    s = f'"{schema}"'
+    return [
+        f"CREATE INDEX IF NOT EXISTS dead_letters_open ON {s}.dead_letters (id)"
+        " WHERE replayed_at IS NULL"
+    ]
+
+
+def open_dead_letters_index_undo_sql(schema: str) -> list[str]:
+    return [f'DROP INDEX IF EXISTS "{schema}".dead_letters_open']
+
+
 def inbox_pruning_undo_sql(schema: str) -> list[str]:
     """The downgrade of `inbox_pruning_sql`."""
     s = f'"{schema}"'

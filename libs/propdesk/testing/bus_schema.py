@@ -9,6 +9,7 @@ from propdesk.bus.tables import (
     bus_tables_sql,
     dead_letters_once_sql,
     inbox_pruning_sql,
+    open_dead_letters_index_sql,
     outbox_bell_sql,
 )
 from propdesk.db.bootstrap import OWNER_ROLE, bootstrap
@@ -36,6 +37,7 @@ async def create_bus_test_schema(settings: Settings) -> None:
                 *outbox_bell_sql(SCHEMA),
                 *dead_letters_once_sql(SCHEMA),
                 *inbox_pruning_sql(SCHEMA),
+                *open_dead_letters_index_sql(SCHEMA),
             ]:
                 await conn.execute(stmt)
             await conn.execute(

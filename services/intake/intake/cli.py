@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from intake import apikey_cache, directory_cache
 from intake.onboarding.apply import apply_document
@@ -59,15 +59,21 @@ def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
 async def _with_sessions(settings: Settings, work: Any) -> Any:
     engine = create_engine(settings.model_copy(update={"db_pool_size": 2, "db_max_overflow": 0}))
     try:
+        # Connect first, alone: a database that is not there (or refuses this role) is
+        # said plainly, and an error of the work itself is never mistaken for it.
+        try:
+            async with engine.connect():
+                pass
+        except (OSError, DBAPIError) as exc:
+            where = make_url(settings.app_db_url).render_as_string(hide_password=True)
+            cause = exc.orig if isinstance(exc, DBAPIError) else exc
+            raise CliError(
+                f"cannot reach the database at {where}: {cause}. Under `make run`, run"
+                " `. .state/env` first (it sets PROPDESK_DATABASE_URL and the rest);"
+                " elsewhere, set PROPDESK_DATABASE_URL.",
+                status=3,
+            ) from None
         return await work(session_factory(engine))
-    except (OSError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
-        where = make_url(settings.app_db_url).render_as_string(hide_password=True)
-        raise CliError(
-            f"cannot reach the database at {where}: {exc}. Under `make run`, run"
-            " `. .state/env` first (it sets PROPDESK_DATABASE_URL and the rest);"
-            " elsewhere, set PROPDESK_DATABASE_URL.",
-            status=3,
-        ) from None
     finally:
         await engine.dispose()
 

@@ -128,3 +128,21 @@ def test_an_unreachable_database_is_said_plainly_not_as_a_traceback(monkeypatch,
     assert status == 3
     assert err.startswith("propdesk: cannot reach the database at postgresql://")
     assert ". .state/env" in err and "secret" not in err
+
+
+def test_a_database_that_refuses_is_said_plainly_too(intake_settings, monkeypatch, capsys):
+    """PostgreSQL answers but refuses (no such database): SQLAlchemy wraps asyncpg's error,
+    which the first version of the message above did not catch."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(intake_settings.database_url).set(database="no_such_database")
+    monkeypatch.setenv("PROPDESK_DATABASE_URL", url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    try:
+        status = main(["token", "--tenant", "DEMO", "--role", "tenant_admin"])
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert status == 3, err
+    assert err.startswith("propdesk: cannot reach the database at postgresql://")
+    assert "no_such_database" in err and "Traceback" not in err
