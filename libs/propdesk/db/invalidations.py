@@ -37,7 +37,12 @@ class Invalidations:
         self._nc = nc
         await nc.subscribe(self.subject, cb=self._on_message)
         # Until the server has the subscription, announcements made elsewhere pass this
-        # process by: once connect returns, it hears every later one.
+        # process by: once connect returns, it hears every later one. Twice: nats-py
+        # (2.16) writes a flush's PING to the socket at once, ahead of the SUB still in
+        # its pending buffer, so the first PONG can come back before the server has the
+        # subscription (about one time in ten, measured). The first flush has the
+        # buffer written; the second's PING follows the SUB.
+        await nc.flush()
         await nc.flush()
 
     async def _on_message(self, msg: Msg) -> None:
