@@ -356,3 +356,28 @@ async def test_an_event_that_fails_again_while_its_replay_commits_gets_a_new_dea
 
 async def _failed_at_least(failures: dict[str, int], event_ids, n: int) -> bool:
     return all(failures.get(str(e), 0) >= n for e in event_ids)
+
+
+async def test_an_envelope_on_a_subject_not_its_own_is_dead_lettered_unapplied(
+    settings: Settings, sessions
+):
+    """NATS lets only the producing service publish an event type's subjects
+    (deploy/nats/auth.conf), but the envelope inside names its own type, tenant and
+    project: one on a subject not its own (another type's, another tenant's) would have
+    been applied as what it says it is."""
+    name, tenant = f"t-subject-{uuid4().hex[:8]}", uuid4()
+    applied: list[str] = []
+
+    async def handler(session, env) -> None:
+        applied.append(str(env.id))
+
+    runner = ConsumerRunner(Consumer(name, SCHEMA, ["pd.bustest.>"], handler), settings, sessions)
+    forged = note_event(uuid4(), None)  # another tenant's, on this tenant's subject
+    msg = FetchedMessage(forged, on_subject=f"pd.bustest.noted.{tenant}._")
+    honest = FetchedMessage(note_event(tenant, None))
+    await runner.handle_batch([msg, honest])
+    assert msg.outcome == ["term"] and honest.outcome == ["ack"]
+    assert applied == [str(honest.env.id)]
+    [row] = await list_dead_letters(settings, SCHEMA, consumer=name)
+    assert row.event_id == forged.id
+    assert row.error == f"subject mismatch: the envelope belongs on {forged.subject}"

@@ -396,6 +396,21 @@ class ConsumerRunner:
                     error[:500],
                 )
             return None
+        if msg.subject != env.subject:
+            # The subject is what NATS lets only the producing service publish on
+            # (`deploy/nats/auth.conf`); an envelope of another type, tenant or project
+            # under it is applied by nobody.
+            self._m_unparseable.inc()
+            error = f"subject mismatch: the envelope belongs on {env.subject}"
+            if await self._dead_letter_and_term(msg, env, deliveries, error):
+                log.warning(
+                    "consumer %s: event %s on %s dead-lettered: %s",
+                    self.consumer.name,
+                    env.id,
+                    msg.subject,
+                    error,
+                )
+            return None
         return Delivery(msg, env, deliveries)
 
     async def handle(self, msg: Msg) -> None:

@@ -66,6 +66,7 @@ CONSUMER_DEAD_LETTER_FAILURES = Counter(
 )
 CONSUMER_UNPARSEABLE = Counter(
     "propdesk_bus_consumer_unparseable",
-    "Messages received whose envelope could not be parsed.",
+    "Messages received whose envelope could not be parsed, or that came on a subject"
+    " other than the envelope's own (dead-lettered unapplied).",
     ["consumer"],
 )

@@ -25,6 +25,7 @@ class FetchedMessage:
     outcome: list[str] = field(default_factory=list)
     headers: dict[str, str] | None = None
     raw: bytes | None = None  # what arrived instead of the envelope (unparseable data)
+    on_subject: str | None = None  # the subject it arrived on, if not the envelope's
 
     @property
     def data(self) -> bytes:
@@ -38,7 +39,7 @@ class FetchedMessage:
 
     @property
     def subject(self) -> str:
-        return self.env.subject
+        return self.on_subject or self.env.subject
 
     async def ack(self) -> None:
         self.outcome.append("ack")
