@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -734,3 +735,74 @@ def test_redis_as_deployed_refuses_clients_without_the_password(tmp_path: Path) 
     finally:
         server.terminate()
         server.wait(10)
+
+
+@contextlib.contextmanager
+def _two_nodes(directory: Path, which: str) -> Iterator[list[tuple[Path, int]]]:
+    """Two nodes of the deploy config on free local ports, routed to each other."""
+    confs = [_write_nats_config(directory / n, which, standalone=False) for n in ("a", "b")]
+    cluster_ports = [
+        int(re.search(r"cluster \{[^}]*?listen: 127\.0\.0\.1:(\d+)", c.read_text()).group(1))
+        for c, _ in confs
+    ]
+    for (conf, _), other in zip(confs, reversed(cluster_ports), strict=True):
+        text = re.sub(
+            r"routes: \[[^\]]*\]", f"routes: [nats-route://127.0.0.1:{other}]", conf.read_text()
+        )
+        for name in ("$NATS_SERVER_NAME", "$POD_NAME"):
+            text = text.replace(name, conf.parent.name)
+        conf.write_text(text)
+    servers = [
+        subprocess.Popen(
+            [str(nats_server_path()), "-c", str(conf)],
+            env={**os.environ, **NATS_ENV},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for conf, _ in confs
+    ]
+    try:
+        yield confs
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+
+
+def _routes(conf: Path) -> list:
+    monitor = re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/routez", timeout=1) as r:
+            return json.load(r).get("routes") or []
+    except OSError:
+        return []
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+async def test_a_cluster_does_not_advertise_servers_clients_cannot_log_in_to(
+    tmp_path: Path, which: str
+) -> None:
+    """nats-py adds the client URLs a cluster advertises to its pool without the user and
+    password of the URLs it was given: a reconnect to one of them is refused. Two nodes of
+    the deploy config, routed to each other: a client of one learns nothing of the other."""
+    with _two_nodes(tmp_path, which) as confs:
+        (conf_a, port), _ = confs
+        nc = None
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                nc = await connect(_settings(_url("reporting", port)), "advertise-test")
+                break
+            await asyncio.sleep(0.1)
+        assert nc is not None, "node a never accepted the client"
+        try:
+            for _ in range(100):  # once routed, a server would advertise node b
+                if _routes(conf_a):
+                    break
+                await asyncio.sleep(0.1)
+            assert _routes(conf_a), "the two nodes never routed to each other"
+            await asyncio.sleep(0.3)
+            await nc.flush()
+            assert not nc._server_info.get("connect_urls")
+            assert [s.port for s in nc.servers] == [port]
+        finally:
+            await nc.close()
