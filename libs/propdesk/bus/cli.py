@@ -200,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: {args.schema!r} has no bus tables here: {exc}", file=sys.stderr)
     except nats.errors.Error as exc:  # before OSError: some of them are OSErrors
         where = re.sub(r"//[^/@,]*@", "//", settings.nats_url)  # no passwords on screen
-        print(f"{parser.prog}: NATS at {where}: {str(exc) or repr(exc)}", file=sys.stderr)
+        hint = ""
+        if isinstance(exc, nats.errors.TimeoutError) and args.cmd == "dead-letters":
+            # A publish NATS does not permit gets no answer at all.
+            hint = (
+                " (a replay publishes any event type: run it as the NATS user `operator`,"
+                " deploy/nats/auth.conf; a service's user may not)"
+            )
+        print(f"{parser.prog}: NATS at {where}: {str(exc) or repr(exc)}{hint}", file=sys.stderr)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         print(f"{parser.prog}: the database refused or cannot be reached: {exc}", file=sys.stderr)
     return 3
