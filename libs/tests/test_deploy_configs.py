@@ -618,6 +618,35 @@ async def test_no_one_publishes_into_inboxes_or_reads_events_on_core_nats(
             assert core[user].pending_msgs == 0, user
 
 
+async def test_no_one_reads_another_users_inbox(nats_port: int) -> None:
+    """JetStream's answers, PubAcks and the messages a durable delivers come back on the
+    client's inbox: each user's prefix is its own (`streams.inbox_prefix`, from the user
+    in the URL), and no user may read another's: dispatch's fetched messages and PubAcks
+    are not reporting's to see."""
+    async with _clients(nats_port) as clients:
+        await ensure_stream(clients["operator"].nc.jetstream(), clients["operator"].settings)
+        for user, client in clients.items():
+            assert client.nc.new_inbox().startswith(f"_INBOX_{user}."), user
+        spies = {}
+        for user, client in clients.items():
+            for other in clients:
+                if other != user:
+                    spies[user, other] = await client.nc.subscribe(f"_INBOX_{other}.>")
+            spies[user, "_INBOX"] = await client.nc.subscribe("_INBOX.>")
+        for (user, other), _ in spies.items():
+            prefix = "_INBOX" if other == "_INBOX" else f"_INBOX_{other}"
+            assert await clients[user].was_refused("Subscription", f"{prefix}.>")
+        # Traffic on every inbox: a PubAck of intake's, a stream answer for each user.
+        assert isinstance(
+            await _relay_publish(clients["intake"], _envelope("complaint.received")), PubAck
+        )
+        for client in clients.values():
+            await client.nc.jetstream().stream_info("PROPDESK")
+        await asyncio.sleep(0.3)
+        for key, spy in spies.items():
+            assert spy.pending_msgs == 0, key
+
+
 async def test_cache_invalidations_reach_the_same_service_and_no_other(nats_port: int) -> None:
     from dispatch.store import routing_cache
     from intake import directory_cache

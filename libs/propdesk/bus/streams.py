@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -32,9 +33,18 @@ async def connect(settings: Settings, name: str, **kwargs) -> NATS:
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.5,
         "connect_timeout": 2,
+        "inbox_prefix": inbox_prefix(servers[0]) if servers else "_INBOX",
         **kwargs,
     }
     return await nats.connect(servers, name=name, **options)
+
+
+def inbox_prefix(url: str) -> str:
+    """`_INBOX_<user>` for a URL with a NATS user, `_INBOX` without. JetStream's answers,
+    PubAcks and fetched messages come back on the client's inboxes: a user of its own
+    prefix may be allowed to read those and no one else's (`deploy/nats/auth.conf`)."""
+    user = urlsplit(url if "://" in url else f"nats://{url}").username
+    return f"_INBOX_{user}" if user else "_INBOX"
 
 
 def stream_config(settings: Settings) -> StreamConfig:
