@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +42,12 @@ class Settings(BaseSettings):
     stream_replicas: int = 1
     stream_max_age_days: float = 30.0
     stream_duplicate_window_seconds: float = 600.0
+    # Who creates and changes the stream and the durable consumers: "service" (each
+    # process ensures what it uses at start, as in development) or "operator" (deployed:
+    # `python -m propdesk.bus.cli provision` as the NATS user operator, before the
+    # services start; a service then only checks they are there, and its NATS user may
+    # not change them: `deploy/nats/auth.conf`).
+    bus_provisioning: Literal["service", "operator"] = "service"
     consumer_max_deliver: int = 8
     consumer_ack_wait_seconds: float = 30.0
     consumer_backoff_seconds: list[float] = Field(default_factory=lambda: [1, 2, 5, 15, 30, 60])

@@ -35,7 +35,14 @@ from nats.js.api import PubAck
 from propdesk.bus import Outbox
 from propdesk.bus.consumer import Consumer, ConsumerRunner
 from propdesk.bus.relay import Relay
-from propdesk.bus.streams import connect, consumer_config, ensure_consumer, ensure_stream
+from propdesk.bus.streams import (
+    connect,
+    consumer_config,
+    ensure_consumer,
+    ensure_stream,
+    provision,
+    stream_config,
+)
 from propdesk.db.invalidations import Invalidations
 from propdesk.devstack.nats import nats_server_path
 from propdesk.devstack.ports import free_port
@@ -170,8 +177,15 @@ def _url(user: str, port: int, password: str | None = None) -> str:
 
 
 def _settings(url: str) -> Settings:
-    # The deploy configs name the stream PROPDESK (the default); one node, one replica.
-    return Settings(nats_url=url, stream_name="PROPDESK", stream_replicas=1)
+    # The deploy configs name the stream PROPDESK (the default); one node, one replica. As
+    # deployed, the operator provisions the bus and a service only checks it.
+    user = urlsplit(url.split(",")[0]).username
+    return Settings(
+        nats_url=url,
+        stream_name="PROPDESK",
+        stream_replicas=1,
+        bus_provisioning="service" if user == "operator" else "operator",
+    )
 
 
 # --- the configs parse, and say the same in compose and k8s --------------------------------
@@ -234,12 +248,25 @@ def test_compose_gives_each_service_its_own_nats_user() -> None:
     compose = _compose()
     services = compose["services"]
     assert "PROPDESK_NATS_URL" not in compose["x-propdesk-env"]
-    for user, service in [*((s, s) for s in SERVICE_NAMES), ("operator", "bus-cli")]:
+    operator_services = [("operator", "bus-cli"), ("operator", "bus-provision")]
+    for user, service in [*((s, s) for s in SERVICE_NAMES), *operator_services]:
         url = services[service]["environment"]["PROPDESK_NATS_URL"]
         var = f"PROPDESK_NATS_{user.upper()}_PASSWORD"
         assert _seeds(url) == [(user, var, f"nats-{n}") for n in (1, 2, 3)], service
         assert f"${{{var}:?" in url, f"{service}: {var} is required"
     assert "PROPDESK_NATS_URL" not in services["migrate"]["environment"]  # no NATS there
+    # The operator provisions the bus before the services start; they only check it.
+    assert compose["x-propdesk-env"]["PROPDESK_BUS_PROVISIONING"] == "operator"
+    assert services["bus-provision"]["entrypoint"] == [
+        "python",
+        "-m",
+        "propdesk.bus.cli",
+        "provision",
+    ]
+    for service in SERVICE_NAMES:
+        assert services[service]["depends_on"]["bus-provision"] == {
+            "condition": "service_completed_successfully"
+        }, service
     for node in ("nats-1", "nats-2", "nats-3"):
         env = services[node]["environment"]
         for var in PASSWORD_VARS:  # every user's, each required
@@ -271,9 +298,15 @@ def test_k8s_gives_each_service_its_own_nats_user() -> None:
         assert nats_keys(container) == {
             "PROPDESK_NATS_URL": f"PROPDESK_NATS_URL_{service.upper()}"
         }, service
-    (job,) = _k8s("bus-cli-job.yaml")
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert nats_keys(container) == {"PROPDESK_NATS_URL": "PROPDESK_NATS_URL_OPERATOR"}
+    for job_file in ("bus-cli-job.yaml", "bus-provision-job.yaml"):
+        (job,) = _k8s(job_file)
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert nats_keys(container) == {"PROPDESK_NATS_URL": "PROPDESK_NATS_URL_OPERATOR"}
+    (provision,) = _k8s("bus-provision-job.yaml")
+    (container,) = provision["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "propdesk.bus.cli", "provision"]
+    config_map = next(d for d in _k8s("config.yaml") if d["kind"] == "ConfigMap")
+    assert config_map["data"]["PROPDESK_BUS_PROVISIONING"] == "operator"
     (migrate,) = _k8s("migrate-job.yaml")
     (container,) = migrate["spec"]["template"]["spec"]["containers"]
     assert nats_keys(container) == {}
@@ -281,7 +314,8 @@ def test_k8s_gives_each_service_its_own_nats_user() -> None:
     (container,) = nats_sts["spec"]["template"]["spec"]["containers"]
     assert nats_keys(container) == {var: var for var in PASSWORD_VARS}
     kustomization = yaml.safe_load((ROOT / "deploy/k8s/kustomization.yaml").read_text())
-    assert "bus-cli-job.yaml" not in kustomization["resources"], "nothing runs as operator"
+    assert "bus-cli-job.yaml" not in kustomization["resources"], "run as operator by hand"
+    assert "bus-provision-job.yaml" in kustomization["resources"], "the release's provisioning"
 
 
 # --- as deployed: one node of the cluster --------------------------------------------------
@@ -445,12 +479,39 @@ def test_the_durables_are_the_ones_auth_conf_names() -> None:
     assert named == {d for ds in durables.values() for d in ds}
 
 
-async def test_every_user_ensures_the_stream_as_a_service_starts(nats_port: int) -> None:
+async def test_the_operator_provisions_the_bus_and_a_service_only_checks_it(
+    nats_port: int,
+) -> None:
+    """A service's user may look at the stream and its own durables, not create or change
+    them: a stream's limits, subjects or transforms, or a wider filter on its durable
+    (which would read every event), are the operator's (`bus.cli provision`)."""
     async with _clients(nats_port) as clients:
-        for client in clients.values():  # the first creates it, the others update it
-            await ensure_stream(client.nc.jetstream(), client.settings)
+        operator = clients["operator"]
+        durables = await provision(operator.nc.jetstream(), operator.settings)
+        assert sorted(durables) == sorted(c.name for s in SERVICE_NAMES for c in _consumers(s))
+        assert not operator.errors, operator.errors
+        config = stream_config(operator.settings)
+        for service in SERVICE_NAMES:
+            client = clients[service]
+            js = client.nc.jetstream(timeout=1)
+            await ensure_stream(js, client.settings)  # what a service does at start
+            for consumer in _consumers(service):
+                await ensure_consumer(js, client.settings, consumer.name, consumer.subjects)
             await client.nc.flush()  # what /readyz does
-            assert not client.errors, client.errors
+            assert not client.errors, (service, client.errors)
+            with pytest.raises(TimeoutError):
+                await js.update_stream(config)
+            assert await client.was_refused("Publish", "$JS.API.STREAM.UPDATE.PROPDESK")
+            with pytest.raises(TimeoutError):
+                await js.add_stream(config)
+            assert await client.was_refused("Publish", "$JS.API.STREAM.CREATE.PROPDESK")
+            for consumer in _consumers(service):  # its own durable, read wider: refused
+                wider = consumer_config(client.settings, consumer.name, ["pd.>"])
+                with pytest.raises(TimeoutError):
+                    await js.add_consumer("PROPDESK", config=wider)
+                assert await client.was_refused(
+                    "Publish", f"$JS.API.CONSUMER.CREATE.PROPDESK.{consumer.name}.pd.>"
+                )
 
 
 async def test_each_service_publishes_its_own_event_types_and_no_other(nats_port: int) -> None:
@@ -516,7 +577,7 @@ async def test_each_service_works_its_own_durables_and_no_other(nats_port: int) 
     durables = [(s, c) for s in SERVICE_NAMES for c in _consumers(s)]
     replies: dict[str, str] = {}
     async with _clients(nats_port) as clients:
-        await ensure_stream(clients["operator"].nc.jetstream(), clients["operator"].settings)
+        await provision(clients["operator"].nc.jetstream(), clients["operator"].settings)
         for service, consumer in durables:
             client = clients[service]
             # An event its filter takes, published by the service that produces it.
@@ -537,7 +598,7 @@ async def test_each_service_works_its_own_durables_and_no_other(nats_port: int) 
             assert runner.deliveries == 2, "nak'ed once, delivered again, acked"
             replies[consumer.name] = runner.reply
             js = client.nc.jetstream()
-            # The next start finds the durable and updates it.
+            # The next start finds the durable (and checks it; the operator changes it).
             await ensure_consumer(js, client.settings, consumer.name, consumer.subjects)
 
             async def settled(js=js, name=consumer.name) -> bool:
@@ -559,22 +620,25 @@ async def test_each_service_works_its_own_durables_and_no_other(nats_port: int) 
 
 
 async def _try_durable(client: Client, consumer: Consumer, reply: str) -> None:
-    """What a consumer runner does with a durable, on `client`'s connection: all refused."""
+    """What a consumer runner does with a durable, on `client`'s connection: all refused
+    (the operator provisions every durable, so it may look at and create them, but it
+    neither fetches from nor acks on any)."""
     js = client.nc.jetstream(timeout=1)
     name = consumer.name
-    with pytest.raises(TimeoutError):
-        await ensure_consumer(js, client.settings, name, consumer.subjects)
-    assert await client.was_refused("Publish", f"$JS.API.CONSUMER.INFO.PROPDESK.{name}"), (
-        client.errors
-    )
-    # The create ensure_consumer would send next (nats-py names a single filter subject).
-    config = consumer_config(client.settings, name, consumer.subjects)
-    create = f"$JS.API.CONSUMER.CREATE.PROPDESK.{name}"
-    if config.filter_subject:
-        create += f".{config.filter_subject}"
-    with pytest.raises(TimeoutError):
-        await js.add_consumer("PROPDESK", config=config)
-    assert await client.was_refused("Publish", create), client.errors
+    if client.user != "operator":
+        with pytest.raises(TimeoutError):
+            await ensure_consumer(js, client.settings, name, consumer.subjects)
+        assert await client.was_refused("Publish", f"$JS.API.CONSUMER.INFO.PROPDESK.{name}"), (
+            client.errors
+        )
+        # The create the operator's provisioning sends (nats-py names a single filter).
+        config = consumer_config(client.settings, name, consumer.subjects)
+        create = f"$JS.API.CONSUMER.CREATE.PROPDESK.{name}"
+        if config.filter_subject:
+            create += f".{config.filter_subject}"
+        with pytest.raises(TimeoutError):
+            await js.add_consumer("PROPDESK", config=config)
+        assert await client.was_refused("Publish", create), client.errors
     sub = await js.pull_subscribe_bind(durable=name, stream="PROPDESK")
     try:
         with pytest.raises(TimeoutError):
@@ -711,6 +775,7 @@ async def test_the_k8s_config_takes_the_users_of_its_secret(tmp_path: Path) -> N
             assert url.hostname == "nats" and url.port == 4222
             urls[user] = _url(url.username or "", port)
         async with _clients(port, urls=urls) as clients:
+            await provision(clients["operator"].nc.jetstream(), clients["operator"].settings)
             for client in clients.values():
                 await ensure_stream(client.nc.jetstream(), client.settings)
             envs = {user: _envelope("work_order.accepted") for user in USERS}

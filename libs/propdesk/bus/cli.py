@@ -4,6 +4,8 @@ relay SCHEMA                      run a standalone relay (what `propdesk-service
 prune SCHEMA                      delete published outbox rows and inbox rows past their
                                   retention periods (what every service does hourly)
 republish SCHEMA --since --until  re-queue published events of a time range (ISO-8601)
+provision                         create or update the stream and every service's durables
+                                  (as the NATS user operator, before the services start)
 dead-letters list SCHEMA          the schema's open dead letters (--all: replayed ones too)
 dead-letters replay SCHEMA        publish open dead letters again once their cause is fixed
                                   (--id N ... and/or --consumer NAME narrow it; --all-open)
@@ -29,7 +31,7 @@ from propdesk.bus.dead_letters import (
 )
 from propdesk.bus.relay import Relay, republish
 from propdesk.bus.retention import prune_inbox, prune_published
-from propdesk.bus.streams import connect, ensure_stream
+from propdesk.bus.streams import connect, ensure_stream, provision
 from propdesk.settings import Settings, get_settings
 
 
@@ -49,6 +51,22 @@ async def run_relay(schema: str, settings: Settings) -> None:
         await Relay(schema, settings, nc).run(stop)
     finally:
         await nc.drain()
+
+
+async def run_provision(settings: Settings) -> int:
+    nc = await connect(
+        settings,
+        name="propdesk-bus-provision",
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        error_cb=_quiet,
+    )
+    try:
+        durables = await provision(nc.jetstream(), settings)
+    finally:
+        await nc.drain()
+    print(f"stream {settings.stream_name} and {len(durables)} durables: {', '.join(durables)}")
+    return 0
 
 
 def _schema(value: str) -> str:
@@ -170,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("relay").add_argument("schema", type=_schema)
     sub.add_parser("prune").add_argument("schema", type=_schema)
+    sub.add_parser("provision")
     rp = sub.add_parser("republish")
     rp.add_argument("schema", type=_schema)
     rp.add_argument("--since", type=_instant, required=True)
@@ -201,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     except nats.errors.Error as exc:  # before OSError: some of them are OSErrors
         where = re.sub(r"//[^/@,]*@", "//", settings.nats_url)  # no passwords on screen
         hint = ""
-        if isinstance(exc, nats.errors.TimeoutError) and args.cmd == "dead-letters":
+        if isinstance(exc, nats.errors.TimeoutError) and args.cmd in ("dead-letters", "provision"):
             # A publish NATS does not permit gets no answer at all.
             hint = (
-                " (a replay publishes any event type: run it as the NATS user `operator`,"
-                " deploy/nats/auth.conf; a service's user may not)"
+                " (a replay publishes any event type, provisioning changes the stream: run"
+                " it as the NATS user `operator`, deploy/nats/auth.conf; a service's user"
+                " may not)"
             )
         print(f"{parser.prog}: NATS at {where}: {str(exc) or repr(exc)}{hint}", file=sys.stderr)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -214,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cmd == "provision":
+        return asyncio.run(run_provision(settings))
     if args.cmd == "dead-letters":
         run = show_dead_letters if args.action == "list" else replay
         return asyncio.run(run(settings, args))

@@ -19,7 +19,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from propdesk.settings import Settings
+from propdesk.settings import SERVICE_NAMES, Settings
 
 log = logging.getLogger("propdesk.bus")
 
@@ -60,7 +60,28 @@ def stream_config(settings: Settings) -> StreamConfig:
     )
 
 
+class BusNotProvisioned(RuntimeError):
+    """The stream or a durable is not there, and this process may not create it
+    (`bus_provisioning = "operator"`)."""
+
+
+PROVISION_HINT = (
+    "run `python -m propdesk.bus.cli provision` as the NATS user operator"
+    " (deploy: the bus-provision job), then start this service again"
+)
+
+
 async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create or update the stream; where the operator provisions the bus, only check that
+    it is there (`BusNotProvisioned` if not)."""
+    if settings.bus_provisioning == "operator":
+        try:
+            await js.stream_info(settings.stream_name)
+        except NotFoundError:
+            raise BusNotProvisioned(
+                f"stream {settings.stream_name} does not exist: {PROVISION_HINT}"
+            ) from None
+        return
     config = stream_config(settings)
     try:
         await js.stream_info(settings.stream_name)
@@ -99,6 +120,26 @@ def consumer_config(settings: Settings, durable: str, subjects: list[str]) -> Co
 async def ensure_consumer(
     js: JetStreamContext, settings: Settings, durable: str, subjects: list[str]
 ) -> None:
+    """Create or update the durable; where the operator provisions the bus, only check that
+    it is there (`BusNotProvisioned` if not) and say so if its filters are not this
+    release's (the provisioning of this release has not run yet)."""
+    if settings.bus_provisioning == "operator":
+        try:
+            info = await js.consumer_info(settings.stream_name, durable)
+        except NotFoundError:
+            raise BusNotProvisioned(
+                f"durable consumer {durable} does not exist: {PROVISION_HINT}"
+            ) from None
+        have = sorted(info.config.filter_subjects or [info.config.filter_subject or ""])
+        if have != sorted(subjects):
+            log.error(
+                "durable consumer %s takes %s, this release expects %s: %s",
+                durable,
+                have,
+                sorted(subjects),
+                PROVISION_HINT,
+            )
+        return
     config = consumer_config(settings, durable, subjects)
     try:
         await js.consumer_info(settings.stream_name, durable)
@@ -109,3 +150,19 @@ async def ensure_consumer(
     # (ack_wait, max_deliver, max_ack_pending, filter subjects, ...): a durable created with
     # an older config gets this one when its service starts.
     await js.add_consumer(settings.stream_name, config=config)
+
+
+async def provision(js: JetStreamContext, settings: Settings) -> list[str]:
+    """Create or update the stream and every service's durable consumers (what
+    `python -m propdesk.bus.cli provision` does as the NATS user operator, whatever
+    `bus_provisioning` says). Returns the durables' names."""
+    from propdesk.service.runner import load_spec  # the services' specs, loaded by name
+
+    own = settings.model_copy(update={"bus_provisioning": "service"})
+    await ensure_stream(js, own)
+    durables = []
+    for service in SERVICE_NAMES:
+        for consumer in load_spec(service).consumers(None):  # type: ignore[arg-type]
+            await ensure_consumer(js, own, consumer.name, consumer.subjects)
+            durables.append(consumer.name)
+    return durables

@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.bus.relay import Relay
 from propdesk.bus.retention import prune_inbox, prune_published
+from propdesk.bus.streams import BusNotProvisioned
 from propdesk.service.readiness import CACHE_ONLY
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import PeriodicTask, ServiceSpec
@@ -225,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     except KeyboardInterrupt:
         pass
+    except BusNotProvisioned as exc:
+        # Deployed, the operator provisions the bus before the services start: say what
+        # to do, in one line, and let the orchestrator start this process again.
+        log.error("service %s cannot start: %s", args.service, exc)
+        return 3
     return 0
 
 
