@@ -74,3 +74,21 @@ def test_the_provision_command() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "dispatch-complaints" in done.stdout and "reporting-activity" in done.stdout
+
+
+def test_a_deployed_service_without_its_stream_exits_saying_what_to_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "propdesk.service.runner", "sla", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PROPDESK_BUS_PROVISIONING": "operator",
+            "PROPDESK_STREAM_NAME": f"MISSING{uuid4().hex[:8]}",
+        },
+        timeout=60,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    out = done.stdout + done.stderr
+    assert "service sla cannot start" in out and "bus.cli provision" in out
+    assert "Traceback" not in out
