@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -900,3 +901,25 @@ async def test_a_cluster_does_not_advertise_servers_clients_cannot_log_in_to(
             assert [s.port for s in nc.servers] == [port]
         finally:
             await nc.close()
+
+
+@pytest.mark.parametrize("empty", PASSWORD_VARS)
+def test_k8s_nats_refuses_to_start_with_an_empty_password(tmp_path: Path, empty: str) -> None:
+    """NATS takes an empty password as a password (a client with none then logs in as
+    that user); the StatefulSet's command refuses to start instead. Its script, run with
+    the PyPI server checking the config (`-t`) in place of the image's `nats-server`."""
+    sts = next(d for d in _k8s("nats.yaml") if d["kind"] == "StatefulSet")
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    shell, flag, script = container["command"]
+    assert (shell, flag) == ("sh", "-c") and "args" not in container
+    conf, _port = _write_nats_config(tmp_path, "k8s", standalone=False)
+    script = script.replace(
+        "exec nats-server -c /etc/nats/nats.conf", f"exec {nats_server_path()} -t -c {conf}"
+    )
+    run = functools.partial(
+        subprocess.run, ["sh", "-c", script], capture_output=True, text=True, check=False
+    )
+    ok = run(env={**os.environ, **NATS_ENV})
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    refused = run(env={**os.environ, **NATS_ENV, empty: ""})
+    assert refused.returncode == 1 and f"{empty} is empty" in refused.stderr
