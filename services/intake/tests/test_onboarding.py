@@ -71,6 +71,15 @@ def test_demo_company_file_parses_if_present():
             "string_type",
         ),
         (GOOD.replace("settings: {}}", "settings: {}"), 2, "document", "yaml"),
+        # A project is named by code or by id: a code that reads as a UUID is ambiguous.
+        (
+            GOOD.replace("code: SUNRISE,", "code: 0123456789abcdef0123456789abcdef,").replace(
+                "project: SUNRISE}", "project: 0123456789abcdef0123456789abcdef}"
+            ),
+            3,
+            "projects[0].code",
+            "project_code_like_uuid",
+        ),
         # Routing entries: values dispatch knows, and codes this document lists.
         (
             GOOD.replace("routing: []", "routing:\n  - {category: plumbing, department: cs}"),

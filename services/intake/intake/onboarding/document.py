@@ -16,9 +16,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
+from uuid import UUID
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from intake.domain.rules import RulesError, TenantRules
 from intake.domain.vocabulary import Category, Grade
@@ -39,6 +49,23 @@ Code = Annotated[
     BeforeValidator(_code_from_scalar),
     Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"),
 ]
+
+
+def _not_an_id(value: str) -> str:
+    # A project is named by its code or its UUID wherever a reference is taken (the API's
+    # `project`, Open311's jurisdiction_id): a code that reads as a UUID could not be told
+    # from an id.
+    try:
+        UUID(value)
+    except ValueError:
+        return value
+    raise PydanticCustomError(
+        "project_code_like_uuid",
+        "a project code must not read as a UUID: projects are named by code or by id",
+    )
+
+
+ProjectCode = Annotated[Code, AfterValidator(_not_an_id)]
 Name = Annotated[
     str, BeforeValidator(_code_from_scalar), Field(min_length=1, max_length=200), NoNul
 ]
@@ -62,7 +89,7 @@ class BuildingDoc(_Strict):
 
 
 class ProjectDoc(_Strict):
-    code: Code
+    code: ProjectCode
     name: Name
     city: str | None = None
     time_zone: TimeZoneName = "Asia/Shanghai"
