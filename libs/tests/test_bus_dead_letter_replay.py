@@ -379,5 +379,23 @@ async def test_an_envelope_on_a_subject_not_its_own_is_dead_lettered_unapplied(
     assert msg.outcome == ["term"] and honest.outcome == ["ack"]
     assert applied == [str(honest.env.id)]
     [row] = await list_dead_letters(settings, SCHEMA, consumer=name)
-    assert row.event_id == forged.id
-    assert row.error == f"subject mismatch: the envelope belongs on {forged.subject}"
+    assert (row.event_id, row.tenant_id) == (None, None)
+    assert row.error == (
+        f"subject mismatch: the envelope (event {forged.id}, bustest.noted, tenant"
+        f" {forged.tenant_id}) belongs on"
+        f" {forged.subject}"
+    )
+    # It does not take the place of the real event's dead letter: that one, failing for
+    # good later, is recorded too.
+    runner_failing = ConsumerRunner(
+        Consumer(name, SCHEMA, ["pd.bustest.>"], _never_works), settings, sessions
+    )
+    real = FetchedMessage(forged, deliveries=settings.consumer_max_deliver)
+    await runner_failing.handle_batch([real])
+    assert real.outcome == ["term"]
+    rows = await list_dead_letters(settings, SCHEMA, consumer=name)
+    assert [r.event_id for r in rows] == [None, forged.id]
+
+
+async def _never_works(session, env) -> None:
+    raise ValueError("never works")

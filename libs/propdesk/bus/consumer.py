@@ -400,9 +400,14 @@ class ConsumerRunner:
             # The subject is what NATS lets only the producing service publish on
             # (`deploy/nats/auth.conf`); an envelope of another type, tenant or project
             # under it is applied by nobody.
+            # Recorded without the event id it claims: the row must not take the place of
+            # the real event's dead letter (`dead_letters_once`) should that one fail.
             self._m_unparseable.inc()
-            error = f"subject mismatch: the envelope belongs on {env.subject}"
-            if await self._dead_letter_and_term(msg, env, deliveries, error):
+            error = (
+                f"subject mismatch: the envelope (event {env.id}, {env.type}, tenant"
+                f" {env.tenant_id}) belongs on {env.subject}"
+            )
+            if await self._dead_letter_and_term(msg, None, deliveries, error):
                 log.warning(
                     "consumer %s: event %s on %s dead-lettered: %s",
                     self.consumer.name,
