@@ -53,7 +53,22 @@ async def test_the_operator_provisions_and_a_service_only_checks(
             )
             await ensure_consumer(js, deployed, name, subjects)  # a service's check passes
 
+        # The stream as provisioned is what a service with the same settings expects; one
+        # whose settings say otherwise (its inbox retention was checked against its own
+        # max age) says so, loudly.
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="propdesk.bus"):
+            await ensure_stream(js, deployed)
+            assert not caplog.records, [r.getMessage() for r in caplog.records]
+            other = deployed.model_copy(update={"stream_max_age_days": 7})
+            await ensure_stream(js, other)
+        assert any(
+            "differs from this process's settings (max_age" in r.getMessage()
+            for r in caplog.records
+        ), [r.getMessage() for r in caplog.records]
+
         # A release that expects other filters than those provisioned says so, loudly.
+        caplog.clear()
         name, subjects = next(iter(expected.items()))
         with caplog.at_level(logging.ERROR, logger="propdesk.bus"):
             await ensure_consumer(js, deployed, name, [*subjects, "pd.something_new.>"])
@@ -92,3 +107,34 @@ def test_a_deployed_service_without_its_stream_exits_saying_what_to_run() -> Non
     out = done.stdout + done.stderr
     assert "service sla cannot start" in out and "bus.cli provision" in out
     assert "Traceback" not in out
+
+
+def test_provisioning_waits_for_a_nats_that_is_still_starting(tmp_path) -> None:
+    """Compose starts the one-shot as soon as the NATS nodes answer their health check,
+    before JetStream has leaders; a provisioning that gave up at once kept every service
+    from starting. It tries again for up to --wait seconds (here NATS is not even up)."""
+    import time
+
+    from propdesk.devstack.nats import NatsServer
+    from propdesk.devstack.ports import free_port
+
+    port = free_port()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "propdesk.bus.cli", "provision", "--wait", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PROPDESK_NATS_URL": f"nats://127.0.0.1:{port}"},
+    )
+    server = NatsServer(tmp_path, port)
+    try:
+        time.sleep(3)
+        assert command.poll() is None, "gave up while NATS was not there yet"
+        server.start()
+        out, err = command.communicate(timeout=60)
+    finally:
+        server.stop()
+        if command.poll() is None:
+            command.kill()
+    assert command.returncode == 0, out + err
+    assert "waiting for JetStream" in err and "dispatch-complaints" in out

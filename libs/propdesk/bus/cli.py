@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import re
 import signal
 import sys
@@ -22,6 +23,7 @@ from datetime import datetime
 
 import asyncpg
 import nats.errors
+import nats.js.errors
 import orjson
 
 from propdesk.bus.dead_letters import (
@@ -53,20 +55,51 @@ async def run_relay(schema: str, settings: Settings) -> None:
         await nc.drain()
 
 
-async def run_provision(settings: Settings) -> int:
+# JetStream answers a cluster still electing its leaders (or placing replicas) with these:
+# worth waiting out at a deployment's start, unlike a refusal.
+_SETTLING = (nats.errors.TimeoutError, nats.errors.NoServersError, nats.js.errors.ServerError)
+_SETTLING_CODES = {10005, 10008}  # no suitable peers for placement; cluster not ready
+
+
+def _settling(exc: BaseException) -> bool:
+    if _refused():
+        return False  # a permissions violation does not pass with time
+    if isinstance(exc, nats.js.errors.APIError) and exc.err_code in _SETTLING_CODES:
+        return True
+    return isinstance(exc, _SETTLING)
+
+
+async def run_provision(settings: Settings, wait: float) -> int:
+    """Provision the bus; while the cluster is still settling (just started: no leaders,
+    no peers yet), try again every 2 s for up to `wait` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            durables = await _provision_once(settings)
+            break
+        except nats.errors.Error as exc:
+            if not _settling(exc) or loop.time() >= deadline:
+                raise
+            print(f"waiting for JetStream ({str(exc) or repr(exc)})", file=sys.stderr)
+            await asyncio.sleep(2)
+    print(f"stream {settings.stream_name} and {len(durables)} durables: {', '.join(durables)}")
+    return 0
+
+
+async def _provision_once(settings: Settings) -> list[str]:
     nc = await connect(
         settings,
         name="propdesk-bus-provision",
         allow_reconnect=False,
         max_reconnect_attempts=1,
-        error_cb=_quiet,
+        error_cb=_collect,
     )
     try:
-        durables = await provision(nc.jetstream(), settings)
+        return await provision(nc.jetstream(), settings)
     finally:
-        await nc.drain()
-    print(f"stream {settings.stream_name} and {len(durables)} durables: {', '.join(durables)}")
-    return 0
+        with contextlib.suppress(Exception):
+            await nc.drain()
 
 
 def _schema(value: str) -> str:
@@ -114,8 +147,17 @@ async def show_dead_letters(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
-async def _quiet(_exc: Exception) -> None:
-    return None
+# What the server said on the one-off connections of this command (reported once, by
+# `main`): a permissions violation is told apart from a NATS that is slow or away.
+_NATS_ERRORS: list[str] = []
+
+
+async def _collect(exc: Exception) -> None:
+    _NATS_ERRORS.append(str(exc))
+
+
+def _refused() -> bool:
+    return any("permissions violation" in e.lower() for e in _NATS_ERRORS)
 
 
 async def replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -129,7 +171,7 @@ async def replay(settings: Settings, args: argparse.Namespace) -> int:
         name=f"propdesk-{args.schema}-dead-letter-replay",
         allow_reconnect=False,
         max_reconnect_attempts=1,
-        error_cb=_quiet,
+        error_cb=_collect,
     )
     try:
         report = await replay_dead_letters(
@@ -188,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("relay").add_argument("schema", type=_schema)
     sub.add_parser("prune").add_argument("schema", type=_schema)
-    sub.add_parser("provision")
+    pv = sub.add_parser("provision")
+    pv.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        help="seconds to keep trying while a cluster just started settles (default 120)",
+    )
     rp = sub.add_parser("republish")
     rp.add_argument("schema", type=_schema)
     rp.add_argument("--since", type=_instant, required=True)
@@ -220,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     except nats.errors.Error as exc:  # before OSError: some of them are OSErrors
         where = re.sub(r"//[^/@,]*@", "//", settings.nats_url)  # no passwords on screen
         hint = ""
-        if isinstance(exc, nats.errors.TimeoutError) and args.cmd in ("dead-letters", "provision"):
-            # A publish NATS does not permit gets no answer at all.
+        if _refused():
+            # A publish NATS does not permit gets no answer, only a violation on the side.
             hint = (
                 " (a replay publishes any event type, provisioning changes the stream: run"
                 " it as the NATS user `operator`, deploy/nats/auth.conf; a service's user"
@@ -235,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.cmd == "provision":
-        return asyncio.run(run_provision(settings))
+        return asyncio.run(run_provision(settings, args.wait))
     if args.cmd == "dead-letters":
         run = show_dead_letters if args.action == "list" else replay
         return asyncio.run(run(settings, args))

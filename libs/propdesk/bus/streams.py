@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import urlsplit
 
 import nats
@@ -40,11 +41,15 @@ async def connect(settings: Settings, name: str, **kwargs) -> NATS:
 
 
 def inbox_prefix(url: str) -> str:
-    """`_INBOX_<user>` for a URL with a NATS user, `_INBOX` without. JetStream's answers,
-    PubAcks and fetched messages come back on the client's inboxes: a user of its own
-    prefix may be allowed to read those and no one else's (`deploy/nats/auth.conf`)."""
-    user = urlsplit(url if "://" in url else f"nats://{url}").username
-    return f"_INBOX_{user}" if user else "_INBOX"
+    """`_INBOX_<user>` for a URL with a NATS user and password, `_INBOX` otherwise (no
+    user, or a token: a secret has no place in subjects). JetStream's answers, PubAcks and
+    fetched messages come back on the client's inboxes: a user of its own prefix may be
+    allowed to read those and no one else's (`deploy/nats/auth.conf`)."""
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    user = parts.username
+    if user and parts.password is not None and re.fullmatch(r"[A-Za-z0-9_-]+", user):
+        return f"_INBOX_{user}"
+    return "_INBOX"
 
 
 def stream_config(settings: Settings) -> StreamConfig:
@@ -58,6 +63,15 @@ def stream_config(settings: Settings) -> StreamConfig:
         duplicate_window=settings.stream_duplicate_window_seconds,
         discard=DiscardPolicy.OLD,
     )
+
+
+def _stream_differences(have: StreamConfig, want: StreamConfig) -> list[str]:
+    fields = ("subjects", "max_age", "duplicate_window", "num_replicas", "storage")
+    return [
+        f"{f} {getattr(have, f)!r}, expected {getattr(want, f)!r}"
+        for f in fields
+        if getattr(have, f) != getattr(want, f)
+    ]
 
 
 class BusNotProvisioned(RuntimeError):
@@ -76,11 +90,21 @@ async def ensure_stream(js: JetStreamContext, settings: Settings) -> None:
     it is there (`BusNotProvisioned` if not)."""
     if settings.bus_provisioning == "operator":
         try:
-            await js.stream_info(settings.stream_name)
+            info = await js.stream_info(settings.stream_name)
         except NotFoundError:
             raise BusNotProvisioned(
                 f"stream {settings.stream_name} does not exist: {PROVISION_HINT}"
             ) from None
+        differs = _stream_differences(info.config, stream_config(settings))
+        if differs:
+            # The inbox retention this process checked against the stream's max age, and
+            # the duplicate window its relay relies on, are this process's settings.
+            log.error(
+                "stream %s differs from this process's settings (%s): %s",
+                settings.stream_name,
+                "; ".join(differs),
+                PROVISION_HINT,
+            )
         return
     config = stream_config(settings)
     try:
