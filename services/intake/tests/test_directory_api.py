@@ -133,8 +133,8 @@ async def test_reads_a_project_by_code_and_by_uuid(client, dir_a):
     assert body["id"] == str(dir_a.projects["SUNRISE"])
     assert (body["building_count"], body["unit_count"]) == (2, 4)
     assert body["buildings"] == [
-        {"code": "1", "name": "1号楼", "units": ["101", "102", "201"]},
-        {"code": "2", "name": "2号楼", "units": ["101"]},
+        {"code": "1", "name": "1号楼", "unit_count": 3},
+        {"code": "2", "name": "2号楼", "unit_count": 1},
     ]
     # Its own departments and the company's (no project); not MOON's.
     assert [(d["code"], d["project"]) for d in body["departments"]] == [
@@ -435,3 +435,54 @@ async def test_bad_input_is_a_422_naming_the_field(client, dir_a, name, path, pa
     r = await client.get(path, params=params, headers=dir_a.token("tenant_admin"))
     body = _problem(r, 422, "validation-failed")
     assert [(e["field"], e["rule"]) for e in body["errors"]] == [(field, rule)], body
+
+
+async def test_lists_a_projects_units_in_pages(client, dir_a):
+    """A project may have hundreds of thousands of units: they are a paged list of their
+    own, by building and unit code, not part of the project's answer."""
+    handler = dir_a.token("handler")
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        r = await client.get("/v1/projects/SUNRISE/units", headers=handler, params=params)
+        assert r.status_code == 200, r.text
+        seen += [(u["building"], u["code"]) for u in r.json()["items"]]
+        pages += 1
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [("1", "101"), ("1", "102"), ("1", "201"), ("2", "101")]
+    assert pages == 2
+    one = await client.get("/v1/projects/SUNRISE/units", headers=handler, params={"building": "2"})
+    assert one.json() == {"items": [{"building": "2", "code": "101"}], "next_cursor": None}
+    by_id = await client.get(f"/v1/projects/{dir_a.projects['SUNRISE']}/units", headers=handler)
+    assert [(u["building"], u["code"]) for u in by_id.json()["items"]] == seen
+    # Another project's cursor shape (one code) is not a unit cursor; a bad building code
+    # and an unknown project are answered precisely.
+    other = await client.get("/v1/projects", headers=handler, params={"limit": 1})
+    bad = await client.get(
+        "/v1/projects/SUNRISE/units",
+        headers=handler,
+        params={"cursor": other.json()["next_cursor"]},
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.cursor"
+    bad = await client.get(
+        "/v1/projects/SUNRISE/units", headers=handler, params={"building": "a b"}
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.building"
+    missing = await client.get("/v1/projects/NOPE/units", headers=handler)
+    assert missing.status_code == 404 and missing.json()["code"] == "project-not-found"
+
+
+async def test_a_second_tenant_sees_no_unit_of_the_first(client, dir_a, dir_b):
+    other = dir_b.token("tenant_admin")
+    # The second tenant's own SUNRISE answers with its units only.
+    own = await client.get("/v1/projects/SUNRISE/units", headers=other)
+    assert own.json()["items"] == [{"building": "9", "code": "901"}]
+    # The first tenant's SUNRISE, by its id: as if it did not exist.
+    r = await client.get(f"/v1/projects/{dir_a.projects['SUNRISE']}/units", headers=other)
+    assert r.status_code == 404 and r.json()["code"] == "project-not-found"
+    # And a credential of MOON only does not see SUNRISE's units.
+    moon = dir_a.token("cs_supervisor", projects=["MOON"])
+    r = await client.get("/v1/projects/SUNRISE/units", headers=moon)
+    assert r.status_code == 404

@@ -88,6 +88,12 @@ DepartmentQuery = Annotated[
     NoNul,
     AfterValidator(_code),
 ]
+BuildingQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=MAX_CODE, description="A building's code: its units."),
+    NoNul,
+    AfterValidator(_code),
+]
 ProjectQuery = Annotated[
     str | None,
     Query(
@@ -117,22 +123,34 @@ def _json(body: object) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-def _encode_cursor(code: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([code])).rstrip(b"=").decode()
+def _encode_cursor(*codes: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(codes))).rstrip(b"=").decode()
 
 
 def _decode_cursor(cursor: str | None) -> str | None:
     """The code a page ends with; 422 `query.cursor` for anything this API did not give."""
+    codes = _decode_codes(cursor, 1)
+    return codes[0] if codes else None
+
+
+def _decode_codes(cursor: str | None, n: int) -> tuple[str, ...] | None:
+    """The `n` codes a page ends with (a unit page: building and unit); 422 `query.cursor`
+    for anything this API did not give."""
     if cursor is None:
         return None
     try:
         value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         value = None
-    if isinstance(value, list) and len(value) == 1:
-        code = value[0]
-        if isinstance(code, str) and len(code) <= MAX_CODE and CODE_RE.fullmatch(code):
-            return code
+    if (
+        isinstance(value, list)
+        and len(value) == n
+        and all(
+            isinstance(code, str) and len(code) <= MAX_CODE and CODE_RE.fullmatch(code)
+            for code in value
+        )
+    ):
+        return tuple(value)
     raise ProblemError(
         422,
         "Request validation failed",
@@ -199,25 +217,50 @@ async def list_projects(
 async def get_project(
     request: Request, project: ProjectPath, ctx: TenantContext = require_staff()
 ) -> Response:
-    """One project by UUID or code: its buildings (with their unit codes) and the
-    departments that serve it (its own and the company-wide ones)."""
+    """One project by UUID or code: its buildings (with their number of units; the units
+    themselves, paged: `/v1/projects/{project}/units`) and the departments that serve it
+    (its own and the company-wide ones)."""
     async with tenant_transaction(sessions_of(request), ctx) as s:
         row = await store.get_project(s, _as_ref(project))
         if row is None:
             raise _project_not_found(project)
         building_rows = await store.project_buildings(s, row.id)
-        unit_rows = await store.project_unit_codes(s, row.id)
         department_rows = await store.list_departments(s, serving=row.id, after=None, limit=None)
-    units_of: dict[UUID, list[str]] = {b.id: [] for b in building_rows}
-    for u in unit_rows:
-        units_of.setdefault(u.building_id, []).append(u.code)
     return _json(
         {
             **_project(row),
             "buildings": [
-                {"code": b.code, "name": b.name, "units": units_of[b.id]} for b in building_rows
+                {"code": b.code, "name": b.name, "unit_count": b.unit_count} for b in building_rows
             ],
             "departments": [_department(d) for d in department_rows],
+        }
+    )
+
+
+@router.get("/projects/{project}/units")
+async def list_project_units(
+    request: Request,
+    project: ProjectPath,
+    ctx: TenantContext = require_staff(),
+    building: BuildingQuery = None,
+    cursor: Cursor = None,
+    limit: Limit = MAX_LIMIT,
+) -> Response:
+    """The project's units by building and unit code (a project may have hundreds of
+    thousands: paged); `building`: one building's."""
+    after = _decode_codes(cursor, 2)
+    async with tenant_transaction(sessions_of(request), ctx) as s:
+        row = await store.get_project(s, _as_ref(project))
+        if row is None:
+            raise _project_not_found(project)
+        rows = await store.project_units(s, row.id, building=building, after=after, limit=limit + 1)
+    more = len(rows) > limit
+    return _json(
+        {
+            "items": [{"building": r.building, "code": r.code} for r in rows[:limit]],
+            "next_cursor": _encode_cursor(rows[limit - 1].building, rows[limit - 1].code)
+            if more
+            else None,
         }
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from uuid import UUID
 
-from sqlalchemy import Row, bindparam, func, or_, select
+from sqlalchemy import Row, bindparam, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,22 +66,42 @@ async def project_codes(session: AsyncSession) -> dict[UUID, str]:
 
 
 async def project_buildings(session: AsyncSession, project_id: UUID) -> list[Row]:
-    """The project's buildings by code: id, code, name."""
+    """The project's buildings by code: id, code, name, unit_count."""
+    unit_count = (
+        select(func.count())
+        .select_from(units)
+        .where(units.c.building_id == buildings.c.id)
+        .scalar_subquery()
+    )
     q = (
-        select(buildings.c.id, buildings.c.code, buildings.c.name)
+        select(buildings.c.id, buildings.c.code, buildings.c.name, unit_count.label("unit_count"))
         .where(buildings.c.project_id == project_id)
         .order_by(buildings.c.code)
     )
     return list(await session.execute(q))
 
 
-async def project_unit_codes(session: AsyncSession, project_id: UUID) -> list[Row]:
-    """The project's units by building and code: building_id, code."""
+async def project_units(
+    session: AsyncSession,
+    project_id: UUID,
+    *,
+    building: str | None,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[Row]:
+    """A page of the project's units by building code and unit code: building, code.
+    `building`: that building's only; `after`: the (building, unit) a page ended with."""
     q = (
-        select(units.c.building_id, units.c.code)
+        select(buildings.c.code.label("building"), units.c.code)
+        .select_from(units.join(buildings, buildings.c.id == units.c.building_id))
         .where(units.c.project_id == project_id)
-        .order_by(units.c.building_id, units.c.code)
+        .order_by(buildings.c.code, units.c.code)
+        .limit(limit)
     )
+    if building is not None:
+        q = q.where(buildings.c.code == building)
+    if after is not None:
+        q = q.where(tuple_(buildings.c.code, units.c.code) > tuple_(*after))
     return list(await session.execute(q))
 
 
