@@ -25,6 +25,7 @@ import asyncpg
 import nats.errors
 import nats.js.errors
 import orjson
+from nats.aio.client import Client as NATS
 
 from propdesk.bus.dead_letters import (
     list_dead_letters,
@@ -88,13 +89,7 @@ async def run_provision(settings: Settings, wait: float) -> int:
 
 
 async def _provision_once(settings: Settings) -> list[str]:
-    nc = await connect(
-        settings,
-        name="propdesk-bus-provision",
-        allow_reconnect=False,
-        max_reconnect_attempts=1,
-        error_cb=_collect,
-    )
+    nc = await _one_off_connection(settings, "propdesk-bus-provision")
     try:
         return await provision(nc.jetstream(), settings)
     finally:
@@ -160,19 +155,19 @@ def _refused() -> bool:
     return any("permissions violation" in e.lower() for e in _NATS_ERRORS)
 
 
+async def _one_off_connection(settings: Settings, name: str) -> NATS:
+    """A connection for one command: it fails fast (two tries per server) when NATS is not
+    there, rather than wait for it, and what the server says is collected for `main`."""
+    return await connect(
+        settings, name=name, allow_reconnect=False, max_reconnect_attempts=1, error_cb=_collect
+    )
+
+
 async def replay(settings: Settings, args: argparse.Namespace) -> int:
     if not (args.id or args.consumer or args.all_open):
         print("say what to replay: --id N ..., --consumer NAME, or --all-open", file=sys.stderr)
         return 2
-    # A one-off command: fail fast (two tries per server) when NATS is not there, rather
-    # than wait for it; the failure is reported once, by `main`.
-    nc = await connect(
-        settings,
-        name=f"propdesk-{args.schema}-dead-letter-replay",
-        allow_reconnect=False,
-        max_reconnect_attempts=1,
-        error_cb=_collect,
-    )
+    nc = await _one_off_connection(settings, f"propdesk-{args.schema}-dead-letter-replay")
     try:
         report = await replay_dead_letters(
             settings,

@@ -47,7 +47,9 @@ import asyncpg
 import orjson
 from nats.js import JetStreamContext
 
+from propdesk.db.session import connection_transaction
 from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.tenancy import TenantContext, system_context
 
 REPLAY_OF_HEADER = "Propdesk-Replay-Of"
 EVENT_ID_HEADER = "Propdesk-Event-Id"
@@ -117,13 +119,13 @@ def _selection(
     return (" WHERE " + " AND ".join(where)) if where else "", args
 
 
-SYSTEM_ON = "SELECT set_config('app.system', 'on', true)"
-
-
-async def _system_connection(settings: Settings) -> asyncpg.Connection:
+def _system(action: str) -> TenantContext:
     # The dead-letter policy admits the system context (as it does for the consumers that
-    # write the rows): an operator's tool reads every tenant's. Set per transaction
-    # (`SYSTEM_ON`), not as a startup parameter, which a pooler may drop.
+    # write the rows): an operator's tool reads every tenant's.
+    return system_context(f"bus-cli:dead-letters {action}")
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
     return await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
 
 
@@ -138,10 +140,9 @@ async def list_dead_letters(
     """The schema's dead letters, oldest first (open ones only unless `include_replayed`)."""
     where, args = _selection(None, consumer, include_replayed)
     args.append(limit)
-    conn = await _system_connection(settings)
+    conn = await _connect(settings)
     try:
-        async with conn.transaction():
-            await conn.execute(SYSTEM_ON)
+        async with connection_transaction(conn, _system("list")):
             rows = await conn.fetch(
                 "SELECT id, consumer, event_id, tenant_id, subject, deliveries, error,"
                 f' created_at, replayed_at FROM "{schema}".dead_letters{where}'
@@ -179,10 +180,9 @@ async def replay_dead_letters(
     docstring). `ids` and `consumer` narrow the selection; neither: every open one."""
     where, args = _selection(ids, consumer, include_replayed=False)
     s = f'"{schema}"'
-    conn = await _system_connection(settings)
+    conn = await _connect(settings)
     try:
-        async with conn.transaction():
-            await conn.execute(SYSTEM_ON)
+        async with connection_transaction(conn, _system("replay")):
             candidates = await conn.fetch(
                 f"SELECT id, event_id, subject, data, created_at FROM {s}.dead_letters{where}"
                 " ORDER BY id",
@@ -194,8 +194,7 @@ async def replay_dead_letters(
         replayed: list[Replayed] = []
         taken: set[int] = set()
         for group in _one_message_each([r for r in candidates if r["id"] not in too_old]):
-            async with conn.transaction():
-                await conn.execute(SYSTEM_ON)
+            async with connection_transaction(conn, _system("replay")):
                 rows = await conn.fetch(
                     f"SELECT id, event_id, subject, data, headers FROM {s}.dead_letters"
                     " WHERE id = ANY($1::bigint[]) AND replayed_at IS NULL"

@@ -37,9 +37,10 @@ from opentelemetry.trace import SpanKind
 from propdesk.bus import bell, metrics
 from propdesk.bus.dead_letters import count_open_dead_letters
 from propdesk.bus.faults import crash_point
-from propdesk.db.session import end_transaction
+from propdesk.db.session import connection_transaction, end_transaction
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.telemetry.propagation import extract, inject_current
+from propdesk.tenancy import system_context
 
 log = logging.getLogger("propdesk.bus.relay")
 tracer = trace.get_tracer("propdesk.bus")
@@ -295,8 +296,7 @@ async def republish(settings: Settings, schema: str, since: datetime, until: dat
     """
     conn = await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
     try:
-        async with conn.transaction():
-            await conn.execute("SELECT set_config('app.system', 'on', true)")
+        async with connection_transaction(conn, system_context("bus-cli:republish")):
             status = await conn.execute(
                 f'UPDATE "{schema}".outbox SET published_at = NULL'
                 " WHERE created_at >= $1 AND created_at < $2 AND published_at IS NOT NULL",

@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import asyncpg
 
-from propdesk.bus.dead_letters import SYSTEM_ON
+from propdesk.db.session import connection_transaction
 from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.tenancy import system_context
 
 # Inbox rows deleted per transaction.
 INBOX_PRUNE_BATCH = 5_000
 
 
 async def _system_execute(conn: asyncpg.Connection, statement: str, *args: object) -> int:
-    """One statement in a transaction of its own in the system context (set per
-    transaction, not as a startup parameter, which a pooler may drop); rows it changed."""
-    async with conn.transaction():
-        await conn.execute(SYSTEM_ON)
+    """One statement in a transaction of its own in the system context; rows it changed."""
+    async with connection_transaction(conn, system_context("bus:prune")):
         status = await conn.execute(statement, *args)
     return int(status.split()[-1])
 

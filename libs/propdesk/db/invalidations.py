@@ -42,7 +42,7 @@ class Invalidations:
     async def connect(self, nc: NATS) -> None:
         """Announce this process's invalidations, and hear the others'."""
         self._nc = nc
-        self._echoed = asyncio.Event()
+        self._echoed = asyncio.Event()  # of this connect's event loop (a CLI runs several)
         await nc.subscribe(self.subject, cb=self._on_message)
         # Until the server has the subscription, announcements made elsewhere pass this
         # process by: once connect returns, it hears every later one. A flush does not

@@ -96,6 +96,21 @@ async def tenant_transaction(
             yield session
 
 
+_SET_CONTEXT_ONLY = f"SELECT {context_sql(1)}"
+
+
+@asynccontextmanager
+async def connection_transaction(
+    conn: asyncpg.Connection, ctx: TenantContext
+) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction under `ctx` on a plain asyncpg connection (what `tenant_transaction`
+    is for a session): its first statement sets the context, transaction-local, so it
+    holds through a pooler that drops startup parameters."""
+    async with conn.transaction():
+        await conn.execute(_SET_CONTEXT_ONLY, *context_args(ctx))
+        yield conn
+
+
 async def end_transaction(conn: asyncpg.Connection) -> None:
     """The reset of a pool whose connections keep no session state (everything they set
     is transaction-local): end an open transaction, instead of asyncpg's RESET ALL,

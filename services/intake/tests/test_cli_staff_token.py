@@ -116,15 +116,8 @@ def test_an_unreachable_database_is_said_plainly_not_as_a_traceback(monkeypatch,
     sixty-line ConnectionRefusedError."""
     from propdesk.devstack.ports import free_port
 
-    monkeypatch.setenv(
-        "PROPDESK_DATABASE_URL", f"postgresql://postgres:secret@127.0.0.1:{free_port()}/x"
-    )
-    get_settings.cache_clear()
-    try:
-        status = main(["token", "--tenant", "DEMO", "--role", "tenant_admin"])
-    finally:
-        get_settings.cache_clear()
-    err = capsys.readouterr().err
+    url = f"postgresql://postgres:secret@127.0.0.1:{free_port()}/x"
+    status, err = _token_against(monkeypatch, capsys, url)
     assert status == 3
     assert err.startswith("propdesk: cannot reach the database at postgresql://")
     assert ". .state/env" in err and "secret" not in err
@@ -136,13 +129,18 @@ def test_a_database_that_refuses_is_said_plainly_too(intake_settings, monkeypatc
     from sqlalchemy.engine import make_url
 
     url = make_url(intake_settings.database_url).set(database="no_such_database")
-    monkeypatch.setenv("PROPDESK_DATABASE_URL", url.render_as_string(hide_password=False))
+    status, err = _token_against(monkeypatch, capsys, url.render_as_string(hide_password=False))
+    assert status == 3, err
+    assert err.startswith("propdesk: cannot reach the database at postgresql://")
+    assert "no_such_database" in err and "Traceback" not in err
+
+
+def _token_against(monkeypatch, capsys, database_url: str) -> tuple[int, str]:
+    """`propdesk token` with PROPDESK_DATABASE_URL at `database_url`: status, stderr."""
+    monkeypatch.setenv("PROPDESK_DATABASE_URL", database_url)
     get_settings.cache_clear()
     try:
         status = main(["token", "--tenant", "DEMO", "--role", "tenant_admin"])
     finally:
         get_settings.cache_clear()
-    err = capsys.readouterr().err
-    assert status == 3, err
-    assert err.startswith("propdesk: cannot reach the database at postgresql://")
-    assert "no_such_database" in err and "Traceback" not in err
+    return status, capsys.readouterr().err
