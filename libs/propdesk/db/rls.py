@@ -130,3 +130,72 @@ def tenant_wide_deletes_sql(schema: str, tables: list[str]) -> list[str]:
 def tenant_wide_deletes_undo_sql(schema: str, tables: list[str]) -> list[str]:
     s = _q(schema)
     return [f"DROP POLICY IF EXISTS tenant_wide_delete ON {s}.{_q(t)}" for t in tables]
+
+
+def project_list_functions_sql(schema: str) -> list[str]:
+    """Scope checks for rows that name their projects in a list (`uuid[]`) rather than one
+    project column: staff serve several projects, an API key may be limited to several.
+
+    - `<schema>.serves_scope(row_tenant, row_projects)`: a row serving the listed projects
+      (empty: every project of the tenant) is visible in a context whose scope meets the
+      list. A member of projects A and B is seen by a credential of A.
+    - `<schema>.within_scope(row_tenant, row_projects)`: a row limited to the listed
+      projects (NULL: the whole company) belongs to a context whose scope holds all of
+      them. A key of A and B is not a credential of A's to see or revoke, nor is one of
+      the whole company.
+
+    A context of every project (`*`) sees all of its tenant's rows with either."""
+    s = _q(schema)
+    scope = "string_to_array(current_setting('app.project_ids', true), ',')::uuid[]"
+    return [
+        f"""
+        CREATE OR REPLACE FUNCTION {s}.serves_scope(row_tenant uuid, row_projects uuid[])
+        RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+          SELECT row_tenant = nullif(current_setting('app.tenant_id', true), '')::uuid
+             AND CASE coalesce(current_setting('app.project_ids', true), '')
+                   WHEN '*' THEN true
+                   WHEN '' THEN false
+                   ELSE cardinality(row_projects) = 0 OR row_projects && {scope}
+                 END
+        $$""",
+        f"""
+        CREATE OR REPLACE FUNCTION {s}.within_scope(row_tenant uuid, row_projects uuid[])
+        RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+          SELECT row_tenant = nullif(current_setting('app.tenant_id', true), '')::uuid
+             AND CASE coalesce(current_setting('app.project_ids', true), '')
+                   WHEN '*' THEN true
+                   WHEN '' THEN false
+                   ELSE row_projects IS NOT NULL AND cardinality(row_projects) > 0
+                        AND row_projects <@ {scope}
+                 END
+        $$""",
+    ]
+
+
+def project_list_functions_undo_sql(schema: str) -> list[str]:
+    s = _q(schema)
+    return [
+        f"DROP FUNCTION IF EXISTS {s}.serves_scope(uuid, uuid[])",
+        f"DROP FUNCTION IF EXISTS {s}.within_scope(uuid, uuid[])",
+    ]
+
+
+def tenant_policy_sql(schema: str, table: str, *, using: str, check: str) -> list[str]:
+    """Replace the USING and WITH CHECK of `schema.table`'s tenant policy (each an SQL
+    expression over the row, e.g. `intake.serves_scope(tenant_id, project_ids)`)."""
+    return [
+        f"ALTER POLICY tenant_isolation ON {_q(schema)}.{_q(table)}"
+        f" USING ({using}) WITH CHECK ({check})"
+    ]
+
+
+def tenant_wide_delete_sql(
+    schema: str, table: str, *, tenant_column: str = "tenant_id"
+) -> list[str]:
+    """A restrictive DELETE policy: rows of `table`, which has no project column, are
+    deleted only in a context of every project (`tenant_writable`, which must exist)."""
+    s = _q(schema)
+    return [
+        f"CREATE POLICY tenant_wide_delete ON {s}.{_q(table)} AS RESTRICTIVE FOR DELETE"
+        f" USING ({s}.tenant_writable({_q(tenant_column)}, NULL))"
+    ]

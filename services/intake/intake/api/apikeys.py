@@ -98,7 +98,7 @@ async def list_keys(
     request: Request, ctx: TenantContext = require_staff(Role.TENANT_ADMIN)
 ) -> Response:
     async with tenant_transaction(sessions_of(request), ctx) as s:
-        rows = await apikeys.list_keys(s, within=ctx.project_ids)
+        rows = await apikeys.list_keys(s)
     return _json(
         200,
         {
@@ -127,7 +127,7 @@ async def revoke_key(
     request: Request, key_row_id: UUID, ctx: TenantContext = require_staff(Role.TENANT_ADMIN)
 ) -> Response:
     async with tenant_transaction(sessions_of(request), ctx) as s:
-        if not await apikeys.revoke(s, key_row_id, within=ctx.project_ids):
+        if not await apikeys.revoke(s, key_row_id):
             raise ProblemError(404, "Not Found", code="api-key-not-found")
     apikey_cache.CACHE.revoked()  # committed: no process accepts the key any more
     return Response(status_code=204)

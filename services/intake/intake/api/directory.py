@@ -10,10 +10,9 @@ tenant context, so another tenant's projects, and for a credential limited to so
 projects the other projects (with their buildings, units and departments), do not exist:
 `GET /v1/projects/{project}` answers the same 404 `project-not-found` for them as for a
 project that does not exist. Departments of every project (no project) serve each project
-and are listed for everyone. Staff rows carry no project column for row-level security to
-filter on (the table is tenant-wide), so a credential limited to some projects is shown
-the members whose projects meet its own and the members of every project (no projects),
-and each member's `projects` only as the codes it may see.
+and are listed for everyone. Staff are seen by a credential limited to some projects when
+they serve one of its projects or every project (the policy reads each member's list of
+projects), each member's `projects` only as the codes it may see.
 
 A project is named by its UUID or its code. Lists are ordered by code, at most `limit`
 (≤ 1000) items an answer, with `next_cursor` for the next page (`?cursor=`).
@@ -317,7 +316,6 @@ async def list_staff(
                 return _json({"items": [], "next_cursor": None})
         rows = await store.list_staff(
             s,
-            within=ctx.project_ids,
             project_id=project_id,
             department_id=department_id,
             role=role.value if role else None,

@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
-from sqlalchemy import ColumnElement, Row, bindparam, func, select, text, true, update
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.store.tables import api_keys
@@ -100,44 +100,29 @@ async def authenticate(session: AsyncSession, key: str) -> KeyIdentity | None:
     )
 
 
-def _within(project_ids: frozenset[UUID] | None) -> ColumnElement[bool]:
-    """Keys a caller limited to `project_ids` may see and revoke: those limited to some of
-    its projects. A key for the whole company (NULL) or for another project is not its to
-    manage. (RLS on api_keys is per tenant only: the row carries a list, not a project.)"""
-    if project_ids is None:
-        return true()
-    return api_keys.c.project_ids.is_not(None) & api_keys.c.project_ids.op("<@")(
-        bindparam("within", sorted(project_ids), type_=api_keys.c.project_ids.type)
-    )
-
-
-async def list_keys(session: AsyncSession, within: frozenset[UUID] | None = None) -> list[Row]:
-    """The tenant's keys; with `within`, only those limited to some of those projects."""
-    q = (
-        select(
-            api_keys.c.id,
-            api_keys.c.key_id,
-            api_keys.c.name,
-            api_keys.c.project_ids,
-            api_keys.c.roles,
-            api_keys.c.rate_limit_per_minute,
-            api_keys.c.created_by,
-            api_keys.c.created_at,
-            api_keys.c.revoked_at,
-        )
-        .where(_within(within))
-        .order_by(api_keys.c.created_at)
-    )
+async def list_keys(session: AsyncSession) -> list[Row]:
+    """The keys the context may manage: row-level security shows a credential limited to
+    some projects only the keys limited to some of those (intake migration 0010), not
+    those of the whole company or of another project."""
+    q = select(
+        api_keys.c.id,
+        api_keys.c.key_id,
+        api_keys.c.name,
+        api_keys.c.project_ids,
+        api_keys.c.roles,
+        api_keys.c.rate_limit_per_minute,
+        api_keys.c.created_by,
+        api_keys.c.created_at,
+        api_keys.c.revoked_at,
+    ).order_by(api_keys.c.created_at)
     return list(await session.execute(q))
 
 
-async def revoke(
-    session: AsyncSession, key_row_id: UUID, within: frozenset[UUID] | None = None
-) -> bool:
-    """Revoke an active key (with `within`, only one limited to some of those projects)."""
+async def revoke(session: AsyncSession, key_row_id: UUID) -> bool:
+    """Revoke an active key the context may manage (see `list_keys`)."""
     result = await session.execute(
         update(api_keys)
-        .where(api_keys.c.id == key_row_id, api_keys.c.revoked_at.is_(None), _within(within))
+        .where(api_keys.c.id == key_row_id, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=func.now())
     )
     return bool(result.rowcount)

@@ -3,17 +3,16 @@
 Thin queries over the onboarded tables. Each runs in the caller's `tenant_transaction`, so
 row-level security decides which tenant's rows, and which projects' rows, exist at all:
 projects, buildings and units of other projects (and departments bound to them) are not
-seen by a credential limited to some projects. `staff` is a tenant-wide table (RLS keeps
-tenants apart, not projects), so `list_staff` narrows it to the caller's projects itself.
+seen by a credential limited to some projects, nor are staff who serve none of its
+projects (their policy reads the list of projects each member serves).
 Lists are ordered by code (unique per tenant) and paged by "after this code".
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from uuid import UUID
 
-from sqlalchemy import Row, bindparam, func, or_, select, tuple_
+from sqlalchemy import Row, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -140,7 +139,6 @@ async def department_id_by_code(session: AsyncSession, code: str) -> UUID | None
 async def list_staff(
     session: AsyncSession,
     *,
-    within: Collection[UUID] | None,
     project_id: UUID | None,
     department_id: UUID | None,
     role: str | None,
@@ -152,10 +150,9 @@ async def list_staff(
     member has none, or when it is a department the context does not see), project_ids,
     active.
 
-    `within` (the caller's project scope; None: every project) keeps the members whose
-    projects meet it and those with none (a member of every project): `staff` has no
-    project column for RLS to filter on. `project_id` keeps those of that project and
-    those of every project."""
+    Row-level security keeps a credential limited to some projects to the members serving
+    one of them and those of every project (intake migration 0010). `project_id` keeps
+    those of that project and those of every project."""
     q = (
         select(
             staff.c.id,
@@ -172,13 +169,6 @@ async def list_staff(
         .limit(limit)
     )
     every_project = func.cardinality(staff.c.project_ids) == 0
-    if within is not None:
-        q = q.where(
-            or_(
-                every_project,
-                staff.c.project_ids.op("&&")(bindparam("within", sorted(within), type_=_UUIDS)),
-            )
-        )
     if project_id is not None:
         q = q.where(or_(every_project, staff.c.project_ids.any_() == project_id))
     if department_id is not None:

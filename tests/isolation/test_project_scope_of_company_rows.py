@@ -1,0 +1,233 @@
+"""Rows that list their projects (staff, API keys) and the tenant's own rows (its
+classification rules and their history) are scoped by PostgreSQL, not only by the
+application: these statements run as the services' role with no filter of their own, the
+way a query that forgot one would."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import UUID, uuid4
+
+import asyncpg
+import pytest
+
+from propdesk.db.session import connection_transaction
+from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.tenancy.context import TenantContext
+
+A, B, C = uuid4(), uuid4(), uuid4()  # three projects of one company
+TENANT = uuid4()
+OTHER_TENANT = uuid4()
+
+# code -> projects served (empty: every project)
+STAFF = {"of-a": [A], "of-a-b": [A, B], "of-c": [C], "everywhere": []}
+# key id -> projects (None: the whole company)
+KEYS = {"key-a": [A], "key-a-b": [A, B], "key-c": [C], "key-company": None}
+
+
+@pytest.fixture(scope="module")
+async def seeded(settings: Settings) -> AsyncIterator[None]:
+    """Seeded as the administrator (who is not bound by RLS), for two tenants."""
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        for tenant in (TENANT, OTHER_TENANT):
+            code = f"scope-{tenant.hex[:12]}"
+            await conn.execute(
+                "INSERT INTO intake.tenants (id, code, name) VALUES ($1, $2, $2)", tenant, code
+            )
+            await conn.execute(
+                "INSERT INTO intake.rules_changes (tenant_id, actor, previous, rules)"
+                " VALUES ($1, 'seed', '{}', '{}')",
+                tenant,
+            )
+            for staff_code, projects in STAFF.items():
+                await conn.execute(
+                    "INSERT INTO intake.staff (id, tenant_id, code, name, project_ids)"
+                    " VALUES ($1, $2, $3, $3, $4)",
+                    uuid4(),
+                    tenant,
+                    staff_code,
+                    projects,
+                )
+                await conn.execute(
+                    "INSERT INTO dispatch.staff (id, tenant_id, name, project_ids)"
+                    " VALUES ($1, $2, $3, $4)",
+                    uuid4(),
+                    tenant,
+                    staff_code,
+                    projects,
+                )
+            for key_id, projects in KEYS.items():
+                await conn.execute(
+                    "INSERT INTO intake.api_keys (id, tenant_id, key_id, key_hash, name,"
+                    " project_ids, created_by) VALUES ($1, $2, $3, '\\x00', $4, $5, 'seed')",
+                    uuid4(),
+                    tenant,
+                    f"{key_id}-{tenant.hex[:12]}",
+                    key_id,
+                    projects,
+                )
+        yield
+    finally:
+        for tenant in (TENANT, OTHER_TENANT):
+            await conn.execute("DELETE FROM intake.api_keys WHERE tenant_id = $1", tenant)
+            await conn.execute("DELETE FROM intake.staff WHERE tenant_id = $1", tenant)
+            await conn.execute("DELETE FROM dispatch.staff WHERE tenant_id = $1", tenant)
+            # rules_changes is append-only even for the administrator; the rows stay,
+            # under tenants that no credential will ever name.
+        await conn.close()
+
+
+@pytest.fixture
+async def app_conn(settings: Settings, seeded: None) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(asyncpg_dsn(settings.app_db_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def scoped(*projects: UUID) -> TenantContext:
+    return TenantContext.for_tenant(TENANT, set(projects), actor="scope-test")
+
+
+EVERY = TenantContext.for_tenant(TENANT, actor="scope-test")
+
+
+async def names(conn: asyncpg.Connection, ctx: TenantContext, sql: str) -> set[str]:
+    async with connection_transaction(conn, ctx):
+        return {r[0] for r in await conn.fetch(sql)}
+
+
+@pytest.mark.parametrize(
+    ("ctx", "expected"),
+    [
+        (scoped(A), {"of-a", "of-a-b", "everywhere"}),
+        (scoped(B), {"of-a-b", "everywhere"}),
+        (scoped(C), {"of-c", "everywhere"}),
+        (EVERY, set(STAFF)),
+    ],
+    ids=["A", "B", "C", "every project"],
+)
+@pytest.mark.parametrize("table", ["intake.staff", "dispatch.staff"])
+async def test_staff_are_seen_by_the_projects_they_serve(
+    app_conn: asyncpg.Connection, table: str, ctx: TenantContext, expected: set[str]
+) -> None:
+    column = "code" if table == "intake.staff" else "name"
+    assert await names(app_conn, ctx, f"SELECT {column} FROM {table}") == expected
+
+
+@pytest.mark.parametrize(
+    ("ctx", "expected"),
+    [
+        (scoped(A), {"key-a"}),
+        (scoped(A, B), {"key-a", "key-a-b"}),
+        (scoped(C), {"key-c"}),
+        (EVERY, set(KEYS)),
+    ],
+    ids=["A", "A+B", "C", "every project"],
+)
+async def test_api_keys_are_seen_only_within_the_scope_they_are_limited_to(
+    app_conn: asyncpg.Connection, ctx: TenantContext, expected: set[str]
+) -> None:
+    assert await names(app_conn, ctx, "SELECT name FROM intake.api_keys") == expected
+
+
+async def test_a_second_tenant_sees_none_of_them(app_conn: asyncpg.Connection) -> None:
+    """The other company has the same staff and keys under the same names: what it sees,
+    with every project of its own in scope, is its own rows and nothing of the first's."""
+    other = TenantContext.for_tenant(OTHER_TENANT, actor="scope-test")
+    for table, tenant_column in (
+        ("intake.staff", "tenant_id"),
+        ("dispatch.staff", "tenant_id"),
+        ("intake.api_keys", "tenant_id"),
+        ("intake.rules_changes", "tenant_id"),
+        ("intake.tenants", "id"),
+    ):
+        seen = await names(app_conn, other, f"SELECT {tenant_column}::text FROM {table}")
+        assert seen == {str(OTHER_TENANT)}, table
+
+
+class _RolledBack(Exception):
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+
+async def attempt(conn: asyncpg.Connection, ctx: TenantContext, sql: str, *args: object) -> str:
+    """Run one write under `ctx` and roll it back: the command status PostgreSQL gave."""
+    try:
+        async with connection_transaction(conn, ctx):
+            raise _RolledBack(await conn.execute(sql, *args))
+    except _RolledBack as done:
+        return done.status
+
+
+async def refused(conn: asyncpg.Connection, ctx: TenantContext, sql: str, *args: object) -> bool:
+    """True when PostgreSQL refuses the write as a row-level security violation."""
+    try:
+        await attempt(conn, ctx, sql, *args)
+    except asyncpg.InsufficientPrivilegeError:
+        return True
+    return False
+
+
+async def test_a_project_scope_cannot_issue_a_key_beyond_itself(
+    app_conn: asyncpg.Connection,
+) -> None:
+    insert = (
+        "INSERT INTO intake.api_keys (id, tenant_id, key_id, key_hash, name, project_ids,"
+        " created_by) VALUES ($1, $2, $3, '\\x00', 'new', $4, 'scope-test')"
+    )
+
+    def args(projects: list[UUID] | None) -> tuple[object, ...]:
+        return (uuid4(), TENANT, f"new-{uuid4().hex[:16]}", projects)
+
+    assert not await refused(app_conn, scoped(A), insert, *args([A]))
+    assert await refused(app_conn, scoped(A), insert, *args([A, B]))
+    assert await refused(app_conn, scoped(A), insert, *args(None))
+    assert await refused(app_conn, scoped(A), insert, *args([]))
+    assert not await refused(app_conn, EVERY, insert, *args(None))
+    # Nor widen one it may see.
+    widen = "UPDATE intake.api_keys SET project_ids = $1 WHERE name = 'key-a'"
+    assert await refused(app_conn, scoped(A), widen, [A, C])
+
+
+async def test_staff_and_rules_are_written_only_for_every_project(
+    app_conn: asyncpg.Connection,
+) -> None:
+    add_staff = (
+        "INSERT INTO intake.staff (id, tenant_id, code, name, project_ids)"
+        " VALUES ($1, $2, $3, $3, $4)"
+    )
+    assert await refused(app_conn, scoped(A), add_staff, uuid4(), TENANT, "new-a", [A])
+    assert not await refused(app_conn, EVERY, add_staff, uuid4(), TENANT, "new-a", [A])
+    for sql in (
+        "UPDATE intake.staff SET name = 'renamed' WHERE code = 'of-a'",
+        "UPDATE intake.tenants SET rules = '{}' WHERE id = $1",
+        "INSERT INTO intake.rules_changes (tenant_id, actor, previous, rules)"
+        " VALUES ($1, 'scope-test', '{}', '{}')",
+    ):
+        params = (TENANT,) if "$1" in sql else ()
+        assert await refused(app_conn, scoped(A), sql, *params), sql
+    assert not await refused(
+        app_conn, EVERY, "UPDATE intake.tenants SET rules = '{}' WHERE id = $1", TENANT
+    )
+    # A DELETE the policies do not allow finds no row (PostgreSQL filters, it does not
+    # raise); in a context of every project the same statement finds the member.
+    delete = "DELETE FROM intake.staff WHERE code = 'of-a' AND tenant_id = $1"
+    assert await attempt(app_conn, scoped(A), delete, TENANT) == "DELETE 0"
+    assert await attempt(app_conn, EVERY, delete, TENANT) == "DELETE 1"
+
+
+async def test_an_assignment_marks_the_staff_its_scope_sees(
+    app_conn: asyncpg.Connection,
+) -> None:
+    """Dispatch's round-robin mark runs in the scope of whoever assigns: a member it sees
+    (of its project, or of every project) can be marked; one of another project is not
+    even there to mark."""
+    mark = "UPDATE dispatch.staff SET last_assigned_at = now() WHERE name = $1"
+    assert await attempt(app_conn, scoped(A), mark, "of-a") == "UPDATE 1"
+    assert await attempt(app_conn, scoped(A), mark, "everywhere") == "UPDATE 1"
+    assert await attempt(app_conn, scoped(A), mark, "of-c") == "UPDATE 0"
+    move = "UPDATE dispatch.staff SET project_ids = $2 WHERE name = $1"
+    assert await refused(app_conn, scoped(A), move, "of-a", [C])
