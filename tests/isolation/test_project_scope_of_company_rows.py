@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
+from intake import idempotency_cache
 from propdesk.db.session import connection_transaction
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy.context import TenantContext
@@ -231,3 +232,53 @@ async def test_an_assignment_marks_the_staff_its_scope_sees(
     assert await attempt(app_conn, scoped(A), mark, "of-c") == "UPDATE 0"
     move = "UPDATE dispatch.staff SET project_ids = $2 WHERE name = $1"
     assert await refused(app_conn, scoped(A), move, "of-a", [C])
+
+
+def caller(actor: str, *projects: UUID) -> TenantContext:
+    return TenantContext.for_tenant(TENANT, set(projects) or None, actor=actor)
+
+
+async def test_idempotency_keys_are_seen_by_their_caller_alone(
+    settings: Settings, app_conn: asyncpg.Connection
+) -> None:
+    """Each stored answer is its caller's (the credential and its project scope): the
+    database computes the caller's namespace as intake does, and shows nothing else."""
+    callers = {
+        "call-center@A": caller("apikey:cc", A),
+        "call-center@A+B": caller("apikey:cc", A, B),
+        "call-center@every": caller("apikey:cc"),
+        "other@A": caller("apikey:other", A),
+    }
+    key = f"scope-{uuid4().hex}"
+    admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        for label, ctx in callers.items():
+            await admin.execute(
+                "INSERT INTO intake.idempotency_keys (tenant_id, namespace, key, request_hash,"
+                " status_code, response) VALUES ($1, $2, $3, '\\x00', 201, $4)",
+                TENANT,
+                idempotency_cache.namespace(ctx),
+                key,
+                f'{{"label": "{label}"}}',
+            )
+        for label, ctx in callers.items():
+            seen = await names(
+                app_conn,
+                ctx,
+                f"SELECT response->>'label' FROM intake.idempotency_keys WHERE key = '{key}'",
+            )
+            assert seen == {label}
+        write = (
+            "INSERT INTO intake.idempotency_keys (tenant_id, namespace, key, request_hash)"
+            " VALUES ($1, $2, $3, '\\x00')"
+        )
+        own, others = callers["call-center@A"], callers["other@A"]
+        assert not await refused(
+            app_conn, own, write, TENANT, idempotency_cache.namespace(own), f"{key}-2"
+        )
+        assert await refused(
+            app_conn, own, write, TENANT, idempotency_cache.namespace(others), f"{key}-2"
+        )
+    finally:
+        await admin.execute("DELETE FROM intake.idempotency_keys WHERE key = $1", key)
+        await admin.close()
