@@ -60,7 +60,14 @@ USERS = (*SERVICE_NAMES, "operator")
 # Letters and digits, as the deploy docs ask (NATS reads an environment value as config).
 NATS_PASSWORDS = {user: f"{user}0123456789abcdef" for user in USERS}
 PASSWORD_VARS = {f"PROPDESK_NATS_{u.upper()}_PASSWORD": pw for u, pw in NATS_PASSWORDS.items()}
-NATS_ENV = {"NATS_SERVER_NAME": "n1", "POD_NAME": "nats-0", **PASSWORD_VARS}
+# The cluster's own password, for the routes between its nodes (no service knows it).
+ROUTE_VAR, ROUTE_PASSWORD = "PROPDESK_NATS_ROUTE_PASSWORD", "route0123456789abcdef"
+NATS_ENV = {
+    "NATS_SERVER_NAME": "n1",
+    "POD_NAME": "nats-0",
+    **PASSWORD_VARS,
+    ROUTE_VAR: ROUTE_PASSWORD,
+}
 
 # Which service produces the events of each aggregate (its relay publishes its outbox):
 # intake writes Outbox("intake") (intake.flows.history, intake.onboarding.apply), dispatch
@@ -87,7 +94,7 @@ def _compose() -> dict:
 
 def _substitute(value: str) -> str:
     """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message}, with test values."""
-    values = {**PASSWORD_VARS, "PROPDESK_REDIS_PASSWORD": PASSWORD}
+    values = {**PASSWORD_VARS, ROUTE_VAR: ROUTE_PASSWORD, "PROPDESK_REDIS_PASSWORD": PASSWORD}
     return re.sub(r"\$\{(\w+)(?::[-?][^}]*)?\}", lambda m: values.get(m.group(1), ""), value)
 
 
@@ -99,6 +106,46 @@ def _k8s(name: str) -> list[dict]:
 def _k8s_secret() -> dict[str, str]:
     secret = next(d for d in _k8s("config.yaml") if d["kind"] == "Secret")
     return secret["stringData"]
+
+
+def _k8s_nats_script() -> str:
+    """The shell script the NATS StatefulSet's container runs."""
+    sts = next(d for d in _k8s("nats.yaml") if d["kind"] == "StatefulSet")
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    shell, flag, script = container["command"]
+    assert (shell, flag) == ("sh", "-c") and "args" not in container
+    return script
+
+
+def _k8s_routes() -> list[str]:
+    """The routes the StatefulSet's script gives nats-server: the script itself, run with
+    `echo` in place of the server."""
+    script = _k8s_nats_script().replace("exec nats-server ", "exec echo ")
+    done = subprocess.run(
+        ["sh", "-c", script],
+        env={**os.environ, **NATS_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    args = done.stdout.split()
+    assert args[:3] == ["-c", "/etc/nats/nats.conf", "--routes"], args
+    return args[3].split(",")
+
+
+def _compose_routes() -> list[str]:
+    """The routes compose's command gives each NATS node (passwords substituted)."""
+    command = _compose()["services"]["nats-1"]["command"]
+    assert command[:3] == ["-c", "/etc/nats/nats-cluster.conf", "--routes"], command
+    return _substitute(command[3]).split(",")
+
+
+def _local_route(which: str, cluster_port: int) -> str:
+    """The deploy's route URL, credentials and all, pointed at a local cluster port."""
+    first = urlsplit((_compose_routes() if which == "compose" else _k8s_routes())[0])
+    return first._replace(
+        netloc=f"{first.username}:{first.password}@127.0.0.1:{cluster_port}"
+    ).geturl()
 
 
 def _nats_files(which: str) -> dict[str, str]:
@@ -143,8 +190,11 @@ def _write_nats_config(directory: Path, which: str, *, standalone: bool) -> tupl
 def _nats_server(directory: Path, which: str, *, standalone: bool) -> Iterator[int]:
     conf, port = _write_nats_config(directory, which, standalone=standalone)
     monitor = int(re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
+    # A clustered JetStream node needs routes; as deployed, it is given every node's,
+    # its own included (which it ignores): here only its own.
+    routes = [] if standalone else ["--routes", _local_route(which, _cluster_port(conf))]
     server = subprocess.Popen(
-        [str(nats_server_path()), "-c", str(conf)],
+        [str(nats_server_path()), "-c", str(conf), *routes],
         env={**os.environ, **NATS_ENV},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -208,7 +258,7 @@ def test_the_nats_configs_parse(tmp_path: Path, which: str) -> None:
 @pytest.mark.parametrize("which", ["compose", "k8s"])
 def test_nats_does_not_start_without_every_users_password(tmp_path: Path, which: str) -> None:
     conf, _port = _write_nats_config(tmp_path, which, standalone=False)
-    for missing in PASSWORD_VARS:
+    for missing in [*PASSWORD_VARS, ROUTE_VAR]:
         env = {k: v for k, v in {**os.environ, **NATS_ENV}.items() if k != missing}
         done = subprocess.run(
             [str(nats_server_path()), "-t", "-c", str(conf)],
@@ -228,7 +278,15 @@ def test_compose_and_k8s_nats_define_the_same_users_and_permissions() -> None:
     )
     for main in (compose["nats.conf"], k8s["nats.conf"]):
         assert re.search(r"(?m)^\s*include \./auth\.conf$", main)
-        assert "authorization" not in main, "users and permissions live in auth.conf only"
+        (cluster,) = re.findall(r"(?ms)^( *)(cluster \{.*?^\1\})", main)
+        outside = main.replace(cluster[1], "")
+        assert "authorization" not in outside, "users and permissions live in auth.conf only"
+        # The routes authenticate, with the cluster's own password; the nodes name each
+        # other on their command lines (NATS reads no variable inside a URL).
+        assert re.search(
+            rf"authorization \{{\s*user: route\s*password: \${ROUTE_VAR}\s", cluster[1]
+        )
+        assert "routes" not in re.sub(r"(?m)#.*$", "", cluster[1])
     users = re.findall(
         r"\{user: (\w+), password: \$(\w+), permissions: \$(\w+)\}", compose["auth.conf"]
     )
@@ -270,8 +328,13 @@ def test_compose_gives_each_service_its_own_nats_user() -> None:
         }, service
     for node in ("nats-1", "nats-2", "nats-3"):
         env = services[node]["environment"]
-        for var in PASSWORD_VARS:  # every user's, each required
+        for var in [*PASSWORD_VARS, ROUTE_VAR]:  # every user's and the routes', required
             assert env[var] == f"${{{var}:?set {var}}}", (node, var)
+        routes = _compose_routes()
+        assert [urlsplit(r).hostname for r in routes] == ["nats-1", "nats-2", "nats-3"]
+        assert {(urlsplit(r).username, urlsplit(r).password) for r in routes} == {
+            ("route", ROUTE_PASSWORD)
+        }
         assert "./nats:/etc/nats:ro" in services[node]["volumes"], "auth.conf beside the conf"
 
 
@@ -313,7 +376,11 @@ def test_k8s_gives_each_service_its_own_nats_user() -> None:
     assert nats_keys(container) == {}
     nats_sts = next(d for d in _k8s("nats.yaml") if d["kind"] == "StatefulSet")
     (container,) = nats_sts["spec"]["template"]["spec"]["containers"]
-    assert nats_keys(container) == {var: var for var in PASSWORD_VARS}
+    assert nats_keys(container) == {var: var for var in [*PASSWORD_VARS, ROUTE_VAR]}
+    assert re.fullmatch(r"[A-Za-z0-9]+", secret[ROUTE_VAR]), "it goes into the route URLs"
+    routes = [urlsplit(r) for r in _k8s_routes()]
+    assert [r.hostname for r in routes] == ["nats-0.nats", "nats-1.nats", "nats-2.nats"]
+    assert {(r.username, r.password) for r in routes} == {("route", ROUTE_PASSWORD)}
     kustomization = yaml.safe_load((ROOT / "deploy/k8s/kustomization.yaml").read_text())
     assert "bus-cli-job.yaml" not in kustomization["resources"], "run as operator by hand"
     assert "bus-provision-job.yaml" in kustomization["resources"], "the release's provisioning"
@@ -838,27 +905,29 @@ def test_redis_as_deployed_refuses_clients_without_the_password(tmp_path: Path) 
 
 @contextlib.contextmanager
 def _two_nodes(directory: Path, which: str) -> Iterator[list[tuple[Path, int]]]:
-    """Two nodes of the deploy config on free local ports, routed to each other."""
+    """Two nodes of the deploy config on free local ports, each given the other as its
+    route the way the deploy's command line gives it (route user and password)."""
     confs = [_write_nats_config(directory / n, which, standalone=False) for n in ("a", "b")]
-    cluster_ports = [
-        int(re.search(r"cluster \{[^}]*?listen: 127\.0\.0\.1:(\d+)", c.read_text()).group(1))
-        for c, _ in confs
-    ]
-    for (conf, _), other in zip(confs, reversed(cluster_ports), strict=True):
-        text = re.sub(
-            r"routes: \[[^\]]*\]", f"routes: [nats-route://127.0.0.1:{other}]", conf.read_text()
-        )
+    cluster_ports = [_cluster_port(c) for c, _ in confs]
+    for conf, _ in confs:
+        text = conf.read_text()
         for name in ("$NATS_SERVER_NAME", "$POD_NAME"):
             text = text.replace(name, conf.parent.name)
         conf.write_text(text)
     servers = [
         subprocess.Popen(
-            [str(nats_server_path()), "-c", str(conf)],
+            [
+                str(nats_server_path()),
+                "-c",
+                str(conf),
+                "--routes",
+                _local_route(which, other),
+            ],
             env={**os.environ, **NATS_ENV},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for conf, _ in confs
+        for (conf, _), other in zip(confs, reversed(cluster_ports), strict=True)
     ]
     try:
         yield confs
@@ -868,13 +937,21 @@ def _two_nodes(directory: Path, which: str) -> Iterator[list[tuple[Path, int]]]:
             server.wait(10)
 
 
+def _cluster_port(conf: Path) -> int:
+    return int(re.search(r"cluster \{[^}]*?listen: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
+
+
 def _routes(conf: Path) -> list:
-    monitor = re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1)
+    monitor = int(re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
+    return _routez(monitor).get("routes") or []
+
+
+def _routez(monitor: int) -> dict:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/routez", timeout=1) as r:
-            return json.load(r).get("routes") or []
+            return json.load(r)
     except OSError:
-        return []
+        return {}
 
 
 @pytest.mark.parametrize("which", ["compose", "k8s"])
@@ -907,15 +984,12 @@ async def test_a_cluster_does_not_advertise_servers_clients_cannot_log_in_to(
             await nc.close()
 
 
-@pytest.mark.parametrize("empty", PASSWORD_VARS)
+@pytest.mark.parametrize("empty", [*PASSWORD_VARS, ROUTE_VAR])
 def test_k8s_nats_refuses_to_start_with_an_empty_password(tmp_path: Path, empty: str) -> None:
     """NATS takes an empty password as a password (a client with none then logs in as
     that user); the StatefulSet's command refuses to start instead. Its script, run with
     the PyPI server checking the config (`-t`) in place of the image's `nats-server`."""
-    sts = next(d for d in _k8s("nats.yaml") if d["kind"] == "StatefulSet")
-    (container,) = sts["spec"]["template"]["spec"]["containers"]
-    shell, flag, script = container["command"]
-    assert (shell, flag) == ("sh", "-c") and "args" not in container
+    script = _k8s_nats_script()
     conf, _port = _write_nats_config(tmp_path, "k8s", standalone=False)
     script = script.replace(
         "exec nats-server -c /etc/nats/nats.conf", f"exec {nats_server_path()} -t -c {conf}"
@@ -927,3 +1001,64 @@ def test_k8s_nats_refuses_to_start_with_an_empty_password(tmp_path: Path, empty:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     refused = run(env={**os.environ, **NATS_ENV, empty: ""})
     assert refused.returncode == 1 and f"{empty} is empty" in refused.stderr
+
+
+def test_k8s_nats_refuses_a_route_password_that_cannot_go_into_a_url(tmp_path: Path) -> None:
+    script = _k8s_nats_script().replace("exec nats-server ", "exec echo ")
+    for bad in ("pass@word", "pass:word", "a/b", "with space"):
+        done = subprocess.run(
+            ["sh", "-c", script],
+            env={**os.environ, **NATS_ENV, ROUTE_VAR: bad},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 1 and "letters and digits only" in done.stderr, bad
+
+
+def _intruder(directory: Path, route: str) -> tuple[subprocess.Popen, int]:
+    """A nats-server of its own (no users) that tries to join through `route`."""
+    directory.mkdir(parents=True)
+    monitor = free_port()
+    conf = directory / "intruder.conf"
+    conf.write_text(
+        f"listen: 127.0.0.1:{free_port()}\nhttp: 127.0.0.1:{monitor}\n"
+        f"server_name: intruder\ncluster {{ name: propdesk, listen: 127.0.0.1:{free_port()} }}\n"
+    )
+    server = subprocess.Popen(
+        [str(nats_server_path()), "-c", str(conf), "--routes", route],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return server, monitor
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+async def test_a_server_without_the_route_password_cannot_join_the_cluster(
+    tmp_path: Path, which: str
+) -> None:
+    """A route sees every message whatever the users' permissions: a server that reaches
+    port 6222 without the cluster's password (none, or a wrong one) is refused, while the
+    deploy's own nodes, given the password the way the deploy gives it, route."""
+    with _two_nodes(tmp_path, which) as confs:
+        (conf_a, _), (conf_b, _) = confs
+
+        async def routed() -> bool:
+            return bool(_routes(conf_a))
+
+        await eventually(routed, "the two nodes route to each other")
+        port_a = _cluster_port(conf_a)
+        intruders = [
+            _intruder(tmp_path / "none", f"nats-route://127.0.0.1:{port_a}"),
+            _intruder(tmp_path / "wrong", f"nats-route://route:guessed@127.0.0.1:{port_a}"),
+        ]
+        try:
+            await asyncio.sleep(3)  # the intruders try every second
+            for server, monitor in intruders:
+                assert server.poll() is None, "the intruder runs"
+                assert _routez(monitor)["num_routes"] == 0
+            assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
+        finally:
+            for server, _ in intruders:
+                server.terminate()
+                server.wait(10)
