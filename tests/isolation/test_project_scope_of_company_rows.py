@@ -5,16 +5,21 @@ way a query that forgot one would."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from alembic import command
 
 from intake import idempotency_cache
+from propdesk.db.migrations import alembic_config
 from propdesk.db.session import connection_transaction
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy.context import TenantContext
+from propdesk.testing.admin_reads import admin_fetch
+from propdesk.testing.databases import fresh_database
 
 A, B, C = uuid4(), uuid4(), uuid4()  # three projects of one company
 TENANT = uuid4()
@@ -282,3 +287,44 @@ async def test_idempotency_keys_are_seen_by_their_caller_alone(
     finally:
         await admin.execute("DELETE FROM intake.idempotency_keys WHERE key = $1", key)
         await admin.close()
+
+
+async def test_the_scope_migrations_go_down_and_up_again(settings: Settings) -> None:
+    """intake 0010-0011 and dispatch 0008 downgrade to the tenant's policy alone and
+    upgrade again, on a database of their own."""
+    ours = await fresh_database(settings, "project_scope_round_trip", ("intake", "dispatch"))
+
+    async def policies() -> dict[str, str]:
+        rows = await admin_fetch(
+            ours,
+            "SELECT schemaname || '.' || tablename || ':' || policyname AS name, qual"
+            " FROM pg_policies WHERE (schemaname, tablename) IN (('intake', 'staff'),"
+            " ('intake', 'api_keys'), ('intake', 'idempotency_keys'), ('intake', 'tenants'),"
+            " ('dispatch', 'staff'))"
+            " AND policyname IN ('tenant_isolation', 'tenant_wide_delete')",
+        )
+        return {r["name"]: r["qual"] for r in rows}
+
+    scoped_policies = await policies()
+    assert "serves_scope" in scoped_policies["intake.staff:tenant_isolation"]
+    assert "within_scope" in scoped_policies["intake.api_keys:tenant_isolation"]
+    assert "caller_namespace" in scoped_policies["intake.idempotency_keys:tenant_isolation"]
+    assert "serves_scope" in scoped_policies["dispatch.staff:tenant_isolation"]
+    assert "intake.staff:tenant_wide_delete" in scoped_policies
+
+    await asyncio.to_thread(command.downgrade, alembic_config("intake", ours), "0009")
+    await asyncio.to_thread(command.downgrade, alembic_config("dispatch", ours), "0007")
+    before = await policies()
+    assert set(before) == {
+        "intake.staff:tenant_isolation",
+        "intake.api_keys:tenant_isolation",
+        "intake.idempotency_keys:tenant_isolation",
+        "intake.tenants:tenant_isolation",
+        "dispatch.staff:tenant_isolation",
+    }
+    assert all("tenant_visible" in qual and "scope" not in qual for qual in before.values())
+    assert "caller_namespace" not in before["intake.idempotency_keys:tenant_isolation"]
+
+    for service in ("intake", "dispatch"):
+        await asyncio.to_thread(command.upgrade, alembic_config(service, ours), "head")
+    assert await policies() == scoped_policies
