@@ -151,8 +151,11 @@ async def serve(
             proxy_headers=False,
         )
         server = uvicorn.Server(config)
-        # uvicorn installs its own signal handlers; ours must win so every part stops.
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # While it serves, uvicorn takes SIGINT/SIGTERM over (`Server.capture_signals`):
+        # the first stops the HTTP server gracefully (requests in flight are answered),
+        # which ends the "http" task and with it the wait below; uvicorn then puts our
+        # handlers back and raises the signal again, which sets `stop`. So the HTTP side
+        # stops first and the relay, consumers and jobs after it (test_service_shutdown).
         tasks.append(asyncio.create_task(server.serve(), name="http"))
         log.info("service %s started (%d tasks)", spec.name, len(tasks))
         tune_gc(settings)
