@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import timedelta
 from uuid import uuid4
 
 import pytest
@@ -74,6 +75,16 @@ async def test_consumer_counters_move(settings: Settings, sessions):
     envs = [note_event(tenant, None) for _ in range(3)]
     await runner.handle_batch([FetchedMessage(e) for e in envs])
     assert counts() == {**dict.fromkeys(counts(), 0.0), "handled": 3.0}
+    # Each applied event's age, from its occurred_at (a moment ago) to the commit.
+    age = "propdesk_bus_consumer_event_age_seconds"
+    assert sample(f"{age}_count", consumer=name) == 3.0
+    assert 0 < sample(f"{age}_sum", consumer=name) < 3 * 5.0
+    fresh = note_event(tenant, None)
+    old = fresh.model_copy(update={"occurred_at": fresh.occurred_at - timedelta(minutes=2)})
+    await runner.handle_batch([FetchedMessage(old)])
+    assert sample(f"{age}_bucket", consumer=name, le="60.0") == 3.0
+    assert sample(f"{age}_bucket", consumer=name, le="300.0") == 4.0
+    assert counts()["handled"] == 4.0
 
     await runner.handle_batch([FetchedMessage(e, deliveries=2) for e in envs[:2]])
     assert counts()["duplicates"] == 2 and counts()["redeliveries"] == 2
@@ -86,7 +97,7 @@ async def test_consumer_counters_move(settings: Settings, sessions):
     await runner.handle_batch([FetchedMessage(bad, deliveries=limit + 1)])
     await runner.handle_batch([Unparseable(note_event(tenant, None))])
     assert counts() == {
-        "handled": 3.0,
+        "handled": 4.0,
         "duplicates": 2.0,
         "redeliveries": 4.0,
         "dead_lettered": 2.0,  # the failing event and the unparseable message

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -183,6 +184,7 @@ class ConsumerRunner:
         self.dead_lettered = 0
         name = consumer.name
         self._m_handled = metrics.CONSUMER_HANDLED.labels(name)
+        self._m_event_age = metrics.CONSUMER_EVENT_AGE.labels(name)
         self._m_duplicates = metrics.CONSUMER_DUPLICATES.labels(name)
         self._m_redeliveries = metrics.CONSUMER_REDELIVERIES.labels(name)
         self._m_dead_lettered = metrics.CONSUMER_DEAD_LETTERED.labels(name)
@@ -302,7 +304,7 @@ class ConsumerRunner:
                 except Exception as exc:  # committed: a redelivery is skipped by the inbox
                     with self._log_context(d.env.tenant_id):
                         log.warning("consumer %s: ack of %s failed: %r", c.name, d.env.id, exc)
-                self._count_applied(was_new, span)
+                self._count_applied(d.env, was_new, span)
         finally:
             for span in spans:
                 span.end()
@@ -471,13 +473,15 @@ class ConsumerRunner:
             crash_point("consumer.before_ack")
             # Committed: if the ack is lost, the redelivery is skipped by the inbox.
             await self._settle(msg.ack(), "ack", env)
-            self._count_applied(applied, span)
+            self._count_applied(env, applied, span)
 
-    def _count_applied(self, was_new: bool, span: Span) -> None:
-        """An acknowledged event: handled, or a duplicate the inbox skipped."""
+    def _count_applied(self, env: Envelope, was_new: bool, span: Span) -> None:
+        """An acknowledged event: handled (and how old it was by then), or a duplicate the
+        inbox skipped."""
         if was_new:
             self.handled += 1
             self._m_handled.inc()
+            self._m_event_age.observe(time.time() - env.occurred_at.timestamp())
         else:
             self.duplicates += 1
             self._m_duplicates.inc()

@@ -11,7 +11,7 @@ seconds (`Relay.backlog_interval`). With several relay replicas, take the max ov
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 RELAY_PUBLISHED = Counter(
     "propdesk_bus_relay_published",
@@ -43,6 +43,13 @@ CONSUMER_HANDLED = Counter(
     "propdesk_bus_consumer_handled",
     "Events a consumer applied (new to its inbox, committed).",
     ["consumer"],
+)
+CONSUMER_EVENT_AGE = Histogram(
+    "propdesk_bus_consumer_event_age_seconds",
+    "How old an event was when a consumer had applied it (committed): from the producer's"
+    " occurred_at, so it includes the outbox, the relay, JetStream and the consumer's queue.",
+    ["consumer"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0),
 )
 CONSUMER_DUPLICATES = Counter(
     "propdesk_bus_consumer_duplicates",

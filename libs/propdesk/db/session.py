@@ -7,17 +7,18 @@ transaction mode) never carries one tenant's context into another's work.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 from propdesk.settings import Settings, async_url
 from propdesk.tenancy.context import TenantContext, use_context
@@ -117,3 +118,23 @@ async def end_transaction(conn: asyncpg.Connection) -> None:
     unlock-all, CLOSE ALL and UNLISTEN round trip on every release."""
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
+
+
+_AFTER_COMMIT = "propdesk.after_commit"
+
+
+def after_commit(session: AsyncSession, fn: Callable[[], None]) -> None:
+    """Call `fn` once the session's current transaction has committed; never if it rolls
+    back. For what must count only what happened: a metric, a cache announcement."""
+    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(fn)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for fn in session.info.pop(_AFTER_COMMIT, ()):
+        fn()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)

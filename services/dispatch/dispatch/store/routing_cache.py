@@ -19,13 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.domain.routing import Department, RoutingRule
 from propdesk.calendar import UncoveredPolicy, WorkCalendar
 from propdesk.db.scoped_cache import ScopedCache, loaders
-from propdesk.db.session import session_factory
+from propdesk.db.session import after_commit, session_factory
 from propdesk.tenancy import current_context
 
 # Changes made by any dispatch process reach every cache at once (`connect`); the TTL
@@ -46,7 +45,7 @@ def invalidate(session: AsyncSession) -> None:
     """Call from a change to projects, departments, rules or calendars, in its transaction:
     this process drops its entries now, and every dispatch process once it commits."""
     CACHE.drop_all()
-    event.listen(session.sync_session, "after_commit", lambda _s: CACHE.invalidate_all(), once=True)
+    after_commit(session, CACHE.invalidate_all)
 
 
 async def _load(session: AsyncSession, project_id: UUID) -> ProjectRouting:
