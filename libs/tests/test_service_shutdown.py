@@ -1,8 +1,8 @@
 """A service process stops cleanly on SIGTERM (what Kubernetes and compose send) and SIGINT:
-the HTTP server, the relay, the consumers and the periodic jobs stop in order, the
+the HTTP server first, then the relay, the consumers and the periodic jobs; the
 connections close, and the process exits 0, well inside the 30 s grace period the deploy
-gives it. uvicorn captures both signals while it serves and raises them again once it has
-stopped; the runner's own handler then stops everything else."""
+gives it. (That a request in flight is answered and its events published before the
+relay stops: tests/faults/test_service_process_kills.py.)"""
 
 from __future__ import annotations
 

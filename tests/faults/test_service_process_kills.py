@@ -8,6 +8,8 @@ the worst line, then restarted: nothing lost, nothing applied twice.
 - intake's HTTP process dies after a complaint's recording committed, before the replay
   cache is written and the answer sent: the client's retry with the same Idempotency-Key
   must get the first answer (replayed), and the complaint and its events exist once.
+- intake told to stop (SIGTERM) while a request is in flight: the request is answered and
+  its events published before the process exits 0.
 
 Each test has a NATS server of its own (the service processes run their real durables,
 which must see this test's events only) and the module a database of its own.
@@ -423,3 +425,49 @@ async def test_intake_killed_after_commit_before_answer_replays_on_retry(
 
 async def _at_least(probe, n: int) -> bool:
     return await probe() >= n
+
+
+async def test_intake_stopped_mid_request_answers_it_and_publishes_its_events(
+    own: Settings, tmp_path: Path
+):
+    """SIGTERM (a rolling deploy) while a complaint's request is in flight, before it has
+    recorded anything: the HTTP server stops taking requests but answers this one, the
+    relay (still running) publishes its events, and the process exits 0. The relay does
+    not stop before the HTTP server has, nor leave committed events behind."""
+    tenant_id, key = await _onboard(own)
+    body = {
+        "project": "SUNRISE",
+        "channel": "call_center",
+        "content": f"楼道灯不亮 {uuid4().hex[:8]}",
+        "complainant": {"name": "钱先生", "phone": f"136{uuid4().int % 10**8:08d}"},
+    }
+    intake = ServiceProcess("intake", own, "", tmp_path)
+    intake.env["PROPDESK_PAUSE"] = "intake.recording:2"
+    nc = await connect(own, "shutdown-test-observer")
+    try:
+        await intake.start()
+        await intake.healthy()
+        async with httpx.AsyncClient(base_url=intake.url, timeout=15) as client:
+            request = asyncio.create_task(client.post("/v1/complaints", json=body, headers=key))
+            await asyncio.sleep(0.5)  # the request is in, held before recording
+            assert intake.proc is not None
+            intake.proc.send_signal(signal.SIGTERM)
+            answer = await request
+        assert answer.status_code == 201, answer.text
+        assert await asyncio.wait_for(intake.proc.wait(), 30) == 0, intake.output()
+        assert "service intake stopped" in intake.output()
+
+        unpublished = await admin_fetch(
+            own,
+            "SELECT event_type FROM intake.outbox WHERE tenant_id = $1"
+            " AND event_type LIKE 'complaint.%' AND published_at IS NULL",
+            tenant_id,
+        )
+        assert [r["event_type"] for r in unpublished] == []
+        info = await nc.jetstream().stream_info(
+            own.stream_name, subjects_filter=f"pd.complaint.*.{tenant_id}.>"
+        )
+        assert sum((info.state.subjects or {}).values()) == 2  # received, classified
+    finally:
+        await intake.stop()
+        await nc.close()

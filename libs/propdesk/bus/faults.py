@@ -13,10 +13,15 @@ The points (each tested by killing a real process there, `tests/faults`):
   transaction, and after its commit but before the terminate;
 - `intake.after_commit`: a complaint's recording committed, the replay cache not written
   and no answer sent.
+
+And one pause point, `PROPDESK_PAUSE=intake.recording:<seconds>`: a complaint's request
+waits that long before it records (the graceful-shutdown test keeps it in flight while
+the process is told to stop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -31,3 +36,11 @@ def crash_point(name: str) -> None:
             with open(marker, "w") as f:
                 f.write(name)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def pause_point(name: str) -> None:
+    spec = os.environ.get("PROPDESK_PAUSE")
+    if spec:
+        point, _, seconds = spec.partition(":")
+        if point == name:
+            await asyncio.sleep(float(seconds or 1))

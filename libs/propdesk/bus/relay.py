@@ -45,6 +45,8 @@ from propdesk.tenancy import system_context
 log = logging.getLogger("propdesk.bus.relay")
 tracer = trace.get_tracer("propdesk.bus")
 
+# At stop, how long the relay goes on publishing what is already committed.
+DRAIN_SECONDS = 5.0
 # The backlog gauge counts unpublished rows up to this many: enough to alert on, and the
 # count stays cheap however far behind the relay is (a long NATS outage).
 BACKLOG_COUNT_CAP = 100_000
@@ -264,12 +266,29 @@ class Relay:
                     log.warning("relay %s: %r; retrying in %.1fs", self.schema, exc, delay)
                     await _wait(stop, delay)
                     delay = min(delay * 2, 5.0)
+            await self._drain()
         finally:
             bell.detach(self.schema, self._wake)
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
             await self.close()
+
+    async def _drain(self) -> None:
+        """At stop: publish what is committed and not yet published (the events of a
+        service's last requests), for at most `DRAIN_SECONDS`. What is left, or what a
+        broken connection keeps back, waits for the next relay: nothing is lost."""
+        if not self.nc.is_connected:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        try:
+            while (left := deadline - loop.time()) > 0:
+                n = await asyncio.wait_for(self.publish_batch(), left)
+                if n < self.settings.outbox_batch_size:
+                    return
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("relay %s: stopped before the outbox was drained: %r", self.schema, exc)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Keep a LISTEN connection; reconnect if it drops. Polling covers the gaps."""

@@ -99,6 +99,11 @@ def _outbox_pruning(schema: str) -> PeriodicTask:
     return PeriodicTask(name="outbox-prune", interval_seconds=3600, run=prune)
 
 
+# How long a stopping service waits for the requests in flight (the deploy gives a process
+# 30 s between SIGTERM and SIGKILL; the relay and the consumers need the rest).
+HTTP_DRAIN_SECONDS = 20.0
+
+
 async def serve(
     spec: ServiceSpec,
     settings: Settings,
@@ -113,14 +118,18 @@ async def serve(
 
     configure_logging(spec.name, settings)
     setup_telemetry(spec.name, settings)
+    # `signalled`: SIGINT/SIGTERM arrived. `stop`: the relay, consumers and jobs end. The
+    # HTTP server is stopped between the two (see the shutdown below).
+    signalled = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled.set)
 
     res = await ServiceResources.open(spec.name, settings, local_relay=relay and spec.relay)
     tasks: list[asyncio.Task] = []
     server: uvicorn.Server | None = None
+    http: asyncio.Task | None = None
     try:
         if spec.on_start is not None:
             await spec.on_start(res)
@@ -149,26 +158,29 @@ async def serve(
             access_log=False,
             lifespan="on",
             proxy_headers=False,
+            timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
         )
         server = uvicorn.Server(config)
-        # While it serves, uvicorn takes SIGINT/SIGTERM over (`Server.capture_signals`):
-        # the first stops the HTTP server gracefully (requests in flight are answered),
-        # which ends the "http" task and with it the wait below; uvicorn then puts our
-        # handlers back and raises the signal again, which sets `stop`. So the HTTP side
-        # stops first and the relay, consumers and jobs after it (test_service_shutdown).
-        tasks.append(asyncio.create_task(server.serve(), name="http"))
+        http = asyncio.create_task(server.serve(), name="http")
+        tasks.append(http)
         log.info("service %s started (%d tasks)", spec.name, len(tasks))
         tune_gc(settings)
-        done_waiter = asyncio.create_task(stop.wait())
+        done_waiter = asyncio.create_task(signalled.wait())
         finished, _ = await asyncio.wait([done_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for t in finished:
             if t is not done_waiter and t.exception() is not None:
                 log.error("task %s crashed: %r", t.get_name(), t.exception())
                 raise t.exception()  # type: ignore[misc]
     finally:
-        stop.set()
-        if server is not None:
+        # The HTTP server first: it takes no new request and answers those in flight,
+        # whose events the relay, still running, publishes. (uvicorn also catches the
+        # signal while it serves, `Server.capture_signals`, and stops the same way.)
+        # Then the relay (which publishes what is left), the consumers and the jobs.
+        if server is not None and http is not None:
             server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(http), HTTP_DRAIN_SECONDS + 5)
+        stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):

@@ -63,7 +63,7 @@ from intake.flows import history
 from intake.flows.representation import complaint_body
 from intake.store import complaints as store
 from intake.store import idempotency, recording
-from propdesk.bus.faults import crash_point
+from propdesk.bus.faults import crash_point, pause_point
 from propdesk.db.session import tenant_transaction
 from propdesk.events import EventPayload
 from propdesk.events.contracts.complaint import (
@@ -230,6 +230,7 @@ async def _record_with_retries(
     now: datetime | None,
 ) -> RecordResult:
     assert ctx.tenant_id is not None
+    await pause_point("intake.recording")
     now = now or datetime.now(UTC)
     with tracer.start_as_current_span("record complaint") as span:
         try:
