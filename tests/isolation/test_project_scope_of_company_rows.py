@@ -14,7 +14,8 @@ import pytest
 from alembic import command
 
 from intake import idempotency_cache
-from propdesk.db.migrations import alembic_config
+from propdesk.db.bootstrap import bootstrap
+from propdesk.db.migrations import alembic_config, upgrade
 from propdesk.db.session import connection_transaction
 from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy.context import TenantContext
@@ -253,6 +254,9 @@ async def test_idempotency_keys_are_seen_by_their_caller_alone(
         "call-center@A+B": caller("apikey:cc", A, B),
         "call-center@every": caller("apikey:cc"),
         "other@A": caller("apikey:other", A),
+        # A token's subject may be empty (the actor is then ""), or hold any character.
+        "nobody@every": caller(""),
+        "odd@A+B": caller("staff:王, 'x'\\y@z", B, A),
     }
     key = f"scope-{uuid4().hex}"
     admin = await asyncpg.connect(asyncpg_dsn(settings.database_url))
@@ -289,42 +293,49 @@ async def test_idempotency_keys_are_seen_by_their_caller_alone(
         await admin.close()
 
 
+async def _schema_security(ours: Settings) -> dict[str, object]:
+    """Every policy of the intake and dispatch schemas (all its columns) and the source of
+    every function they define."""
+    policies = await admin_fetch(
+        ours,
+        "SELECT schemaname, tablename, policyname, permissive, roles::text[] AS roles, cmd,"
+        " qual, with_check FROM pg_policies WHERE schemaname IN ('intake', 'dispatch')",
+    )
+    functions = await admin_fetch(
+        ours,
+        "SELECT n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid)"
+        " || ')' AS name, p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname IN ('intake', 'dispatch')",
+    )
+    return {
+        **{
+            f"{r['schemaname']}.{r['tablename']}:{r['policyname']}": tuple(r.values())
+            for r in policies
+        },
+        **{r["name"]: r["prosrc"] for r in functions},
+    }
+
+
 async def test_the_scope_migrations_go_down_and_up_again(settings: Settings) -> None:
-    """intake 0010-0011 and dispatch 0008 downgrade to the tenant's policy alone and
-    upgrade again, on a database of their own."""
+    """Downgraded from head to intake 0009 and dispatch 0007, the two schemas' policies and
+    functions are exactly those of a database only ever migrated to 0009 and 0007; upgraded
+    again, exactly those of head."""
     ours = await fresh_database(settings, "project_scope_round_trip", ("intake", "dispatch"))
+    at_head = await _schema_security(ours)
+    assert "serves_scope" in str(at_head["intake.staff:tenant_isolation"])
+    assert "caller_namespace" in str(at_head["intake.idempotency_keys:tenant_isolation"])
 
-    async def policies() -> dict[str, str]:
-        rows = await admin_fetch(
-            ours,
-            "SELECT schemaname || '.' || tablename || ':' || policyname AS name, qual"
-            " FROM pg_policies WHERE (schemaname, tablename) IN (('intake', 'staff'),"
-            " ('intake', 'api_keys'), ('intake', 'idempotency_keys'), ('intake', 'tenants'),"
-            " ('dispatch', 'staff'))"
-            " AND policyname IN ('tenant_isolation', 'tenant_wide_delete')",
-        )
-        return {r["name"]: r["qual"] for r in rows}
-
-    scoped_policies = await policies()
-    assert "serves_scope" in scoped_policies["intake.staff:tenant_isolation"]
-    assert "within_scope" in scoped_policies["intake.api_keys:tenant_isolation"]
-    assert "caller_namespace" in scoped_policies["intake.idempotency_keys:tenant_isolation"]
-    assert "serves_scope" in scoped_policies["dispatch.staff:tenant_isolation"]
-    assert "intake.staff:tenant_wide_delete" in scoped_policies
+    before = await fresh_database(settings, "project_scope_before", ())
+    await bootstrap(before, schemas=("intake", "dispatch"))
+    await asyncio.to_thread(upgrade, "intake", before, "0009")
+    await asyncio.to_thread(upgrade, "dispatch", before, "0007")
+    released = await _schema_security(before)
+    assert released != at_head
 
     await asyncio.to_thread(command.downgrade, alembic_config("intake", ours), "0009")
     await asyncio.to_thread(command.downgrade, alembic_config("dispatch", ours), "0007")
-    before = await policies()
-    assert set(before) == {
-        "intake.staff:tenant_isolation",
-        "intake.api_keys:tenant_isolation",
-        "intake.idempotency_keys:tenant_isolation",
-        "intake.tenants:tenant_isolation",
-        "dispatch.staff:tenant_isolation",
-    }
-    assert all("tenant_visible" in qual and "scope" not in qual for qual in before.values())
-    assert "caller_namespace" not in before["intake.idempotency_keys:tenant_isolation"]
+    assert await _schema_security(ours) == released
 
     for service in ("intake", "dispatch"):
-        await asyncio.to_thread(command.upgrade, alembic_config(service, ours), "head")
-    assert await policies() == scoped_policies
+        await asyncio.to_thread(upgrade, service, ours)
+    assert await _schema_security(ours) == at_head

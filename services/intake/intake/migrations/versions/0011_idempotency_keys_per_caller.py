@@ -27,13 +27,14 @@ depends_on: str | Sequence[str] | None = None
 
 S = "intake"
 
-# `idempotency_cache.namespace` in SQL: `app.project_ids` is already the sorted,
-# comma-joined project ids that `scope_digest` hashes (`TenantContext.settings`). No
-# context, no namespace (NULL equals nothing).
+# `idempotency_cache.namespace` in SQL: `app.actor` as it is (an empty actor too: a token
+# may have an empty subject), and `app.project_ids` is already the sorted, comma-joined
+# project ids that `scope_digest` hashes (`TenantContext.settings`). No project scope (no
+# context, or an empty one that sees no project), no namespace: NULL equals nothing.
 CALLER_NAMESPACE = f"""
     CREATE OR REPLACE FUNCTION {S}.caller_namespace() RETURNS text
     LANGUAGE sql STABLE PARALLEL SAFE AS $$
-      SELECT nullif(current_setting('app.actor', true), '') || '@' ||
+      SELECT coalesce(current_setting('app.actor', true), '') || '@' ||
         CASE coalesce(current_setting('app.project_ids', true), '')
           WHEN '*' THEN '*'
           WHEN '' THEN NULL
