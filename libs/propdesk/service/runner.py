@@ -99,8 +99,9 @@ def _outbox_pruning(schema: str) -> PeriodicTask:
     return PeriodicTask(name="outbox-prune", interval_seconds=3600, run=prune)
 
 
-# How long a stopping service waits for the requests in flight (the deploy gives a process
-# 30 s between SIGTERM and SIGKILL; the relay and the consumers need the rest).
+# How long a stopping service waits for the requests in flight. The deploy gives a process
+# 30 s (compose) or 45 s (Kubernetes) between SIGTERM and SIGKILL; the relay's drain
+# (`propdesk.bus.relay.DRAIN_SECONDS`) and the consumers' last batch need the rest.
 HTTP_DRAIN_SECONDS = 20.0
 
 
