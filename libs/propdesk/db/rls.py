@@ -148,28 +148,31 @@ def project_list_functions_sql(schema: str) -> list[str]:
     s = _q(schema)
     scope = "string_to_array(current_setting('app.project_ids', true), ',')::uuid[]"
     return [
-        f"""
-        CREATE OR REPLACE FUNCTION {s}.serves_scope(row_tenant uuid, row_projects uuid[])
-        RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
-          SELECT row_tenant = nullif(current_setting('app.tenant_id', true), '')::uuid
-             AND CASE coalesce(current_setting('app.project_ids', true), '')
-                   WHEN '*' THEN true
-                   WHEN '' THEN false
-                   ELSE cardinality(row_projects) = 0 OR row_projects && {scope}
-                 END
-        $$""",
-        f"""
-        CREATE OR REPLACE FUNCTION {s}.within_scope(row_tenant uuid, row_projects uuid[])
-        RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
-          SELECT row_tenant = nullif(current_setting('app.tenant_id', true), '')::uuid
-             AND CASE coalesce(current_setting('app.project_ids', true), '')
-                   WHEN '*' THEN true
-                   WHEN '' THEN false
-                   ELSE row_projects IS NOT NULL AND cardinality(row_projects) > 0
-                        AND row_projects <@ {scope}
-                 END
-        $$""",
+        _project_list_function(
+            s, "serves_scope", f"cardinality(row_projects) = 0 OR row_projects && {scope}"
+        ),
+        _project_list_function(
+            s,
+            "within_scope",
+            "row_projects IS NOT NULL AND cardinality(row_projects) > 0"
+            f" AND row_projects <@ {scope}",
+        ),
     ]
+
+
+def _project_list_function(s: str, name: str, limited: str) -> str:
+    """`<s>.<name>(row_tenant, row_projects)`: the row is the context's tenant's, and the
+    context is of every project (`*`), or of some for which `limited` holds."""
+    return f"""
+        CREATE OR REPLACE FUNCTION {s}.{name}(row_tenant uuid, row_projects uuid[])
+        RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
+          SELECT row_tenant = nullif(current_setting('app.tenant_id', true), '')::uuid
+             AND CASE coalesce(current_setting('app.project_ids', true), '')
+                   WHEN '*' THEN true
+                   WHEN '' THEN false
+                   ELSE {limited}
+                 END
+        $$"""
 
 
 def project_list_functions_undo_sql(schema: str) -> list[str]:
