@@ -155,12 +155,35 @@ def test_signed_but_malformed_claims_are_rejected() -> None:
             "iat": 1,
             "exp": 2,
         },
+        # Nobody, or for no project.
+        {"iss": "propdesk", "sub": "", "tenant_id": str(TENANT), "roles": [], "iat": 1, "exp": 2},
+        {
+            "iss": "propdesk",
+            "sub": "x",
+            "tenant_id": str(TENANT),
+            "project_ids": [],
+            "roles": [],
+            "iat": 1,
+            "exp": 2,
+        },
     ):
         payload = b64(claims)
         sig = hmac.new(b"test-secret-1", f"{header}.{payload}".encode(), hashlib.sha256).digest()
         token = f"{header}.{payload}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
         with pytest.raises(MalformedToken):
             verify_token(SETTINGS, token, now=1)
+
+
+def test_a_token_is_issued_for_someone_and_for_some_projects() -> None:
+    with pytest.raises(ValueError, match="subject"):
+        issue_token(SETTINGS, tenant_id=TENANT, subject="", roles=["handler"])
+    with pytest.raises(ValueError, match="at least one"):
+        issue_token(SETTINGS, tenant_id=TENANT, subject="x", roles=["handler"], project_ids=[])
+    # A generator of project ids is read once, as a list.
+    token = issue_token(
+        SETTINGS, tenant_id=TENANT, subject="x", roles=["handler"], project_ids=iter([TENANT])
+    )
+    assert verify_token(SETTINGS, token).project_ids == frozenset({TENANT})
 
 
 def test_operator_tokens_have_no_tenant() -> None:

@@ -147,6 +147,14 @@ def issue_token(
 ) -> str:
     role_set = frozenset(str(r) for r in roles)
     _check_role_scope(tenant_id, role_set)
+    if not subject:
+        raise ValueError("a token names who it is for (an empty subject)")
+    if project_ids is not None:
+        project_ids = list(project_ids)
+        if not project_ids:
+            raise ValueError(
+                "a token limited to projects names at least one (every project: no list)"
+            )
     issued = int(now if now is not None else time.time())
     lifetime = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
     lifetime = int(lifetime if lifetime is not None else settings.token_ttl_seconds)
@@ -215,6 +223,12 @@ def verify_token(
         if raw_projects is not None and not isinstance(raw_projects, list):
             raise MalformedToken("malformed claims: project_ids")
         project_ids = frozenset(UUID(p) for p in raw_projects) if raw_projects is not None else None
+        # Nobody is acting, or acting for no project: a credential that can do nothing, and
+        # whose Idempotency-Keys would have no namespace (intake.caller_namespace).
+        if not sub:
+            raise MalformedToken("malformed claims: sub is empty")
+        if project_ids is not None and not project_ids:
+            raise MalformedToken("malformed claims: project_ids is an empty list")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, TokenError):
             raise
