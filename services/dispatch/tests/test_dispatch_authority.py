@@ -21,6 +21,7 @@ from dispatch.flows.dispatching import dispatch_classified
 from dispatch.handlers import on_directory_event
 from dispatch.store import work_orders as orders
 from dispatch.testing import Tenant
+from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
 from propdesk.events import new_event
 from propdesk.events.contracts.tenant import DepartmentUpserted, ProjectUpserted, StaffUpserted
@@ -310,6 +311,23 @@ async def test_reassign_target_must_cover_the_project(res, tenant: Tenant, clien
     assert r.status_code == 422, r.text
     [error] = r.json()["errors"]
     assert error["field"] == "body.handler_id" and error["rule"] == "covers_project"
+    # With a token limited to the order's project, the other project's engineer does not
+    # exist at all (the database shows a limited credential only the staff of its projects).
+    limited = issue_token(
+        tenant.settings,
+        tenant_id=tenant.tenant_id,
+        subject=str(tenant.assistant),
+        roles=["affairs_assistant"],
+        project_ids=[tenant.project_id],
+    )
+    r = await client.post(
+        f"{url}/reassign",
+        headers={"authorization": f"Bearer {limited}"},
+        json={"handler_id": stranger, "reason": "换人"},
+    )
+    assert r.status_code == 422, r.text
+    [error] = r.json()["errors"]
+    assert error["field"] == "body.handler_id" and error["rule"] == "exists"
     r = await client.post(f"{url}/accept", headers=tenant.handler(others.other_project_engineer))
     assert r.status_code == 403
     view = (await client.get(url, headers=assistant)).json()
