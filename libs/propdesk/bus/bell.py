@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
+from functools import partial
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+
+from propdesk.db.session import after_commit
 
 # The session-level setting the outbox trigger reads: 'local' means "my process rings
 # its relay itself", so the trigger skips pg_notify.
 SETTING = "app.outbox_bell"
 LOCAL = "local"
-_MARKED = "propdesk.outbox_bell"
 
 _relays: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
 
@@ -51,9 +52,10 @@ def ring(schema: str) -> bool:
     return True
 
 
-def mark(session: AsyncSession | Session, schema: str) -> None:
-    """Ring `schema`'s relay once the session's current transaction commits."""
-    session.info.setdefault(_MARKED, set()).add(schema)
+def mark(session: AsyncSession, schema: str) -> None:
+    """Ring `schema`'s relay once the session's current transaction commits (once however
+    often it is marked; never if it rolls back)."""
+    after_commit(session, _ringer(schema))
 
 
 def local_settings() -> dict[str, str]:
@@ -61,12 +63,12 @@ def local_settings() -> dict[str, str]:
     return {SETTING: LOCAL}
 
 
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    for schema in session.info.pop(_MARKED, ()):
-        ring(schema)
+_ringers: dict[str, Callable[[], None]] = {}
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_MARKED, None)
+def _ringer(schema: str) -> Callable[[], None]:
+    """One callable per schema, so `after_commit` keeps one ring per transaction."""
+    fn = _ringers.get(schema)
+    if fn is None:
+        fn = _ringers[schema] = partial(ring, schema)
+    return fn

@@ -125,8 +125,11 @@ _AFTER_COMMIT = "propdesk.after_commit"
 
 def after_commit(session: AsyncSession, fn: Callable[[], None]) -> None:
     """Call `fn` once the session's current transaction has committed; never if it rolls
-    back. For what must count only what happened: a metric, a cache announcement."""
-    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(fn)
+    back. The same callable given twice in one transaction runs once. For what must count
+    only what happened: a metric, a cache announcement, the outbox bell."""
+    callbacks = session.sync_session.info.setdefault(_AFTER_COMMIT, [])
+    if fn not in callbacks:
+        callbacks.append(fn)
 
 
 @event.listens_for(Session, "after_commit")
