@@ -1,7 +1,7 @@
 """Rows that list their projects (staff, API keys) and the tenant's own rows (its
-classification rules and their history) are scoped by PostgreSQL, not only by the
-application: these statements run as the services' role with no filter of their own, the
-way a query that forgot one would."""
+classification rules and their history, dispatch's copy of the company) are scoped by
+PostgreSQL, not only by the application: these statements run as the services' role with
+no filter of their own, the way a query that forgot one would."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ async def seeded(settings: Settings) -> AsyncIterator[None]:
                 "INSERT INTO intake.tenants (id, code, name) VALUES ($1, $2, $2)", tenant, code
             )
             await conn.execute(
+                "INSERT INTO dispatch.tenants (id, code, name) VALUES ($1, $2, $2)", tenant, code
+            )
+            await conn.execute(
                 "INSERT INTO intake.rules_changes (tenant_id, actor, previous, rules)"
                 " VALUES ($1, 'seed', '{}', '{}')",
                 tenant,
@@ -80,6 +83,7 @@ async def seeded(settings: Settings) -> AsyncIterator[None]:
             await conn.execute("DELETE FROM intake.api_keys WHERE tenant_id = $1", tenant)
             await conn.execute("DELETE FROM intake.staff WHERE tenant_id = $1", tenant)
             await conn.execute("DELETE FROM dispatch.staff WHERE tenant_id = $1", tenant)
+            await conn.execute("DELETE FROM dispatch.tenants WHERE id = $1", tenant)
             # rules_changes is append-only even for the administrator; the rows stay,
             # under tenants that no credential will ever name.
         await conn.close()
@@ -150,6 +154,7 @@ async def test_a_second_tenant_sees_none_of_them(app_conn: asyncpg.Connection) -
         ("intake.api_keys", "tenant_id"),
         ("intake.rules_changes", "tenant_id"),
         ("intake.tenants", "id"),
+        ("dispatch.tenants", "id"),
     ):
         seen = await names(app_conn, other, f"SELECT {tenant_column}::text FROM {table}")
         assert seen == {str(OTHER_TENANT)}, table
@@ -224,6 +229,55 @@ async def test_staff_and_rules_are_written_only_for_every_project(
     delete = "DELETE FROM intake.staff WHERE code = 'of-a' AND tenant_id = $1"
     assert await attempt(app_conn, scoped(A), delete, TENANT) == "DELETE 0"
     assert await attempt(app_conn, EVERY, delete, TENANT) == "DELETE 1"
+
+
+# The directory consumer's statement (`dispatch.store.directory.upsert_tenant`), which runs
+# under the event's tenant with every project in scope.
+UPSERT_DISPATCH_TENANT = (
+    "INSERT INTO dispatch.tenants (id, code, name, settings) VALUES ($1, $2, $3, '{}')"
+    " ON CONFLICT (id) DO UPDATE SET code = excluded.code, name = excluded.name,"
+    " settings = excluded.settings, updated_at = now()"
+)
+
+
+async def test_dispatch_writes_the_tenant_row_only_for_every_project(
+    app_conn: asyncpg.Connection,
+) -> None:
+    """`dispatch.tenants` is seen by every credential of its company; inserting, changing
+    or deleting it needs a context of every project, as the directory consumer has."""
+    code = f"scope-{TENANT.hex[:12]}"
+    for ctx in (scoped(A), scoped(C), scoped(A, B), EVERY):
+        assert await names(app_conn, ctx, "SELECT code FROM dispatch.tenants") == {code}
+    rename = "UPDATE dispatch.tenants SET name = 'renamed' WHERE id = $1"
+    delete = "DELETE FROM dispatch.tenants WHERE id = $1"
+    for ctx in (scoped(A), scoped(A, B, C)):
+        assert await refused(app_conn, ctx, rename, TENANT)
+        assert await refused(app_conn, ctx, UPSERT_DISPATCH_TENANT, TENANT, code, "renamed")
+        # DELETE is checked against what the policies let it delete: nothing, no error.
+        assert await attempt(app_conn, ctx, delete, TENANT) == "DELETE 0"
+    assert await attempt(app_conn, EVERY, rename, TENANT) == "UPDATE 1"
+    upserted = await attempt(app_conn, EVERY, UPSERT_DISPATCH_TENANT, TENANT, code, "renamed")
+    assert upserted == "INSERT 0 1"
+    assert await attempt(app_conn, EVERY, delete, TENANT) == "DELETE 1"
+
+    # A company dispatch has not heard of yet: its first tenant.upserted inserts the row.
+    new = uuid4()
+    insert = "INSERT INTO dispatch.tenants (id, code, name) VALUES ($1, 'new', 'new')"
+    limited = TenantContext.for_tenant(new, {A}, actor="scope-test")
+    whole = TenantContext.for_tenant(new, actor="scope-test")
+    assert await refused(app_conn, limited, insert, new)
+    assert await refused(app_conn, limited, UPSERT_DISPATCH_TENANT, new, "new", "new")
+    assert await attempt(app_conn, whole, insert, new) == "INSERT 0 1"
+    assert await attempt(app_conn, whole, UPSERT_DISPATCH_TENANT, new, "new", "new") == (
+        "INSERT 0 1"
+    )
+
+    # Another company, with every project of its own, neither sees nor touches the row.
+    other = TenantContext.for_tenant(OTHER_TENANT, actor="scope-test")
+    assert await attempt(app_conn, other, rename, TENANT) == "UPDATE 0"
+    assert await attempt(app_conn, other, delete, TENANT) == "DELETE 0"
+    assert await refused(app_conn, other, UPSERT_DISPATCH_TENANT, TENANT, code, "taken")
+    assert await names(app_conn, EVERY, "SELECT name FROM dispatch.tenants") == {code}
 
 
 async def test_an_assignment_marks_the_staff_its_scope_sees(
@@ -317,13 +371,16 @@ async def _schema_security(ours: Settings) -> dict[str, object]:
 
 
 async def test_the_scope_migrations_go_down_and_up_again(settings: Settings) -> None:
-    """Downgraded from head to intake 0009 and dispatch 0007, the two schemas' policies and
-    functions are exactly those of a database only ever migrated to 0009 and 0007; upgraded
-    again, exactly those of head."""
+    """Downgraded from head to intake 0009 and dispatch 0007 (through intake 0011 and 0010,
+    dispatch 0009 and 0008), the two schemas' policies and functions are exactly those of a
+    database only ever migrated to 0009 and 0007; upgraded again, exactly those of head."""
     ours = await fresh_database(settings, "project_scope_round_trip", ("intake", "dispatch"))
     at_head = await _schema_security(ours)
     assert "serves_scope" in str(at_head["intake.staff:tenant_isolation"])
     assert "caller_namespace" in str(at_head["intake.idempotency_keys:tenant_isolation"])
+    assert "serves_scope" in str(at_head["dispatch.staff:tenant_isolation"])
+    assert "tenant_writable" in str(at_head["dispatch.tenants:tenant_isolation"])
+    assert "dispatch.tenants:tenant_wide_delete" in at_head
 
     before = await fresh_database(settings, "project_scope_before", ())
     await bootstrap(before, schemas=("intake", "dispatch"))

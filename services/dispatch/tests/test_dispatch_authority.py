@@ -378,6 +378,75 @@ async def test_a_roster_shift_is_for_staff_of_the_project(res, tenant: Tenant, c
     assert r.status_code == 201, r.text
 
 
+def limited_to_project(t: Tenant, staff_id: UUID, *roles: str) -> dict[str, str]:
+    """A staff token of `staff_id` limited to the seeded tenant's project."""
+    token = issue_token(
+        t.settings,
+        tenant_id=t.tenant_id,
+        subject=str(staff_id),
+        roles=roles,
+        project_ids=[t.project_id],
+    )
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_a_project_limited_hand_over_finds_no_member_of_another_project(
+    res, tenant: Tenant, client
+) -> None:
+    """With a token limited to the order's project, a member serving only another project
+    does not exist (the database shows a limited credential only the staff of its
+    projects): 422 `exists`, where a token of every project is told `covers_project`."""
+    others = await seed_others(res, tenant)
+    url, engineer = await engineering_order(res, tenant)
+    assert (await client.post(f"{url}/accept", headers=tenant.handler(engineer))).status_code == 200
+    body = {"to_staff_id": str(others.other_project_engineer), "reason": "请孙工处理"}
+    for headers, rule in (
+        (limited_to_project(tenant, engineer, "handler"), "exists"),
+        (tenant.handler(engineer), "covers_project"),
+    ):
+        r = await client.post(f"{url}/hand-over", headers=headers, json=body)
+        assert r.status_code == 422, r.text
+        [error] = r.json()["errors"]
+        assert (error["field"], error["rule"]) == ("body.to_staff_id", rule), r.text
+    # A member of the project is there for the limited token: the hand-over is made.
+    r = await client.post(
+        f"{url}/hand-over",
+        headers=limited_to_project(tenant, engineer, "handler"),
+        json={"to_staff_id": str(others.cs_clerk), "reason": "业主要求客服跟进"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["pending_handover_to"] == str(others.cs_clerk)
+
+
+async def test_a_project_limited_roster_finds_no_member_of_another_project(
+    res, tenant: Tenant, client
+) -> None:
+    """The same on the roster: an administrator limited to the project is told the other
+    project's engineer does not exist (`exists`); one of every project, that he does not
+    work for this project (`covers_project`)."""
+    others = await seed_others(res, tenant)
+    shift = {
+        "staff_id": str(others.other_project_engineer),
+        "project_id": str(tenant.project_id),
+        "starts_at": "2026-11-24T18:00:00+08:00",
+        "ends_at": "2026-11-25T08:30:00+08:00",
+    }
+    for headers, rule in (
+        (limited_to_project(tenant, uuid4(), "tenant_admin"), "exists"),
+        (tenant.token(uuid4(), "tenant_admin"), "covers_project"),
+    ):
+        r = await client.post("/v1/rosters/shifts", headers=headers, json=shift)
+        assert r.status_code == 422, r.text
+        [error] = r.json()["errors"]
+        assert (error["field"], error["rule"]) == ("body.staff_id", rule), r.text
+    r = await client.post(
+        "/v1/rosters/shifts",
+        headers=limited_to_project(tenant, uuid4(), "tenant_admin"),
+        json={**shift, "staff_id": str(tenant.duty_leader)},
+    )
+    assert r.status_code == 201, r.text
+
+
 async def test_an_order_handed_over_to_another_department_is_on_its_heads_board(
     res, tenant: Tenant, client
 ) -> None:

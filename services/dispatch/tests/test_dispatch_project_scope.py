@@ -8,9 +8,13 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
+from dispatch.handlers import consumers
 from dispatch.testing import Tenant
 from propdesk.auth.tokens import issue_token
+from propdesk.bus.consumer import ConsumerRunner
 from propdesk.db.session import driver_connection, tenant_transaction
+from propdesk.events import new_event
+from propdesk.events.contracts.tenant import TenantUpserted
 from propdesk.tenancy import TenantContext
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -105,3 +109,29 @@ async def test_the_database_refuses_rows_of_every_project_in_a_project_scope(
     async with tenant_transaction(res.sessions, tenant.ctx()) as session:
         conn = await driver_connection(session)
         assert await conn.execute(delete, tenant.tenant_id) != "DELETE 0"
+
+
+async def test_the_directory_consumer_writes_the_company_row(res, tenant: Tenant) -> None:
+    """`dispatch.tenants` is written only in a context of every project: the directory
+    consumer, its one writer, applies `tenant.upserted` in the event's tenant with every
+    project in scope, and a credential of one project reads what it wrote."""
+    [directory] = [c for c in consumers() if c.name == "dispatch-directory"]
+    runner = ConsumerRunner(directory, res.settings, res.sessions)
+    renamed = TenantUpserted(
+        tenant_id=tenant.tenant_id, code=f"t-{tenant.tenant_id.hex[:8]}", name="改名物业"
+    )
+    env = new_event(
+        renamed,
+        tenant_id=tenant.tenant_id,
+        project_id=None,
+        aggregate_id=tenant.tenant_id,
+        producer="test",
+    )
+    assert await runner.apply(env)
+    scoped = TenantContext.for_tenant(tenant.tenant_id, {tenant.project_id}, actor="probe")
+    async with tenant_transaction(res.sessions, scoped) as session:
+        conn = await driver_connection(session)
+        name = await conn.fetchval(
+            "SELECT name FROM dispatch.tenants WHERE id = $1", tenant.tenant_id
+        )
+    assert name == "改名物业"
