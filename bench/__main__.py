@@ -54,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " default: 20, 100, then --rate (the lighter first, on a quiet machine)",
     )
     p.add_argument(
+        "--after-hours-rates",
+        default=None,
+        help="comma list of rates the dispatch scenario measures again with every project"
+        " after hours (the duty leader receives, one event more; bench/working_hours.py);"
+        " default: --rate; '' for none. The --dispatch-rates are measured within hours",
+    )
+    p.add_argument(
         "--dispatch-services",
         default="dispatch,reporting",
         help="services the bench starts for the dispatch scenario, next to its intake"
@@ -107,6 +114,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         settle_max=args.settle_max,
         profile_dir=args.profile,
         dispatch_services=tuple(n.strip() for n in args.dispatch_services.split(",") if n),
+        after_hours_rates=[args.rate]
+        if args.after_hours_rates is None
+        else [float(r) for r in args.after_hours_rates.split(",") if r.strip()],
     )
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -130,9 +140,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     pool = load_pool()
     try:
         t0 = time.monotonic()
-        keys = await onboard_tenants(f"http://127.0.0.1:{port}")
-        print(f"bench: onboarded {len(keys)} companies in {time.monotonic() - t0:.1f} s")
-        bench = Bench(options, env, log_dir, pool, intake, keys, run_id=f"{int(time.time())}")
+        companies = await onboard_tenants(f"http://127.0.0.1:{port}")
+        print(f"bench: onboarded {len(companies)} companies in {time.monotonic() - t0:.1f} s")
+        bench = Bench(options, env, log_dir, pool, intake, companies, run_id=f"{int(time.time())}")
         if "intake" in scenarios:
             results["intake"] = await intake_scenario(bench)
         if "dispatch" in scenarios:

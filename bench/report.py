@@ -127,7 +127,7 @@ def render(results: dict[str, Any]) -> str:
         out.append(_row(["---"] * 6))
         keys = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
         for run in runs:
-            rate = f"{run['rate']:g} req/s"
+            rate = _rate(run)
             r2d, seen, load = (
                 run["recorded_to_dispatched"],
                 run["response_to_event_seen"],
@@ -143,10 +143,11 @@ def render(results: dict[str, Any]) -> str:
         for run in runs:
             load = run["load"]
             out.append(
-                f"- {run['rate']:g} req/s offered for {results['options']['dispatch_seconds']:g}"
+                f"- {_rate(run)} offered for {results['options']['dispatch_seconds']:g}"
                 f" s: intake answered {load['ok']} ({load['throughput_rps']:.0f} req/s, "
                 f"{load['unfinished']} unanswered after the grace period); "
-                f"{run['dispatched']} of {run['complaints']} recorded complaints dispatched, "
+                f"{run['dispatched']} of {run['complaints']} recorded complaints dispatched"
+                f" ({run.get('dispatched_after_hours', '?')} of them after hours), "
                 f"{run['not_dispatched_within_30s']} not within 30 s."
             )
         out += ["", *cores_table([run["load"] for run in runs])]
@@ -155,6 +156,12 @@ def render(results: dict[str, Any]) -> str:
         verdicts = [f"{k} **{'met' if v else 'NOT met'}**" for k, v in aims.items()]
         out += ["", "Aims: " + "; ".join(verdicts) + "."]
     return "\n".join(out)
+
+
+def _rate(run: dict[str, Any]) -> str:
+    """ "100 req/s", and which of dispatch's paths the projects' hours chose."""
+    hours = {"working": ", in hours", "after_hours": ", after hours"}.get(run.get("hours"), "")
+    return f"{run['rate']:g} req/s{hours}"
 
 
 def write_docs(path: Path, text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 import httpx
@@ -11,13 +12,23 @@ from propdesk.auth.tokens import issue_token
 from propdesk.settings import get_settings
 
 
-async def onboard_tenants(base_url: str, tenants: int = TENANTS) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Company:
+    """One onboarded company: its integration key (the load), and its administrator's
+    token (the bench's own set-up calls, such as the projects' working hours)."""
+
+    tenant_id: UUID
+    api_key: str
+    admin_token: str
+
+
+async def onboard_tenants(base_url: str, tenants: int = TENANTS) -> list[Company]:
     """Each company's document as the platform operator, then an API key from that
     company's tenant admin. The keys' rate limit is the maximum the API allows, so the
     limiter runs (one Redis round trip per request) but never answers 429."""
     settings = get_settings()
     operator = issue_token(settings, tenant_id=None, subject="bench", roles=["operator"])
-    keys: list[str] = []
+    companies: list[Company] = []
     async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as client:
         for t in range(1, tenants + 1):
             r = await client.post(
@@ -36,5 +47,5 @@ async def onboard_tenants(base_url: str, tenants: int = TENANTS) -> list[str]:
                 headers={"Authorization": f"Bearer {admin}"},
             )
             r.raise_for_status()
-            keys.append(r.json()["key"])
-    return keys
+            companies.append(Company(tenant_id, r.json()["key"], admin))
+    return companies
