@@ -16,9 +16,9 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from propdesk.db.bootstrap import OWNER_ROLE
+from propdesk.db.session import async_engine
 from propdesk.settings import Settings, async_url, get_settings
 
 
@@ -55,7 +55,7 @@ def run_env(schema: str) -> None:
             context.run_migrations()
 
     async def main() -> None:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
+        engine = async_engine(url, poolclass=pool.NullPool)
         try:
             async with engine.connect() as conn:
                 await conn.execute(text(f'SET ROLE "{OWNER_ROLE}"'))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 from sqlalchemy import event, text
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
-from propdesk.settings import Settings, async_url
+from propdesk.settings import Settings, asyncpg_dsn
 from propdesk.tenancy.context import TenantContext, use_context
 
 CONTEXT_SETTINGS = ("app.tenant_id", "app.project_ids", "app.actor", "app.roles", "app.system")
@@ -49,9 +50,27 @@ _SET_CONTEXT = text(
 )
 
 
+def async_engine(url: str, *, connect_args: dict[str, Any] | None = None, **kwargs) -> AsyncEngine:
+    """An AsyncEngine whose connections asyncpg makes from the URL as a libpq-style DSN.
+
+    SQLAlchemy's asyncpg dialect hands a URL's query parameters to `asyncpg.connect` as
+    keyword arguments, and libpq's TLS parameters (`sslmode`, `sslrootcert`, `sslcert`,
+    `sslkey`, ...) are not among them: a `PROPDESK_DATABASE_URL` asking for TLS failed
+    with a TypeError, while the plain asyncpg connections of the hot paths and the relays
+    read the same parameters from the DSN. Here asyncpg parses the DSN for every
+    connection, so the one URL means the same to both."""
+    dsn = asyncpg_dsn(url)
+    args = dict(connect_args or {})
+
+    async def connect() -> asyncpg.Connection:
+        return await asyncpg.connect(dsn, **args)
+
+    return create_async_engine("postgresql+asyncpg://", async_creator=connect, **kwargs)
+
+
 def create_engine(settings: Settings, *, url: str | None = None, **kwargs) -> AsyncEngine:
-    return create_async_engine(
-        async_url(url or settings.app_db_url),
+    return async_engine(
+        url or settings.app_db_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=False,
