@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     db_max_overflow: int = 10
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # A PEM file of the CA that signed the NATS servers' certificates (tls:// URLs; deploy/
+    # uses a private CA): their certificates and names are checked against it. Unset, a
+    # server asking for TLS is checked against the system's CAs.
+    nats_ca_file: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # JetStream: one stream for all events, subjects pd.<type>.<tenant>.<project>.

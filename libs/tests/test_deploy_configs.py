@@ -3,25 +3,32 @@ binaries the dev stack uses: NATS and Redis accept only clients that know the pa
 they are given, and every NATS config parses.
 
 NATS has one user per service and `operator` for the bus CLI (deploy/nats/auth.conf, the
-same text in the k8s ConfigMap). On a server started from the deploy config, through the
-real propdesk code paths (`propdesk.bus.streams`, the relay's publish, the consumer
-runner's pull subscription, the cache invalidations), each service can do what its code
-does on the bus and nothing that belongs to another: above all, no service can publish an
-event type another service produces, since a consumer applies an event under the tenant
-its envelope names."""
+same text in the k8s ConfigMap). Every node is started by deploy/nats/start.sh, as compose
+and the StatefulSet start it: it refuses a password NATS or a URL cannot carry and hands
+each password over so that NATS reads it as a string (NATS parses a variable's value as
+config: unquoted, 12345 or true would stop the server from starting). On a server
+started from the deploy config, through the real propdesk code paths
+(`propdesk.bus.streams`, the relay's publish, the consumer runner's pull subscription, the
+cache invalidations), each service can do what its code does on the bus and nothing that
+belongs to another: above all, no service can publish an event type another service
+produces, since a consumer applies an event under the tenant its envelope names."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import re
+import shutil
+import ssl
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -92,9 +99,10 @@ def _compose() -> dict:
     return yaml.safe_load((ROOT / "deploy/compose.yaml").read_text(encoding="utf-8"))
 
 
-def _substitute(value: str) -> str:
-    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message}, with test values."""
+def _substitute(value: str, env: Mapping[str, str] | None = None) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message}, with test values (or `env`'s)."""
     values = {**PASSWORD_VARS, ROUTE_VAR: ROUTE_PASSWORD, "PROPDESK_REDIS_PASSWORD": PASSWORD}
+    values.update(env or {})
     return re.sub(r"\$\{(\w+)(?::[-?][^}]*)?\}", lambda m: values.get(m.group(1), ""), value)
 
 
@@ -108,62 +116,97 @@ def _k8s_secret() -> dict[str, str]:
     return secret["stringData"]
 
 
-def _k8s_nats_script() -> str:
-    """The shell script the NATS StatefulSet's container runs."""
+def _start_command(which: str) -> list[str]:
+    """How the deploy starts a NATS node: sh /etc/nats/start.sh CONFIG NODE..."""
+    if which == "compose":
+        node = _compose()["services"]["nats-1"]
+        return [*node["entrypoint"], *node["command"]]
     sts = next(d for d in _k8s("nats.yaml") if d["kind"] == "StatefulSet")
     (container,) = sts["spec"]["template"]["spec"]["containers"]
-    shell, flag, script = container["command"]
-    assert (shell, flag) == ("sh", "-c") and "args" not in container
-    return script
+    assert "args" not in container
+    return container["command"]
 
 
-def _k8s_routes() -> list[str]:
-    """The routes the StatefulSet's script gives nats-server: the script itself, run with
-    `echo` in place of the server."""
-    script = _k8s_nats_script().replace("exec nats-server ", "exec echo ")
+@dataclass
+class Launch:
+    """What the deploy's start.sh did: its exit status and error output, and, if it went
+    on to start the server, the arguments and environment it gave nats-server."""
+
+    returncode: int
+    stderr: str
+    argv: list[str] | None
+    env: dict[str, str] | None
+
+
+def _launch(
+    which: str,
+    directory: Path,
+    env: Mapping[str, str],
+    *,
+    conf: Path | None = None,
+    nodes: Sequence[str] | None = None,
+) -> Launch:
+    """Run the deploy's start.sh (the text `which` deploys) the way the deploy runs it, with
+    a stand-in nats-server that records what it is given. `conf` and `nodes` replace the
+    deploy's config path and cluster addresses (local files and ports)."""
+    command = _start_command(which)
+    assert command[:2] == ["sh", "/etc/nats/start.sh"], command
+    script = directory / "start.sh"
+    script.write_text(_nats_files(which)["start.sh"], encoding="utf-8")
+    bin_dir, record = directory / "stand-in", directory / "stand-in.json"
+    bin_dir.mkdir(exist_ok=True)
+    record.unlink(missing_ok=True)
+    recorder = bin_dir / "record.py"
+    recorder.write_text(
+        f"import json, os, sys\nwith open({str(record)!r}, 'w') as f:\n"
+        "    json.dump({'argv': sys.argv[1:], 'env': dict(os.environ)}, f)\n",
+        encoding="utf-8",
+    )
+    stand_in = bin_dir / "nats-server"
+    stand_in.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{recorder}" "$@"\n')
+    stand_in.chmod(0o755)
+    args = [str(conf) if conf else command[2], *(command[3:] if nodes is None else nodes)]
     done = subprocess.run(
-        ["sh", "-c", script],
-        env={**os.environ, **NATS_ENV},
+        ["sh", str(script), *args],
+        env={**env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
-    args = done.stdout.split()
-    assert args[:3] == ["-c", "/etc/nats/nats.conf", "--routes"], args
-    return args[3].split(",")
+    ran = json.loads(record.read_text()) if record.exists() else {}
+    return Launch(done.returncode, done.stderr, ran.get("argv"), ran.get("env"))
 
 
-def _compose_routes() -> list[str]:
-    """The routes compose's command gives each NATS node (passwords substituted)."""
-    command = _compose()["services"]["nats-1"]["command"]
-    assert command[:3] == ["-c", "/etc/nats/nats-cluster.conf", "--routes"], command
-    return _substitute(command[3]).split(",")
-
-
-def _local_route(which: str, cluster_port: int) -> str:
-    """The deploy's route URL, credentials and all, pointed at a local cluster port."""
-    first = urlsplit((_compose_routes() if which == "compose" else _k8s_routes())[0])
-    return first._replace(
-        netloc=f"{first.username}:{first.password}@127.0.0.1:{cluster_port}"
-    ).geturl()
+def _deploy_routes(which: str) -> list[str]:
+    """The routes the deploy's start.sh gives nats-server (passwords substituted)."""
+    with tempfile.TemporaryDirectory() as directory:
+        launched = _launch(which, Path(directory), {**os.environ, **NATS_ENV})
+    assert launched.argv is not None, launched.stderr
+    assert launched.argv[:3] == ["-c", _start_command(which)[2], "--routes"], launched.argv
+    return launched.argv[3].split(",")
 
 
 def _nats_files(which: str) -> dict[str, str]:
-    """The NATS config files, by the names the server reads them under (nats.conf
-    includes auth.conf)."""
+    """The NATS files, by the names the server reads them under (nats.conf includes
+    auth.conf; start.sh starts the server)."""
     if which == "compose":
         nats_dir = ROOT / "deploy/nats"
         return {
             "nats.conf": (nats_dir / "nats-cluster.conf").read_text(encoding="utf-8"),
             "auth.conf": (nats_dir / "auth.conf").read_text(encoding="utf-8"),
+            "start.sh": (nats_dir / "start.sh").read_text(encoding="utf-8"),
         }
     config_map = next(d for d in _k8s("nats.yaml") if d["kind"] == "ConfigMap")
     return dict(config_map["data"])
 
 
-def _write_nats_config(directory: Path, which: str, *, standalone: bool) -> tuple[Path, int]:
+def _write_nats_config(
+    directory: Path, which: str, *, standalone: bool, tls: Path | None = None
+) -> tuple[Path, int]:
     """The deploy config on free local ports (the cluster block removed when standalone:
-    JetStream then needs no quorum); the path of its main file and the client port."""
+    JetStream then needs no quorum); the path of its main file and the client port. With
+    `tls`, a directory with tls.crt, tls.key and ca.crt, it is mounted where the deploy
+    mounts its own; without, the config's tls blocks (clients', routes') are removed."""
     directory.mkdir(parents=True, exist_ok=True)
     port, monitor, cluster = free_port(), free_port(), free_port()
     files = _nats_files(which)
@@ -171,6 +214,11 @@ def _write_nats_config(directory: Path, which: str, *, standalone: bool) -> tupl
     if standalone:
         main, n = re.subn(r"(?ms)^( *)cluster \{.*?^\1\}\n", "", main)
         assert n == 1, "one cluster block"
+    if tls is None:
+        main, n = re.subn(r"(?ms)^( *)tls \{.*?^\1\}\n", "", main)
+        assert n == (1 if standalone else 2), "a tls block for clients and one for routes"
+    else:
+        main = main.replace("/etc/nats-tls/", f"{tls}/")
     for old, new in {
         "0.0.0.0:4222": f"127.0.0.1:{port}",
         "0.0.0.0:8222": f"127.0.0.1:{monitor}",
@@ -186,19 +234,43 @@ def _write_nats_config(directory: Path, which: str, *, standalone: bool) -> tupl
     return directory / "nats.conf", port
 
 
-@contextlib.contextmanager
-def _nats_server(directory: Path, which: str, *, standalone: bool) -> Iterator[int]:
-    conf, port = _write_nats_config(directory, which, standalone=standalone)
-    monitor = int(re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
-    # A clustered JetStream node needs routes; as deployed, it is given every node's,
-    # its own included (which it ignores): here only its own.
-    routes = [] if standalone else ["--routes", _local_route(which, _cluster_port(conf))]
-    server = subprocess.Popen(
-        [str(nats_server_path()), "-c", str(conf), *routes],
-        env={**os.environ, **NATS_ENV},
+def _start_server(
+    which: str, conf: Path, env: Mapping[str, str], nodes: Sequence[str], *, routes: bool = True
+) -> subprocess.Popen:
+    """A nats-server started as the deploy's start.sh starts it (its arguments and the
+    environment it hands over), on local files and ports; `routes=False` drops the routes
+    (a standalone node, its cluster block removed)."""
+    launched = _launch(which, conf.parent, {**os.environ, **env}, conf=conf, nodes=nodes)
+    assert launched.argv is not None and launched.env is not None, launched.stderr
+    argv = launched.argv
+    if not routes:
+        assert argv[2] == "--routes", argv
+        argv = argv[:2] + argv[4:]
+    return subprocess.Popen(
+        [str(nats_server_path()), *argv],
+        env=launched.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+@contextlib.contextmanager
+def _nats_server(
+    directory: Path,
+    which: str,
+    *,
+    standalone: bool,
+    env: Mapping[str, str] = NATS_ENV,
+    tls: Path | None = None,
+) -> Iterator[int]:
+    conf, port = _write_nats_config(directory, which, standalone=standalone, tls=tls)
+    monitor = int(re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
+    # A clustered JetStream node needs routes; as deployed, it is given every node's,
+    # its own included (which it ignores): here only its own.
+    if standalone:
+        server = _start_server(which, conf, env, ["127.0.0.1:6222"], routes=False)
+    else:
+        server = _start_server(which, conf, env, [f"127.0.0.1:{_cluster_port(conf)}"])
     try:
         # Up (and, standalone, with JetStream ready) before any client tries.
         health = "/healthz?js-enabled-only=true" if standalone else "/varz"
@@ -217,10 +289,16 @@ def _nats_server(directory: Path, which: str, *, standalone: bool) -> Iterator[i
         server.wait(10)
 
 
-def _compose_url(service: str, port: int) -> str:
-    """The first seed of the PROPDESK_NATS_URL compose gives `service`, pointed at `port`."""
-    url = _substitute(_compose()["services"][service]["environment"]["PROPDESK_NATS_URL"])
-    return url.split(",")[0].replace("@nats-1:4222", f"@127.0.0.1:{port}")
+def _compose_url(
+    service: str, port: int, env: Mapping[str, str] | None = None, *, tls: bool = False
+) -> str:
+    """The first seed of the PROPDESK_NATS_URL compose gives `service`, pointed at `port`
+    (passwords from `env` where it has them); nats:// unless `tls`, for a server whose
+    tls blocks were removed (`_write_nats_config`)."""
+    url = _substitute(_compose()["services"][service]["environment"]["PROPDESK_NATS_URL"], env)
+    url = url.split(",")[0].replace("@nats-1:4222", f"@127.0.0.1:{port}")
+    assert url.startswith("tls://"), url
+    return url if tls else "nats://" + url.removeprefix("tls://")
 
 
 def _url(user: str, port: int, password: str | None = None) -> str:
@@ -245,9 +323,11 @@ def _settings(url: str) -> Settings:
 @pytest.mark.parametrize("which", ["compose", "k8s"])
 def test_the_nats_configs_parse(tmp_path: Path, which: str) -> None:
     conf, _port = _write_nats_config(tmp_path, which, standalone=False)
+    launched = _launch(which, tmp_path, {**os.environ, **NATS_ENV}, conf=conf)
+    assert launched.argv is not None and launched.env is not None, launched.stderr
     done = subprocess.run(
-        [str(nats_server_path()), "-t", "-c", str(conf)],
-        env={**os.environ, **NATS_ENV},
+        [str(nats_server_path()), "-t", *launched.argv],
+        env=launched.env,
         capture_output=True,
         text=True,
         check=False,
@@ -270,11 +350,104 @@ def test_nats_does_not_start_without_every_users_password(tmp_path: Path, which:
         assert done.returncode != 0 and missing in done.stdout + done.stderr, missing
 
 
+# --- passwords: what NATS would read as something else -------------------------------------
+
+# Passwords of the documented form (letters, digits and - . _ ~) that NATS reads as
+# something else than a string when a variable gives it them as they are. Before start.sh
+# quoted them, each of the first twelve stopped the server from starting (NATS 2.11 and
+# 2.15: "interface conversion: interface {} is int64, not string", bool, float64, or
+# "integer ... is out of the range"), and so did the hex ones on NATS 2.11, the deployed
+# image's version ("Expected a top-level value to end with a new line, comment or EOF, but
+# got '9' instead"): about one `openssl rand -hex 32` in fifteen, digits, e, a digit.
+ODD_PASSWORDS = (
+    "12345678",
+    "0123456789",
+    "98765432109876543210",
+    "10k",
+    "2mb",
+    "3G",
+    "true",
+    "false",
+    "yes",
+    "off",
+    "1.5",
+    "-5",
+    "84e916bf7e2b859a8f273778bac608f96fbda48432527ef18e98782927a19ebe",
+    "12e4ab",
+    "1e5",
+    "0x1f",
+    "1_000",
+    "1.2.3.4",
+)
+# What NATS could have made of some of them: none of these may log in in their place.
+MISREAD = {
+    "0123456789": "123456789",
+    "10k": "10000",
+    "2mb": "2097152",
+    "3G": "3000000000",
+    "true": "True",
+    "1.5": "1.50",
+    "1e5": "100000",
+    "0x1f": "31",
+    "1_000": "1000",
+}
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+@pytest.mark.parametrize("batch", [0, 1, 2])
+async def test_nats_takes_every_password_of_the_documented_form(
+    tmp_path: Path, which: str, batch: int
+) -> None:
+    """Each user with such a password (six at a time, one per user) logs in through the
+    URL compose gives its service and propdesk's connect; a wrong one, what NATS could
+    have read it as, the password cut short or lengthened, are refused."""
+    chosen = ODD_PASSWORDS[batch * len(USERS) : (batch + 1) * len(USERS)]
+    passwords = dict(zip(USERS, chosen, strict=True))
+    env = {**NATS_ENV, **{f"PROPDESK_NATS_{u.upper()}_PASSWORD": pw for u, pw in passwords.items()}}
+    with _nats_server(tmp_path, which, standalone=True, env=env) as port:
+        for user, password in passwords.items():
+            url = _compose_url("bus-cli" if user == "operator" else user, port, env)
+            assert urlsplit(url).password == password
+            nc = await connect(_settings(url), f"probe-{user}")
+            try:
+                await nc.flush(timeout=2)
+            finally:
+                await nc.close()
+            for wrong in (password[:-1], password + "0", MISREAD.get(password), "wrong"):
+                if wrong is not None:
+                    with pytest.raises(Exception, match=r"[Aa]uthorization"):
+                        await connect(
+                            _settings(_url(user, port, wrong)), "probe", allow_reconnect=False
+                        )
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+def test_nats_reads_a_password_given_as_it_is_as_config(tmp_path: Path, which: str) -> None:
+    """Why start.sh quotes the passwords: the deploy's config, given a password as it is
+    (as compose and the StatefulSet gave them before start.sh), does not load with a number
+    or a boolean word (NATS makes it an int64 or a bool). Should a NATS release read
+    variables as strings, this fails, and the quoting could go."""
+    conf, _port = _write_nats_config(tmp_path, which, standalone=False)
+    for password in ("12345678", "10k", "true"):
+        done = subprocess.run(
+            [str(nats_server_path()), "-t", "-c", str(conf)],
+            env={**os.environ, **NATS_ENV, "PROPDESK_NATS_DISPATCH_PASSWORD": password},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode != 0, password
+        assert "not string" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
 def test_compose_and_k8s_nats_define_the_same_users_and_permissions() -> None:
     compose, k8s = _nats_files("compose"), _nats_files("k8s")
-    assert set(k8s) == {"nats.conf", "auth.conf"}
+    assert set(k8s) == {"nats.conf", "auth.conf", "start.sh"}
     assert k8s["auth.conf"] == compose["auth.conf"], (
         "the ConfigMap's auth.conf must be deploy/nats/auth.conf, word for word"
+    )
+    assert k8s["start.sh"] == compose["start.sh"], (
+        "the ConfigMap's start.sh must be deploy/nats/start.sh, word for word"
     )
     for main in (compose["nats.conf"], k8s["nats.conf"]):
         assert re.search(r"(?m)^\s*include \./auth\.conf$", main)
@@ -298,7 +471,7 @@ def test_compose_and_k8s_nats_define_the_same_users_and_permissions() -> None:
 
 def _seeds(url: str) -> list[tuple[str, str, str]]:
     """(user, password variable, host) of each seed of a compose PROPDESK_NATS_URL."""
-    seeds = re.findall(r"nats://(\w+):\$\{(\w+)(?::\?[^}]*)?\}@([\w-]+):4222", url)
+    seeds = re.findall(r"tls://(\w+):\$\{(\w+)(?::\?[^}]*)?\}@([\w-]+):4222", url)
     assert len(seeds) == len(url.split(",")), url
     return seeds
 
@@ -330,12 +503,21 @@ def test_compose_gives_each_service_its_own_nats_user() -> None:
         env = services[node]["environment"]
         for var in [*PASSWORD_VARS, ROUTE_VAR]:  # every user's and the routes', required
             assert env[var] == f"${{{var}:?set {var}}}", (node, var)
-        routes = _compose_routes()
-        assert [urlsplit(r).hostname for r in routes] == ["nats-1", "nats-2", "nats-3"]
-        assert {(urlsplit(r).username, urlsplit(r).password) for r in routes} == {
-            ("route", ROUTE_PASSWORD)
-        }
-        assert "./nats:/etc/nats:ro" in services[node]["volumes"], "auth.conf beside the conf"
+        # start.sh starts every node, with every node's cluster listener for routes.
+        assert [*services[node]["entrypoint"], *services[node]["command"]] == [
+            "sh",
+            "/etc/nats/start.sh",
+            "/etc/nats/nats-cluster.conf",
+            "nats-1:6222",
+            "nats-2:6222",
+            "nats-3:6222",
+        ], node
+        assert "./nats:/etc/nats:ro" in services[node]["volumes"], "start.sh and auth.conf"
+    routes = _deploy_routes("compose")
+    assert [urlsplit(r).hostname for r in routes] == ["nats-1", "nats-2", "nats-3"]
+    assert {(urlsplit(r).username, urlsplit(r).password) for r in routes} == {
+        ("route", ROUTE_PASSWORD)
+    }
 
 
 def test_k8s_gives_each_service_its_own_nats_user() -> None:
@@ -377,8 +559,17 @@ def test_k8s_gives_each_service_its_own_nats_user() -> None:
     nats_sts = next(d for d in _k8s("nats.yaml") if d["kind"] == "StatefulSet")
     (container,) = nats_sts["spec"]["template"]["spec"]["containers"]
     assert nats_keys(container) == {var: var for var in [*PASSWORD_VARS, ROUTE_VAR]}
-    assert re.fullmatch(r"[A-Za-z0-9]+", secret[ROUTE_VAR]), "it goes into the route URLs"
-    routes = [urlsplit(r) for r in _k8s_routes()]
+    for var in [*PASSWORD_VARS, ROUTE_VAR]:  # what start.sh takes
+        assert re.fullmatch(r"[A-Za-z0-9._~-]+", secret[var]), var
+    assert _start_command("k8s") == [
+        "sh",
+        "/etc/nats/start.sh",
+        "/etc/nats/nats.conf",
+        "nats-0.nats:6222",
+        "nats-1.nats:6222",
+        "nats-2.nats:6222",
+    ]
+    routes = [urlsplit(r) for r in _deploy_routes("k8s")]
     assert [r.hostname for r in routes] == ["nats-0.nats", "nats-1.nats", "nats-2.nats"]
     assert {(r.username, r.password) for r in routes} == {("route", ROUTE_PASSWORD)}
     kustomization = yaml.safe_load((ROOT / "deploy/k8s/kustomization.yaml").read_text())
@@ -904,31 +1095,22 @@ def test_redis_as_deployed_refuses_clients_without_the_password(tmp_path: Path) 
 
 
 @contextlib.contextmanager
-def _two_nodes(directory: Path, which: str) -> Iterator[list[tuple[Path, int]]]:
-    """Two nodes of the deploy config on free local ports, each given the other as its
-    route the way the deploy's command line gives it (route user and password)."""
-    confs = [_write_nats_config(directory / n, which, standalone=False) for n in ("a", "b")]
-    cluster_ports = [_cluster_port(c) for c, _ in confs]
+def _two_nodes(
+    directory: Path, which: str, env: Mapping[str, str] = NATS_ENV, tls: Path | None = None
+) -> Iterator[list[tuple[Path, int]]]:
+    """Two nodes of the deploy config on free local ports, each started as the deploy's
+    start.sh starts it, given both nodes' cluster listeners as routes (route user and
+    password, as deployed); TLS as `_write_nats_config`."""
+    confs = [
+        _write_nats_config(directory / n, which, standalone=False, tls=tls) for n in ("a", "b")
+    ]
+    nodes = [f"127.0.0.1:{_cluster_port(c)}" for c, _ in confs]
     for conf, _ in confs:
         text = conf.read_text()
         for name in ("$NATS_SERVER_NAME", "$POD_NAME"):
             text = text.replace(name, conf.parent.name)
         conf.write_text(text)
-    servers = [
-        subprocess.Popen(
-            [
-                str(nats_server_path()),
-                "-c",
-                str(conf),
-                "--routes",
-                _local_route(which, other),
-            ],
-            env={**os.environ, **NATS_ENV},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for (conf, _), other in zip(confs, reversed(cluster_ports), strict=True)
-    ]
+    servers = [_start_server(which, conf, env, nodes) for conf, _ in confs]
     try:
         yield confs
     finally:
@@ -984,46 +1166,96 @@ async def test_a_cluster_does_not_advertise_servers_clients_cannot_log_in_to(
             await nc.close()
 
 
-@pytest.mark.parametrize("empty", [*PASSWORD_VARS, ROUTE_VAR])
-def test_k8s_nats_refuses_to_start_with_an_empty_password(tmp_path: Path, empty: str) -> None:
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+@pytest.mark.parametrize("var", [*PASSWORD_VARS, ROUTE_VAR])
+def test_nats_does_not_start_with_an_empty_password(tmp_path: Path, which: str, var: str) -> None:
     """NATS takes an empty password as a password (a client with none then logs in as
-    that user); the StatefulSet's command refuses to start instead. Its script, run with
-    the PyPI server checking the config (`-t`) in place of the image's `nats-server`."""
-    script = _k8s_nats_script()
-    conf, _port = _write_nats_config(tmp_path, "k8s", standalone=False)
-    script = script.replace(
-        "exec nats-server -c /etc/nats/nats.conf", f"exec {nats_server_path()} -t -c {conf}"
-    )
-    run = functools.partial(
-        subprocess.run, ["sh", "-c", script], capture_output=True, text=True, check=False
-    )
-    ok = run(env={**os.environ, **NATS_ENV})
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    refused = run(env={**os.environ, **NATS_ENV, empty: ""})
-    assert refused.returncode == 1 and f"{empty} is empty" in refused.stderr
+    that user); start.sh refuses to start the server instead, and without the variable."""
+    ok = _launch(which, tmp_path, {**os.environ, **NATS_ENV})
+    assert ok.returncode == 0 and ok.argv, ok.stderr
+    for env in (
+        {**os.environ, **NATS_ENV, var: ""},
+        {k: v for k, v in {**os.environ, **NATS_ENV}.items() if k != var},
+    ):
+        refused = _launch(which, tmp_path, env)
+        assert refused.returncode == 1 and f"{var} is empty" in refused.stderr
+        assert refused.argv is None, "nats-server not started"
 
 
-def test_k8s_nats_refuses_a_route_password_that_cannot_go_into_a_url(tmp_path: Path) -> None:
-    script = _k8s_nats_script().replace("exec nats-server ", "exec echo ")
-    for bad in ("pass@word", "pass:word", "a/b", "with space"):
-        done = subprocess.run(
-            ["sh", "-c", script],
-            env={**os.environ, **NATS_ENV, ROUTE_VAR: bad},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 1 and "letters and digits only" in done.stderr, bad
+# What NATS or a URL cannot carry. NATS (2.11 and 2.15) reads a variable's value as config:
+# unquoted, `abc #def` logged in with `abc`, `ab}` with `ab`, `$HOME` with the value of HOME,
+# '"q"' with `q`, blanks around a value were dropped. In a URL, / ? # @ , and blanks end or
+# split the password (PROPDESK_NATS_URL is a comma-separated list; nats-py does not
+# percent-decode a password).
+UNCARRIED = (
+    "abc #def",
+    "ab}",
+    "$HOME",
+    '"quoted"',
+    "'quoted'",
+    "it's",
+    " padded ",
+    "with space",
+    "a\tb",
+    "line\nbreak",
+    "trailing\n",
+    "pass@word",
+    "pass:word",
+    "a/b",
+    "a?b",
+    "a,b",
+    "a%41",
+    "a+b",
+    "a=b",
+    "a\\b",
+    "ümlaut",
+)
 
 
-def _intruder(directory: Path, route: str) -> tuple[subprocess.Popen, int]:
-    """A nats-server of its own (no users) that tries to join through `route`."""
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+def test_nats_does_not_start_with_a_password_nats_or_a_url_cannot_carry(
+    tmp_path: Path, which: str
+) -> None:
+    for var in [*PASSWORD_VARS, ROUTE_VAR]:
+        for bad in UNCARRIED:
+            done = _launch(which, tmp_path, {**os.environ, **NATS_ENV, var: bad})
+            assert done.returncode == 1, (var, bad)
+            assert f"{var}: letters, digits and - . _ ~ only" in done.stderr, (var, bad)
+            assert done.argv is None, (var, bad)
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+@pytest.mark.parametrize("route_password", ["20261127", "off", ODD_PASSWORDS[12]])
+async def test_the_nodes_route_with_a_route_password_nats_would_misread(
+    tmp_path: Path, which: str, route_password: str
+) -> None:
+    """The route password too is read by the config (the cluster block) and, given as it
+    is, stopped the nodes from starting when NATS took it for a number or a boolean."""
+    with _two_nodes(tmp_path, which, {**NATS_ENV, ROUTE_VAR: route_password}) as confs:
+        (conf_a, _), (conf_b, _) = confs
+
+        async def routed() -> bool:
+            return bool(_routes(conf_a)) and bool(_routes(conf_b))
+
+        await eventually(routed, "the two nodes route to each other")
+        assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
+
+
+def _intruder(directory: Path, route: str, tls: Path | None = None) -> tuple[subprocess.Popen, int]:
+    """A nats-server of its own (no users) that tries to join through `route`; with `tls`
+    (tls.crt, tls.key, ca.crt), over TLS with that certificate."""
     directory.mkdir(parents=True)
     monitor = free_port()
     conf = directory / "intruder.conf"
+    route_tls = (
+        f"tls {{ cert_file: {tls}/tls.crt, key_file: {tls}/tls.key, ca_file: {tls}/ca.crt }}"
+        if tls
+        else ""
+    )
     conf.write_text(
         f"listen: 127.0.0.1:{free_port()}\nhttp: 127.0.0.1:{monitor}\n"
-        f"server_name: intruder\ncluster {{ name: propdesk, listen: 127.0.0.1:{free_port()} }}\n"
+        f"server_name: intruder\ncluster {{ name: propdesk, listen: 127.0.0.1:{free_port()}\n"
+        f"{route_tls} }}\n"
     )
     server = subprocess.Popen(
         [str(nats_server_path()), "-c", str(conf), "--routes", route],
@@ -1051,6 +1283,207 @@ async def test_a_server_without_the_route_password_cannot_join_the_cluster(
         intruders = [
             _intruder(tmp_path / "none", f"nats-route://127.0.0.1:{port_a}"),
             _intruder(tmp_path / "wrong", f"nats-route://route:guessed@127.0.0.1:{port_a}"),
+        ]
+        try:
+            await asyncio.sleep(3)  # the intruders try every second
+            for server, monitor in intruders:
+                assert server.poll() is None, "the intruder runs"
+                assert _routez(monitor)["num_routes"] == 0
+            assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
+        finally:
+            for server, _ in intruders:
+                server.terminate()
+                server.wait(10)
+
+
+# --- TLS: clients and routes -----------------------------------------------------------------
+
+
+def test_every_nats_client_has_the_ca_and_every_node_its_certificate() -> None:
+    """TLS as deployed: every process that connects to NATS (its PROPDESK_NATS_URL a tls://
+    one) has the CA's certificate where PROPDESK_NATS_CA_FILE says, and every node its
+    certificate, key and CA where the config's tls blocks read them."""
+    for main in (_nats_files("compose")["nats.conf"], _nats_files("k8s")["nats.conf"]):
+        files = set(re.findall(r"(?:cert|key|ca)_file: (\S+)", main))
+        assert files == {"/etc/nats-tls/tls.crt", "/etc/nats-tls/tls.key", "/etc/nats-tls/ca.crt"}
+        assert re.search(r"(?m)^ *verify: true$", main), "routes check each other's certificate"
+    compose = _compose()
+    services = compose["services"]
+    ca_file = compose["x-propdesk-env"]["PROPDESK_NATS_CA_FILE"]
+    tls_dir = "${PROPDESK_NATS_TLS_DIR:?set PROPDESK_NATS_TLS_DIR}"
+    for name in (*SERVICE_NAMES, "bus-provision", "bus-cli"):
+        service = services[name]
+        assert service["environment"]["PROPDESK_NATS_URL"].startswith("tls://"), name
+        assert service["environment"]["PROPDESK_NATS_CA_FILE"] == ca_file, name
+        assert service["volumes"] == [f"{tls_dir}/ca.crt:{ca_file}:ro"], name
+    for node in ("nats-1", "nats-2", "nats-3"):
+        mounts = [v.replace(":?set PROPDESK_NATS_TLS_DIR", "") for v in services[node]["volumes"]]
+        assert "${PROPDESK_NATS_TLS_DIR}:/etc/nats-tls:ro" in mounts, node
+    secret = _k8s_secret()
+    (config_map,) = [d for d in _k8s("config.yaml") if d["kind"] == "ConfigMap"]
+    ca_file = config_map["data"]["PROPDESK_NATS_CA_FILE"]
+    pods = [d for d in _k8s("services.yaml") if d["kind"] == "Deployment"]
+    pods += [job for f in ("bus-provision-job.yaml", "bus-cli-job.yaml") for job in _k8s(f)]
+    assert len(pods) == len(SERVICE_NAMES) + 2
+    for pod in pods:
+        spec = pod["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        (url,) = [e for e in container["env"] if e["name"] == "PROPDESK_NATS_URL"]
+        assert secret[url["valueFrom"]["secretKeyRef"]["key"]].startswith("tls://")
+        assert {"configMapRef": {"name": "propdesk-config"}} in container["envFrom"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        (name,) = [n for n, path in mounts.items() if ca_file == f"{path}/ca.crt"]
+        assert volumes[name]["secret"]["secretName"] == "nats-tls"
+        assert volumes[name]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    sts = next(d for d in _k8s("nats.yaml") if d["kind"] == "StatefulSet")
+    spec = sts["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    (name,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/etc/nats-tls"]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == name]
+    assert volume["secret"] == {"secretName": "nats-tls"}
+
+
+def _make_tls(directory: Path, ca_name: str) -> Path:
+    """A CA of its own and a certificate it signs for localhost and 127.0.0.1, for servers
+    and clients both (a node presents it on the routes it dials), in `directory`: ca.crt,
+    tls.crt, tls.key, as the deploy mounts them. Made with the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the TLS tests make their CA with the openssl command, which is missing")
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-subj", f"/CN={ca_name}")
+    run("req", *key, "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=nats")
+    (directory / "ext.cnf").write_text(
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\n"
+        "extendedKeyUsage = serverAuth, clientAuth\n"
+        "keyUsage = digitalSignature\nbasicConstraints = CA:FALSE\n"
+    )
+    run(
+        *("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key"),
+        *("-CAcreateserial", "-out", "tls.crt", "-days", "2", "-extfile", "ext.cnf"),
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def nats_tls(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The deployment's CA and the NATS nodes' certificate."""
+    return _make_tls(tmp_path_factory.mktemp("tls"), "propdesk test CA")
+
+
+@pytest.fixture(scope="module")
+def other_tls(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another CA, and a certificate of its own for the same names."""
+    return _make_tls(tmp_path_factory.mktemp("other-tls"), "another CA")
+
+
+def _monitor_port(conf: Path) -> int:
+    return int(re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
+
+
+def _monitor(conf: Path, endpoint: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{_monitor_port(conf)}/{endpoint}") as r:
+        return json.load(r)
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+async def test_nats_takes_clients_over_tls_with_the_deployments_ca_only(
+    tmp_path: Path, which: str, nats_tls: Path, other_tls: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deploy's config with its certificates mounted: propdesk's connect, given the
+    tls:// URL compose gives a service and the CA in PROPDESK_NATS_CA_FILE, gets in over
+    TLS; without that CA (the system's instead, or another CA's) it does not; a client
+    that does not start with TLS is not even sent the server's INFO (`handshake_first`)."""
+    with _nats_server(tmp_path, which, standalone=True, tls=nats_tls) as port:
+        conf = tmp_path / "nats.conf"
+        monkeypatch.setenv("PROPDESK_NATS_CA_FILE", str(nats_tls / "ca.crt"))
+        for service in ("intake", "bus-cli"):
+            url = _compose_url(service, port, tls=True)
+            assert url.startswith("tls://"), url
+            nc = await connect(_settings(url), f"tls-{service}")
+            try:
+                await nc.flush(timeout=2)
+                (seen,) = [
+                    c
+                    for c in _monitor(conf, "connz")["connections"]
+                    if c.get("name") == f"tls-{service}"
+                ]
+                assert seen.get("tls_version"), seen
+            finally:
+                await nc.close()
+        for ca_file in (None, other_tls / "ca.crt"):
+            if ca_file is None:
+                monkeypatch.delenv("PROPDESK_NATS_CA_FILE")
+            else:
+                monkeypatch.setenv("PROPDESK_NATS_CA_FILE", str(ca_file))
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await connect(_settings(url), "probe", allow_reconnect=False)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            password = NATS_PASSWORDS["intake"]
+            writer.write(b'CONNECT {"user":"intake","pass":"%s"}\r\nPING\r\n' % password.encode())
+            await writer.drain()
+            reply = await asyncio.wait_for(reader.read(4096), 5)
+            assert b"INFO" not in reply and b"PONG" not in reply and b"+OK" not in reply, reply
+        finally:
+            writer.close()
+
+
+async def test_a_tls_url_never_falls_back_to_plain_text() -> None:
+    """nats-py alone takes `tls://` as a wish: a server whose plain-text INFO does not ask
+    for TLS gets the CONNECT, password and all, in the clear. propdesk's connect starts
+    with the TLS handshake for tls:// URLs, so a plain-text listener on the address (a
+    server without TLS, or someone in the middle) never sees a NATS byte."""
+    received = bytearray()
+
+    async def plain_text_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'INFO {"server_id":"x","version":"2.11.0","max_payload":1048576}\r\n')
+        await writer.drain()
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            while chunk := await asyncio.wait_for(reader.read(4096), 3):
+                received.extend(chunk)
+        writer.close()
+
+    server = await asyncio.start_server(plain_text_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        url = f"tls://intake:{NATS_PASSWORDS['intake']}@127.0.0.1:{port}"
+        with pytest.raises(Exception):  # noqa: B017 - any failure; what matters is below
+            nc = await connect(_settings(url), "downgrade-probe", allow_reconnect=False)
+            await nc.close()
+        await asyncio.sleep(0.2)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert received, "the client sent nothing at all"
+    assert received[:1] == b"\x16", bytes(received[:40])  # a TLS record: the handshake
+    assert b"CONNECT" not in received and NATS_PASSWORDS["intake"].encode() not in received
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+async def test_the_routes_are_tls_with_a_certificate_of_the_deployments_ca(
+    tmp_path: Path, which: str, nats_tls: Path, other_tls: Path
+) -> None:
+    """Two nodes of the deploy's config with its certificates route over TLS; a server
+    with the route password that dials without TLS, or with another CA's certificate, is
+    refused."""
+    with _two_nodes(tmp_path, which, tls=nats_tls) as confs:
+        (conf_a, _), (conf_b, _) = confs
+
+        async def routed() -> bool:
+            return bool(_routes(conf_a)) and bool(_routes(conf_b))
+
+        await eventually(routed, "the two nodes route to each other over TLS")
+        route = f"nats-route://route:{ROUTE_PASSWORD}@127.0.0.1:{_cluster_port(conf_a)}"
+        intruders = [
+            _intruder(tmp_path / "plain", route),
+            _intruder(tmp_path / "other-ca", route, tls=other_tls),
         ]
         try:
             await asyncio.sleep(3)  # the intruders try every second

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from urllib.parse import urlsplit
 
 import nats
@@ -37,7 +38,24 @@ async def connect(settings: Settings, name: str, **kwargs) -> NATS:
         "inbox_prefix": inbox_prefix(servers[0]) if servers else "_INBOX",
         **kwargs,
     }
+    if "tls" not in options and (context := tls_context(settings)) is not None:
+        options["tls"] = context
+    if any(urlsplit(u).scheme == "tls" for u in servers):
+        # nats-py takes `tls://` as a wish: it upgrades only when the server's first
+        # (plain-text) INFO asks for TLS, so anything answering on the address in plain
+        # text would be sent the password. The TLS handshake comes first instead (the
+        # servers of deploy/ set `handshake_first`): no byte before the server's
+        # certificate is checked.
+        options.setdefault("tls_handshake_first", True)
     return await nats.connect(servers, name=name, **options)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The servers' certificates and names checked against `nats_ca_file`
+    (PROPDESK_NATS_CA_FILE: the private CA of `deploy/`'s NATS TLS); None without it:
+    nats-py then checks a server's certificate against the system's CAs."""
+    ca = settings.nats_ca_file
+    return ssl.create_default_context(cafile=ca) if ca else None
 
 
 def inbox_prefix(url: str) -> str:

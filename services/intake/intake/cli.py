@@ -82,14 +82,14 @@ async def _announcer(settings: Settings, cache: Any, ttl: float) -> Any:
     """A NATS connection on which this command tells the running intake processes to drop
     what `cache` holds of its change; None (and a warning) if NATS cannot be reached: they
     then see the change when their entries expire or are reloaded (`ttl`)."""
-    import nats
     from nats.errors import NoServersError
 
-    servers = [u.strip() for u in settings.nats_url.split(",") if u.strip()]
+    from propdesk.bus.streams import connect
+
     try:
-        nc = await nats.connect(
-            servers, name="propdesk-cli", connect_timeout=2, allow_reconnect=False
-        )
+        # The services' own connect: the CA of PROPDESK_NATS_CA_FILE, TLS first for tls://
+        # URLs, the user's inbox prefix.
+        nc = await connect(settings, name="propdesk-cli", allow_reconnect=False)
     except (NoServersError, OSError, TimeoutError) as exc:
         print(
             f"warning: NATS unreachable ({exc!r}): running intake processes see this"
