@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake.domain.grading import GradingFacts, grade_complaint
+from intake.domain.grading import GradingFacts, grade_complaint, raised_by_group
 from intake.domain.rules import DEFAULT_RULES, TenantRules
 from intake.domain.vocabulary import Category, Channel, Grade
 
@@ -170,3 +170,20 @@ def test_repeat_round_is_a_tenant_setting_and_reason_names_the_earlier_case() ->
     )
     assert decision.grade is Grade.MAJOR
     assert "after SUNRISE-20261120-0003" in decision.reasons[0]
+
+
+def test_a_group_raises_the_reasons_too() -> None:
+    """A complaint its group raises to major keeps what still holds of its reasons, the
+    group's first; "no major or complex trigger" is no longer true and goes. The group's
+    reason reads the same as on a complaint graded major by its own group count."""
+    simple = grade_complaint(GradingFacts(channel=P, content="电梯坏了"), TenantRules())
+    assert [r.split(":")[0] for r in simple.reasons] == ["simple"]
+    reason = "3 households on the same matter within 72 h (threshold 3)"
+    assert raised_by_group(simple.reasons, reason) == [f"major:group — {reason}"]
+    letter = grade_complaint(
+        GradingFacts(channel=Channel.LETTER, content="电梯坏了"), TenantRules()
+    )
+    raised = raised_by_group(letter.reasons, reason)
+    assert raised[0] == f"major:group — {reason}" and raised[1:] == list(letter.reasons)
+    own = grade_complaint(GradingFacts(channel=P, content="电梯坏了", group_size=3), TenantRules())
+    assert own.reasons[0] == f"major:group — {reason}"

@@ -52,7 +52,10 @@ async def test_three_households_make_a_major_group(client, company_b, db_rows):
     for earlier in (first, second):
         now = (await client.get(f"/v1/complaints/{earlier['id']}", headers=clerk)).json()
         assert now["grade"] == "major" and now["group_case_id"] == group_id
+        assert now["grade_reasons"][0] == third["grade_reasons"][0], now["grade_reasons"]
         assert now["grade_reasons"][0].startswith("major:group")
+        # Raised by the group: no longer "no major or complex trigger".
+        assert not any(r.startswith("simple:") for r in now["grade_reasons"]), now
         types = await _timeline(client, clerk, earlier["id"])
         assert types[-2:] == ["complaint.regraded", "complaint.grouped"]
     assert "complaint.grouped" in await _timeline(client, clerk, third["id"])

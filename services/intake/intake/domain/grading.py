@@ -81,6 +81,17 @@ def staff_override_reason(grade: str, reason: str) -> str:
     return f"{grade}:{STAFF_OVERRIDE}{REASON_SEPARATOR}{reason}"
 
 
+SIMPLE_DEFAULT = f"{Grade.SIMPLE.value}:default"
+
+
+def raised_by_group(reasons: Sequence[str], group_reason: str) -> list[str]:
+    """The reasons of a complaint its group raises to major: the group's first, then those
+    of the earlier ones that still hold (complex triggers, a staff override's history).
+    "No major or complex trigger" no longer does, and goes."""
+    kept = [r for r in reasons if r.partition(REASON_SEPARATOR)[0] != SIMPLE_DEFAULT]
+    return [_reason(Grade.MAJOR, "group", group_reason), *kept]
+
+
 def standing_override(grade: str, reasons: Sequence[str]) -> str | None:
     """The reason of the staff override that set `grade`, if a person decided the current
     grade; else None. A person's decision is not undone by a later automatic one (a group
@@ -119,8 +130,8 @@ def grade_complaint(facts: GradingFacts, rules: TenantRules) -> GradeDecision:
             _reason(
                 Grade.MAJOR,
                 "group",
-                f"{facts.group_size} households on the same matter "
-                f"(threshold {rules.group_threshold_households})",
+                f"{facts.group_size} households on the same matter within "
+                f"{rules.group_window_hours} h (threshold {rules.group_threshold_households})",
             )
         )
     for trigger, keywords in rules.major_keywords.items():

@@ -41,9 +41,9 @@ from intake.api.schemas import ComplaintIn
 from intake.domain.case_status import CaseStatus, is_open
 from intake.domain.classification import classify_category
 from intake.domain.grading import (
-    REASON_SEPARATOR,
     GradingFacts,
     grade_complaint,
+    raised_by_group,
     standing_override,
 )
 from intake.domain.matching import (
@@ -539,7 +539,7 @@ async def _record(
     if group is not None and grade_value is not Grade.MAJOR:
         # Joining an existing group: the group is major whatever this one's count says.
         grade_value = Grade.MAJOR
-        grade_reasons.insert(0, f"major:group{REASON_SEPARATOR}{group.reason}")
+        grade_reasons = raised_by_group(grade_reasons, group.reason)
 
     reference = f"{project.code}-{day:%Y%m%d}-{matters.number:04d}"
     by_id = {r["id"]: r for r in matters.recent}
@@ -894,7 +894,7 @@ async def _regroup_members(
         )
         if now.grade != Grade.MAJOR.value and override is None:
             grade = Grade.MAJOR.value
-            reasons = [f"major:group{REASON_SEPARATOR}{group.reason}", *reasons]
+            reasons = raised_by_group(reasons, group.reason)
             payloads.append(
                 ComplaintRegraded(
                     **common,
