@@ -1265,6 +1265,23 @@ def _intruder(directory: Path, route: str, tls: Path | None = None) -> tuple[sub
     return server, monitor
 
 
+async def _refused(
+    intruders: list[tuple[subprocess.Popen, int]], conf_a: Path, conf_b: Path
+) -> None:
+    """The intruders keep running and trying (every second), and route to no one: node A
+    routes to node B alone. Stops them."""
+    try:
+        await asyncio.sleep(3)
+        for server, monitor in intruders:
+            assert server.poll() is None, "the intruder runs"
+            assert _routez(monitor)["num_routes"] == 0
+        assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
+    finally:
+        for server, _ in intruders:
+            server.terminate()
+            server.wait(10)
+
+
 @pytest.mark.parametrize("which", ["compose", "k8s"])
 async def test_a_server_without_the_route_password_cannot_join_the_cluster(
     tmp_path: Path, which: str
@@ -1284,16 +1301,7 @@ async def test_a_server_without_the_route_password_cannot_join_the_cluster(
             _intruder(tmp_path / "none", f"nats-route://127.0.0.1:{port_a}"),
             _intruder(tmp_path / "wrong", f"nats-route://route:guessed@127.0.0.1:{port_a}"),
         ]
-        try:
-            await asyncio.sleep(3)  # the intruders try every second
-            for server, monitor in intruders:
-                assert server.poll() is None, "the intruder runs"
-                assert _routez(monitor)["num_routes"] == 0
-            assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
-        finally:
-            for server, _ in intruders:
-                server.terminate()
-                server.wait(10)
+        await _refused(intruders, conf_a, conf_b)
 
 
 # --- TLS: clients and routes -----------------------------------------------------------------
@@ -1485,13 +1493,4 @@ async def test_the_routes_are_tls_with_a_certificate_of_the_deployments_ca(
             _intruder(tmp_path / "plain", route),
             _intruder(tmp_path / "other-ca", route, tls=other_tls),
         ]
-        try:
-            await asyncio.sleep(3)  # the intruders try every second
-            for server, monitor in intruders:
-                assert server.poll() is None, "the intruder runs"
-                assert _routez(monitor)["num_routes"] == 0
-            assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
-        finally:
-            for server, _ in intruders:
-                server.terminate()
-                server.wait(10)
+        await _refused(intruders, conf_a, conf_b)
