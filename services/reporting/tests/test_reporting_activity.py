@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from propdesk.events.envelope import Envelope
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import Settings
 from propdesk.testing.fetched_message import FetchedMessage
+from reporting.api.activity import default_range
 from reporting.service import ACTIVITY_CONSUMER, create_app
 
 
@@ -157,3 +159,36 @@ async def test_a_batch_counts_like_one_event_at_a_time(res):
     await runner.handle_batch([FetchedMessage(e) for e in batch])  # type: ignore[arg-type]
     rows = (await _get(res, token, **{"from": "2026-11-01", "to": "2026-11-30"})).json()
     assert {(r["project_id"], r["day"], r["count"]) for r in rows} == got
+
+
+def test_the_default_days_end_with_the_latest_date_anywhere() -> None:
+    """At 17:00 UTC on the 27th it is the 28th in Shanghai (and in Kiribati): the default
+    range ends on the 28th, not on the server's date, and covers the 30 days before."""
+    at = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    assert default_range(at, None, None) == (date(2026, 10, 29), date(2026, 11, 28))
+    assert default_range(at, date(2026, 11, 1), None) == (date(2026, 11, 1), date(2026, 11, 28))
+    assert default_range(at, None, date(2026, 11, 2)) == (date(2026, 10, 3), date(2026, 11, 2))
+    morning = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai, 15:00 in Kiribati
+    assert default_range(morning, None, None)[1] == date(2026, 11, 27)
+
+
+async def test_a_complaint_of_shanghais_today_is_in_the_default_answer(res):
+    """Recorded now in a Shanghai project: it is counted on Shanghai's date, which the
+    default range includes whatever the hour in UTC (after 16:00 UTC it is the next day)."""
+    tenant, project = uuid4(), uuid4()
+    await _apply(
+        res,
+        new_event(
+            ProjectUpserted(project_id=project, code="NOW", name="今苑", time_zone="Asia/Shanghai"),
+            tenant_id=tenant,
+            project_id=project,
+            aggregate_id=project,
+            producer="test",
+        ),
+    )
+    now = datetime.now(UTC)
+    assert await _apply(res, _complaint_event(tenant, project, now)) is True
+    token = issue_token(res.settings, tenant_id=tenant, subject="s", roles=["cs_supervisor"])
+    rows = (await _get(res, token)).json()
+    shanghai_today = now.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    assert [(r["day"], r["count"]) for r in rows] == [(shanghai_today, 1)], rows

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -15,6 +15,18 @@ from reporting import activity
 router = APIRouter(prefix="/v1", tags=["activity"])
 
 MAX_RANGE_DAYS = 366
+DEFAULT_DAYS = 30
+# The furthest ahead of UTC a project's clock can be (Kiribati, UTC+14).
+LATEST_OFFSET = timedelta(hours=14)
+
+
+def default_range(now: datetime, since: date | None, until: date | None) -> tuple[date, date]:
+    """The days asked for, or by default the last `DEFAULT_DAYS` up to today. Days are
+    each project's local days, and the server's clock is not a project's: from 16:00 UTC
+    it is already tomorrow in Shanghai. So "today" is the latest date anywhere (a project
+    behind UTC simply has nothing counted on that day yet)."""
+    until = until or (now.astimezone(UTC) + LATEST_OFFSET).date()
+    return since or until - timedelta(days=DEFAULT_DAYS), until
 
 
 class ActivityRow(BaseModel):
@@ -31,12 +43,15 @@ async def get_activity(
     since: date | None = Query(
         None, alias="from", description="first local day (default: 30 days ago)"
     ),
-    until: date | None = Query(None, alias="to", description="last local day (default: today)"),
+    until: date | None = Query(
+        None,
+        alias="to",
+        description="last local day (default: today, the latest date of any time zone)",
+    ),
     project_id: UUID | None = Query(None, alias="project"),
     ctx: TenantContext = require_staff(),
 ) -> list[dict]:
-    until = until or date.today()
-    since = since or until - timedelta(days=30)
+    since, until = default_range(datetime.now(UTC), since, until)
     if since > until:
         raise ProblemError(
             422,
