@@ -71,3 +71,17 @@ def test_migrations_connect_with_an_sslmode(settings: Settings) -> None:
             await conn.close()
 
     assert asyncio.run(version())
+
+
+def test_the_engine_still_names_its_database(settings: Settings) -> None:
+    """Spans and logs read `engine.url` (server, port, database, user): the engine made
+    from the DSN keeps them, without the query only asyncpg reads."""
+    engine = create_engine(settings, url=with_query(settings.app_db_url, sslmode="disable"))
+    shown, expected = engine.url, make_url(settings.app_db_url)
+    assert (shown.host, shown.port, shown.database, shown.username) == (
+        expected.host,
+        expected.port,
+        expected.database,
+        expected.username,
+    )
+    assert shown.drivername == "postgresql+asyncpg" and not shown.query

@@ -1443,6 +1443,14 @@ async def test_nats_takes_clients_over_tls_with_the_deployments_ca_only(
             writer.close()
 
 
+async def test_a_server_list_mixing_tls_and_plain_text_is_refused() -> None:
+    """TLS first is one setting for the whole connection, reconnects included: a list
+    with tls:// and nats:// servers could not reach one kind or the other. Said at once."""
+    for url in ("tls://127.0.0.1:1,nats://127.0.0.1:2", "nats://127.0.0.1:1,tls://127.0.0.1:2"):
+        with pytest.raises(ValueError, match="tls:// for every server or for none"):
+            await connect(Settings(nats_url=url), "mixed")
+
+
 async def test_a_tls_url_never_falls_back_to_plain_text() -> None:
     """nats-py alone takes `tls://` as a wish: a server whose plain-text INFO does not ask
     for TLS gets the CONNECT, password and all, in the clear. propdesk's connect starts

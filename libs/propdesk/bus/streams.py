@@ -40,7 +40,14 @@ async def connect(settings: Settings, name: str, **kwargs) -> NATS:
     }
     if "tls" not in options and (context := tls_context(settings)) is not None:
         options["tls"] = context
-    if any(urlsplit(u).scheme == "tls" for u in servers):
+    schemes = {urlsplit(u).scheme for u in servers}
+    if "tls" in schemes and schemes != {"tls"}:
+        # nats-py has one TLS-first setting for the whole connection, reconnects included.
+        raise ValueError(
+            "PROPDESK_NATS_URL mixes tls:// with other schemes: use tls:// for every server"
+            " or for none"
+        )
+    if schemes == {"tls"}:
         # nats-py takes `tls://` as a wish: it upgrades only when the server's first
         # (plain-text) INFO asks for TLS, so anything answering on the address in plain
         # text would be sent the password. The TLS handshake comes first instead (the

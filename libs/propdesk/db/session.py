@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
-from propdesk.settings import Settings, asyncpg_dsn
+from propdesk.settings import Settings, async_url, asyncpg_dsn
 from propdesk.tenancy.context import TenantContext, use_context
 
 CONTEXT_SETTINGS = ("app.tenant_id", "app.project_ids", "app.actor", "app.roles", "app.system")
@@ -65,7 +65,10 @@ def async_engine(url: str, *, connect_args: dict[str, Any] | None = None, **kwar
     async def connect() -> asyncpg.Connection:
         return await asyncpg.connect(dsn, **args)
 
-    return create_async_engine("postgresql+asyncpg://", async_creator=connect, **kwargs)
+    # The URL itself still names the engine's database (spans and logs read `engine.url`:
+    # server, port, database, user), without the query asyncpg alone reads.
+    shown = make_url(async_url(url)).set(query={})
+    return create_async_engine(shown, async_creator=connect, **kwargs)
 
 
 def create_engine(settings: Settings, *, url: str | None = None, **kwargs) -> AsyncEngine:

@@ -89,7 +89,11 @@ async def _announcer(settings: Settings, cache: Any, ttl: float) -> Any:
     try:
         # The services' own connect: the CA of PROPDESK_NATS_CA_FILE, TLS first for tls://
         # URLs, the user's inbox prefix.
-        nc = await connect(settings, name="propdesk-cli", allow_reconnect=False)
+        # One attempt per server: with allow_reconnect=False alone, nats-py still goes
+        # round the servers for ever while none answers (max_reconnect_attempts -1).
+        nc = await connect(
+            settings, name="propdesk-cli", allow_reconnect=False, max_reconnect_attempts=1
+        )
     except (NoServersError, OSError, TimeoutError) as exc:
         print(
             f"warning: NATS unreachable ({exc!r}): running intake processes see this"

@@ -371,3 +371,21 @@ async def test_cli_onboarding_tells_running_intake_processes_to_drop_the_tenant(
     finally:
         await nc.close()
         get_settings.cache_clear()
+
+
+async def test_the_cli_announcer_gives_up_at_once_when_nats_is_unreachable(intake_settings, capsys):
+    """`propdesk onboard` and `propdesk apikey revoke` announce their changes on NATS; with
+    NATS down they warn and carry on (the intake processes see the change when their
+    entries expire). nats-py, told not to reconnect, still went round the servers for
+    ever (or 120 s before this connection's settings)."""
+    import time
+
+    from intake import directory_cache
+    from intake.cli import _announcer
+    from propdesk.devstack.ports import free_port
+
+    down = intake_settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{free_port()}"})
+    started = time.monotonic()
+    nc = await asyncio.wait_for(_announcer(down, directory_cache.CACHE, 30.0), 30)
+    assert nc is None and time.monotonic() - started < 10
+    assert "NATS unreachable" in capsys.readouterr().err

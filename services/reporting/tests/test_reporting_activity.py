@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -17,7 +17,7 @@ from propdesk.events.envelope import Envelope
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import Settings
 from propdesk.testing.fetched_message import FetchedMessage
-from reporting.api.activity import default_range
+from reporting.api.activity import default_range, utc_now
 from reporting.service import ACTIVITY_CONSUMER, create_app
 
 
@@ -48,8 +48,10 @@ async def _apply(res: ServiceResources, env: Envelope) -> bool:
     return await ConsumerRunner(ACTIVITY_CONSUMER, res.settings, res.sessions).apply(env)
 
 
-async def _get(res, token: str, **params):
+async def _get(res, token: str, now: datetime | None = None, **params):
     app = create_app(res)
+    if now is not None:
+        app.dependency_overrides[utc_now] = lambda: now
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
     ) as client:
@@ -173,8 +175,8 @@ def test_the_default_days_end_with_the_latest_date_anywhere() -> None:
 
 
 async def test_a_complaint_of_shanghais_today_is_in_the_default_answer(res):
-    """Recorded now in a Shanghai project: it is counted on Shanghai's date, which the
-    default range includes whatever the hour in UTC (after 16:00 UTC it is the next day)."""
+    """Recorded at 17:00 UTC in a Shanghai project: it is counted on Shanghai's date, the
+    next day's, which the default range asked at that hour includes."""
     tenant, project = uuid4(), uuid4()
     await _apply(
         res,
@@ -186,9 +188,10 @@ async def test_a_complaint_of_shanghais_today_is_in_the_default_answer(res):
             producer="test",
         ),
     )
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(hour=17, minute=0, second=0, microsecond=0)
     assert await _apply(res, _complaint_event(tenant, project, now)) is True
     token = issue_token(res.settings, tenant_id=tenant, subject="s", roles=["cs_supervisor"])
-    rows = (await _get(res, token)).json()
-    shanghai_today = now.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
-    assert [(r["day"], r["count"]) for r in rows] == [(shanghai_today, 1)], rows
+    rows = (await _get(res, token, now=now)).json()
+    shanghai_today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    assert shanghai_today == now.date() + timedelta(days=1)
+    assert [(r["day"], r["count"]) for r in rows] == [(shanghai_today.isoformat(), 1)], rows

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from propdesk.auth.dependencies import require_staff
@@ -18,6 +18,11 @@ MAX_RANGE_DAYS = 366
 DEFAULT_DAYS = 30
 # The furthest ahead of UTC a project's clock can be (Kiribati, UTC+14).
 LATEST_OFFSET = timedelta(hours=14)
+
+
+def utc_now() -> datetime:
+    """The clock the default range is read from (a dependency: tests set the hour)."""
+    return datetime.now(UTC)
 
 
 def default_range(now: datetime, since: date | None, until: date | None) -> tuple[date, date]:
@@ -50,8 +55,9 @@ async def get_activity(
     ),
     project_id: UUID | None = Query(None, alias="project"),
     ctx: TenantContext = require_staff(),
+    now: datetime = Depends(utc_now),
 ) -> list[dict]:
-    since, until = default_range(datetime.now(UTC), since, until)
+    since, until = default_range(now, since, until)
     if since > until:
         raise ProblemError(
             422,
