@@ -392,3 +392,18 @@ async def test_a_row_jetstream_refuses_stays_unpublished_and_the_rest_are_publis
     assert refused["published_at"] is None and refused["attempts"] >= 1, dict(refused)
     assert refused["last_error"], dict(refused)
     assert published["published_at"] is not None and published["attempts"] == 0
+
+
+async def test_only_the_relays_marks_commit_without_waiting_for_the_flush(bus, settings):
+    """The relay's connections commit asynchronously (a mark lost to a crash republishes,
+    which the duplicate window and the inbox drop); every other connection, the writers'
+    and the consumers', keeps PostgreSQL's synchronous commit."""
+    relay = Relay(SCHEMA, bus.settings, bus.nats)
+    try:
+        pool = await relay._connect_pool()
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == "off"
+    finally:
+        await relay.close()
+    async with bus.sessions() as session:
+        assert (await session.execute(text("SHOW synchronous_commit"))).scalar_one() == "on"
