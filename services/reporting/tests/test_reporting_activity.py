@@ -44,6 +44,16 @@ def _complaint_event(tenant, project, at: datetime) -> Envelope:
     )
 
 
+def _project_upserted(tenant, project, code: str, name: str, zone: str) -> Envelope:
+    return new_event(
+        ProjectUpserted(project_id=project, code=code, name=name, time_zone=zone),
+        tenant_id=tenant,
+        project_id=project,
+        aggregate_id=project,
+        producer="test",
+    )
+
+
 async def _apply(res: ServiceResources, env: Envelope) -> bool:
     return await ConsumerRunner(ACTIVITY_CONSUMER, res.settings, res.sessions).apply(env)
 
@@ -64,13 +74,7 @@ async def test_events_are_counted_once_per_local_day_and_tenants_see_only_their_
     a, b, project = uuid4(), uuid4(), uuid4()
     await _apply(
         res,
-        new_event(
-            ProjectUpserted(project_id=project, code="EAST", name="东苑", time_zone="Asia/Urumqi"),
-            tenant_id=a,
-            project_id=project,
-            aggregate_id=project,
-            producer="test",
-        ),
+        _project_upserted(a, project, "EAST", "东苑", "Asia/Urumqi"),
     )
     late = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)  # still the 26th in Urumqi
     events = [_complaint_event(a, project, late) for _ in range(3)]
@@ -133,13 +137,7 @@ async def test_a_batch_counts_like_one_event_at_a_time(res):
     tenant, project, other = uuid4(), uuid4(), uuid4()
     late = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)  # the 26th in Urumqi, 27th in Shanghai
     before = _complaint_event(tenant, project, late)  # counted in the default zone
-    upserted = new_event(
-        ProjectUpserted(project_id=project, code="WEST", name="西苑", time_zone="Asia/Urumqi"),
-        tenant_id=tenant,
-        project_id=project,
-        aggregate_id=project,
-        producer="test",
-    )
+    upserted = _project_upserted(tenant, project, "WEST", "西苑", "Asia/Urumqi")
     after = [_complaint_event(tenant, project, late) for _ in range(3)]
     elsewhere = [_complaint_event(tenant, other, late) for _ in range(2)]
     batch = [before, upserted, after[0], elsewhere[0], after[1], after[0], after[2], elsewhere[1]]
@@ -180,13 +178,7 @@ async def test_a_complaint_of_shanghais_today_is_in_the_default_answer(res):
     tenant, project = uuid4(), uuid4()
     await _apply(
         res,
-        new_event(
-            ProjectUpserted(project_id=project, code="NOW", name="今苑", time_zone="Asia/Shanghai"),
-            tenant_id=tenant,
-            project_id=project,
-            aggregate_id=project,
-            producer="test",
-        ),
+        _project_upserted(tenant, project, "NOW", "今苑", "Asia/Shanghai"),
     )
     now = datetime.now(UTC).replace(hour=17, minute=0, second=0, microsecond=0)
     assert await _apply(res, _complaint_event(tenant, project, now)) is True
