@@ -1243,26 +1243,37 @@ async def test_the_nodes_route_with_a_route_password_nats_would_misread(
 
 def _intruder(directory: Path, route: str, tls: Path | None = None) -> tuple[subprocess.Popen, int]:
     """A nats-server of its own (no users) that tries to join through `route`; with `tls`
-    (tls.crt, tls.key, ca.crt), over TLS with that certificate."""
+    (tls.crt, tls.key, ca.crt), over TLS with that certificate. Started again on other
+    ports if one of the free ports it was given was taken meanwhile (another test's
+    server): its log says why it stopped, else."""
     directory.mkdir(parents=True)
-    monitor = free_port()
-    conf = directory / "intruder.conf"
     route_tls = (
         f"tls {{ cert_file: {tls}/tls.crt, key_file: {tls}/tls.key, ca_file: {tls}/ca.crt }}"
         if tls
         else ""
     )
-    conf.write_text(
-        f"listen: 127.0.0.1:{free_port()}\nhttp: 127.0.0.1:{monitor}\n"
-        f"server_name: intruder\ncluster {{ name: propdesk, listen: 127.0.0.1:{free_port()}\n"
-        f"{route_tls} }}\n"
-    )
-    server = subprocess.Popen(
-        [str(nats_server_path()), "-c", str(conf), "--routes", route],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return server, monitor
+    conf, log = directory / "intruder.conf", directory / "intruder.log"
+    for _ in range(5):
+        monitor = free_port()
+        conf.write_text(
+            f"listen: 127.0.0.1:{free_port()}\nhttp: 127.0.0.1:{monitor}\n"
+            f"server_name: intruder\ncluster {{ name: propdesk, listen: 127.0.0.1:{free_port()}\n"
+            f"{route_tls} }}\n"
+        )
+        with log.open("w") as out:
+            server = subprocess.Popen(
+                [str(nats_server_path()), "-c", str(conf), "--routes", route],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 5
+        while server.poll() is None and not _routez(monitor) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if server.poll() is None:
+            return server, monitor
+        if "address already in use" not in log.read_text():
+            break
+    raise AssertionError(f"the intruder did not start:\n{log.read_text()}")
 
 
 async def _refused(
@@ -1273,7 +1284,8 @@ async def _refused(
     try:
         await asyncio.sleep(3)
         for server, monitor in intruders:
-            assert server.poll() is None, "the intruder runs"
+            log = Path(server.args[2]).with_name("intruder.log")
+            assert server.poll() is None, f"the intruder stopped:\n{log.read_text()}"
             assert _routez(monitor)["num_routes"] == 0
         assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
     finally:
