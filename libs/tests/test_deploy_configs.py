@@ -246,12 +246,14 @@ def _start_server(
     if not routes:
         assert argv[2] == "--routes", argv
         argv = argv[:2] + argv[4:]
-    return subprocess.Popen(
-        [str(nats_server_path()), *argv],
-        env=launched.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # Its log next to its config (nats.log), for a test that fails to say why.
+    with (conf.parent / "nats.log").open("a") as log:
+        return subprocess.Popen(
+            [str(nats_server_path()), *argv],
+            env=launched.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @contextlib.contextmanager

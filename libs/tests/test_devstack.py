@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -51,6 +52,23 @@ def test_free_port_is_bindable_and_then_reported_free() -> None:
     port = free_port()
     assert 1024 < port < 65536
     assert not port_in_use(port)
+
+
+def test_free_ports_are_below_the_range_outgoing_connections_take() -> None:
+    """A port of the kernel's ephemeral range can be given to an outgoing connection
+    between its choice and the server's bind (a NATS node of a test stopped so): free
+    ports come from below that range, spread (tests reseed `random`; these do not
+    repeat)."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if not ephemeral.exists():
+        pytest.skip("no Linux ephemeral port range to compare with")
+    start = int(ephemeral.read_text().split()[0])
+    ports = [free_port() for _ in range(20)]
+    assert all(10_000 <= p < start for p in ports), ports
+    random.seed(1)
+    first = free_port()
+    random.seed(1)
+    assert free_port() != first  # (1 chance in about 22,000 of a false alarm)
 
 
 def test_nats_config_fsyncs_every_write_and_listens_on_localhost_only(tmp_path: Path) -> None:

@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
 LOCALHOST = "127.0.0.1"
+# Ports handed out start here, below the kernel's ephemeral range (read from Linux, else
+# the IANA range's start, which macOS uses).
+LOWEST = 10_000
+EPHEMERAL_START_FALLBACK = 49_152
+_choice = random.SystemRandom()  # not the `random` module's: tests reseed that one
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return EPHEMERAL_START_FALLBACK
 
 
 def free_port(host: str = LOCALHOST) -> int:
-    """A port the kernel reports free right now (bind port 0). Racy by nature: use it soon."""
+    """A port free right now, and outside the kernel's ephemeral range: the kernel gives
+    ports of that range to outgoing connections too (a client's, a pool's next one), so
+    one chosen there could be taken before the server it is for binds it (a test saw a
+    NATS node stop with its port taken). Racy by nature all the same: use it soon."""
+    start = _ephemeral_start()
+    if start - LOWEST >= 1_000:
+        for _ in range(100):
+            port = _choice.randrange(LOWEST, start)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
