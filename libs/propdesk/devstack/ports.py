@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import socket
+from collections import deque
 from pathlib import Path
 
 LOCALHOST = "127.0.0.1"
@@ -12,6 +13,10 @@ LOCALHOST = "127.0.0.1"
 LOWEST = 10_000
 EPHEMERAL_START_FALLBACK = 49_152
 _choice = random.SystemRandom()  # not the `random` module's: tests reseed that one
+# Ports this process handed out lately: a caller often picks several before any server
+# binds one (a two-node cluster's six), and a port still free is not a port not promised.
+_RECENT = 4_096
+_handed_out: deque[int] = deque(maxlen=_RECENT)
 
 
 def _ephemeral_start() -> int:
@@ -22,23 +27,27 @@ def _ephemeral_start() -> int:
 
 
 def free_port(host: str = LOCALHOST) -> int:
-    """A port free right now, and outside the kernel's ephemeral range: the kernel gives
-    ports of that range to outgoing connections too (a client's, a pool's next one), so
-    one chosen there could be taken before the server it is for binds it (a test saw a
-    NATS node stop with its port taken). Racy by nature all the same: use it soon."""
+    """A port free right now that this process did not hand out lately: a caller often
+    picks several before binding any, and a test's two NATS nodes were once given the
+    same port (one node's client port, the other's monitor port: the second stopped).
+    From below the kernel's ephemeral range, which outgoing connections (a client's, a
+    pool's next one) draw from too. Racy by nature all the same (another process): use
+    it soon."""
     start = _ephemeral_start()
-    if start - LOWEST >= 1_000:
-        for _ in range(100):
-            port = _choice.randrange(LOWEST, start)
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                try:
-                    sock.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    for _ in range(100):
+        port = _choice.randrange(LOWEST, start) if start - LOWEST >= 1_000 else 0
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.append(port)
+            return port
+    raise OSError("no free port found in 100 tries")
 
 
 def port_in_use(port: int, host: str = LOCALHOST) -> bool:
