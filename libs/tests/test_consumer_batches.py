@@ -211,3 +211,21 @@ async def test_each_event_of_a_batch_continues_its_producers_trace(settings, ses
         assert span.parent is not None
         assert span.context.trace_id == producers[event_id].trace_id
         assert span.parent.span_id == producers[event_id].span_id
+
+
+@pytest.mark.parametrize("generic_plans", [False, True])
+async def test_a_consumer_can_ask_for_generic_plans(settings, sessions, generic_plans):
+    """`generic_plans` sets `plan_cache_mode` for the consumer's transactions, with the
+    tenant context; others keep the server's choice."""
+    name = f"t-plans-{uuid4().hex[:8]}"
+    seen: list[str] = []
+
+    async def handler(session, env: Envelope) -> None:
+        conn = await session.connection()
+        seen.append((await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar_one())
+
+    runner = _runner(settings, sessions, name, handler, generic_plans=generic_plans)
+    msgs = [FetchedMessage(note_event(uuid4(), uuid4())) for _ in range(2)]
+    await runner.handle_batch(msgs)  # type: ignore[arg-type]
+    assert all(m.outcome == ["ack"] for m in msgs)
+    assert seen == ["force_generic_plan" if generic_plans else "auto"] * 2

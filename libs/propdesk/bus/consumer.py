@@ -109,6 +109,12 @@ class Consumer:
     # After a fetch that did not fill `batch`, wait this long and take what came meanwhile:
     # fewer, larger transactions, for a consumer whose cost matters more than its delay.
     linger_seconds: float = 0.0
+    # Its transactions use generic plans (`plan_cache_mode`, set with the tenant context):
+    # for a hot consumer whose statements are key lookups with one right plan each. Left
+    # to choose, the planner keeps planning a statement afresh for every event when its
+    # estimates for the values at hand (a small tenant beside a big one, a NULL that
+    # drops a branch) come out below its generic plan's.
+    generic_plans: bool = False
 
 
 @dataclass(slots=True)
@@ -152,8 +158,13 @@ class ConsumerRunner:
         # transaction see the context (set_config(..., true) lasts until the transaction
         # ends, like apply_context). It returns the ids not applied before (an id repeated
         # in one batch is inserted once).
+        plans = (
+            ", set_config('plan_cache_mode', 'force_generic_plan', true)"
+            if consumer.generic_plans
+            else ""
+        )
         self._inbox = (
-            f"WITH ctx AS (SELECT {context_sql(1)})"
+            f"WITH ctx AS (SELECT {context_sql(1)}{plans})"
             f" INSERT INTO {s}.inbox (consumer, event_id, tenant_id, project_id, event_type)"
             " SELECT $6::text, e.id, $7::uuid, e.project_id, e.event_type"
             " FROM ctx, unnest($8::uuid[], $9::uuid[], $10::text[]) AS e(id, project_id,"
