@@ -213,10 +213,14 @@ async def test_each_event_of_a_batch_continues_its_producers_trace(settings, ses
         assert span.parent.span_id == producers[event_id].span_id
 
 
+@pytest.mark.parametrize("per_transaction", [1, 8])
 @pytest.mark.parametrize("generic_plans", [False, True])
-async def test_a_consumer_can_ask_for_generic_plans(settings, sessions, generic_plans):
+async def test_a_consumer_can_ask_for_generic_plans(
+    settings, bus_schema, generic_plans, per_transaction
+):
     """`generic_plans` sets `plan_cache_mode` for the consumer's transactions, with the
-    tenant context; others keep the server's choice."""
+    tenant context: for every tenant's run of a shared transaction too; others keep the
+    server's choice, and so does the connection after the transaction."""
     name = f"t-plans-{uuid4().hex[:8]}"
     seen: list[str] = []
 
@@ -224,8 +228,25 @@ async def test_a_consumer_can_ask_for_generic_plans(settings, sessions, generic_
         conn = await session.connection()
         seen.append((await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar_one())
 
-    runner = _runner(settings, sessions, name, handler, generic_plans=generic_plans)
-    msgs = [FetchedMessage(note_event(uuid4(), uuid4())) for _ in range(2)]
-    await runner.handle_batch(msgs)  # type: ignore[arg-type]
+    # One connection, to read its setting after the transactions.
+    one = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
+    engine = create_engine(one)
+    try:
+        runner = _runner(
+            one,
+            session_factory(engine),
+            name,
+            handler,
+            generic_plans=generic_plans,
+            per_transaction=per_transaction,
+        )
+        a, b = uuid4(), uuid4()
+        msgs = [FetchedMessage(note_event(a if i % 2 else b, uuid4())) for i in range(4)]
+        await runner.handle_batch(msgs)  # type: ignore[arg-type]
+        async with engine.connect() as conn:
+            after = (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar_one()
+    finally:
+        await engine.dispose()
     assert all(m.outcome == ["ack"] for m in msgs)
-    assert seen == ["force_generic_plan" if generic_plans else "auto"] * 2
+    assert seen == ["force_generic_plan" if generic_plans else "auto"] * 4
+    assert after == "auto"

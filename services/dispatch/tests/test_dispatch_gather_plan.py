@@ -7,7 +7,7 @@ import itertools
 import json
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
@@ -37,6 +37,13 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     for child in plan.get("Plans", []):
         out += _nodes(child)
     return out
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'::timestamptz"
+    text = str(value).replace("'", "''")
+    return f"'{text}'::uuid" if isinstance(value, UUID) else f"'{text}'"
 
 
 def _rows_read(nodes: list[dict[str, Any]], table: str) -> float:
@@ -93,11 +100,25 @@ async def test_staff_and_order_lookups_do_not_scan_the_tenant(res, tenant: Tenan
                 uuid4(),
                 tenant.tenant_id,
             ] + ([role] if role else [])
-            await conn.execute(f"SET LOCAL plan_cache_mode = force_{plan_mode}_plan")
-            explained = await conn.fetchval(
-                "EXPLAIN (ANALYZE, FORMAT JSON) " + LOCK_AND_GATHER[role is not None], *args
-            )
-            plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+            sql = LOCK_AND_GATHER[role is not None]
+            if plan_mode == "custom":
+                explained = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)
+            else:
+                # EXPLAIN of a statement with bound values plans it for those values,
+                # whatever plan_cache_mode says: the generic plan is the one a prepared
+                # statement keeps, run through EXECUTE.
+                await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                await conn.execute(f"PREPARE gather AS {sql}")
+                # (EXECUTE takes no bound parameters: the values as literals.)
+                values = ", ".join(_literal(a) for a in args)
+                explained = await conn.fetchval(
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE gather({values})"
+                )
+                await conn.execute("DEALLOCATE gather")
+            text = explained if isinstance(explained, str) else json.dumps(explained)
+            # A generic plan keeps the parameters; a custom one has the values in their place.
+            assert ("$6" in text) == (plan_mode == "generic"), text
+            plan = json.loads(text)[0]["Plan"]
             existing, people = await lock_and_gather(
                 conn,
                 tenant.tenant_id,
