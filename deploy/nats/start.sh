@@ -23,6 +23,15 @@
 # `abc #def` would be cut at the #, `ab}` at the }, `$X` read as another variable, quotes
 # and blanks around the value dropped. So every password is handed to the server in single
 # quotes, which NATS takes as a string, as it is.
+#
+# The routes go to the server the same way, through the environment, never on its command
+# line, where anyone who can list the container's processes would read the route password
+# (/proc/PID/cmdline is world-readable; a process's environment only to its own user):
+# PROPDESK_NATS_ROUTES, read by the cluster block (`routes: $PROPDESK_NATS_ROUTES`), holds
+# an array of the route URLs, each in single quotes, ['nats-route://route:PASSWORD@NODE',
+# ...], which NATS parses as config into a list of strings. Each NODE goes into that text,
+# so it must be host:port, the host made of letters, digits, - and . only, the port of
+# digits: anything else and the node does not start.
 set -eu
 conf=${1:?usage: start.sh CONFIG NODE...}
 shift
@@ -50,6 +59,19 @@ for var in PROPDESK_NATS_INTAKE_PASSWORD PROPDESK_NATS_DISPATCH_PASSWORD \
 done
 routes=""
 for node in "$@"; do
-  routes="${routes:+$routes,}nats-route://route:${route_password}@${node}"
+  host=${node%:*}
+  port=${node##*:}
+  case "$host" in
+    "$node"|""|*[!A-Za-z0-9.-]*) host="";;
+  esac
+  case "$port" in
+    ""|*[!0-9]*) host="";;
+  esac
+  if [ -z "$host" ]; then
+    printf 'NODE %s: host:port only (letters, digits, - and . in the host)\n' "$node" >&2
+    exit 2
+  fi
+  routes="${routes:+$routes,}'nats-route://route:${route_password}@${host}:${port}'"
 done
-exec nats-server -c "$conf" --routes "$routes"
+export PROPDESK_NATS_ROUTES="[$routes]"
+exec nats-server -c "$conf"

@@ -6,7 +6,9 @@ NATS has one user per service and `operator` for the bus CLI (deploy/nats/auth.c
 same text in the k8s ConfigMap). Every node is started by deploy/nats/start.sh, as compose
 and the StatefulSet start it: it refuses a password NATS or a URL cannot carry and hands
 each password over so that NATS reads it as a string (NATS parses a variable's value as
-config: unquoted, 12345 or true would stop the server from starting). On a server
+config: unquoted, 12345 or true would stop the server from starting), and the route URLs,
+route password and all, in the server's environment (PROPDESK_NATS_ROUTES), never on its
+command line, where anyone who can list the processes reads them. On a server
 started from the deploy config, through the real propdesk code paths
 (`propdesk.bus.streams`, the relay's publish, the consumer runner's pull subscription, the
 cache invalidations), each service can do what its code does on the bus and nothing that
@@ -26,11 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -69,6 +73,9 @@ NATS_PASSWORDS = {user: f"{user}0123456789abcdef" for user in USERS}
 PASSWORD_VARS = {f"PROPDESK_NATS_{u.upper()}_PASSWORD": pw for u, pw in NATS_PASSWORDS.items()}
 # The cluster's own password, for the routes between its nodes (no service knows it).
 ROUTE_VAR, ROUTE_PASSWORD = "PROPDESK_NATS_ROUTE_PASSWORD", "route0123456789abcdef"
+# What start.sh writes the route URLs into, for the cluster block's `routes:` (not set here:
+# start.sh sets it).
+ROUTES_VAR = "PROPDESK_NATS_ROUTES"
 NATS_ENV = {
     "NATS_SERVER_NAME": "n1",
     "POD_NAME": "nats-0",
@@ -151,8 +158,7 @@ def _launch(
     deploy's config path and cluster addresses (local files and ports)."""
     command = _start_command(which)
     assert command[:2] == ["sh", "/etc/nats/start.sh"], command
-    script = directory / "start.sh"
-    script.write_text(_nats_files(which)["start.sh"], encoding="utf-8")
+    script = _write_start_sh(which, directory)
     bin_dir, record = directory / "stand-in", directory / "stand-in.json"
     bin_dir.mkdir(exist_ok=True)
     record.unlink(missing_ok=True)
@@ -177,13 +183,28 @@ def _launch(
     return Launch(done.returncode, done.stderr, ran.get("argv"), ran.get("env"))
 
 
+def _write_start_sh(which: str, directory: Path) -> Path:
+    script = directory / "start.sh"
+    script.write_text(_nats_files(which)["start.sh"], encoding="utf-8")
+    return script
+
+
+def _routes_in(env: Mapping[str, str]) -> list[str]:
+    """The route URLs start.sh put into the server's environment: PROPDESK_NATS_ROUTES, an
+    array of single-quoted strings as NATS config reads it."""
+    value = env[ROUTES_VAR]
+    assert re.fullmatch(r"\[(?:'[^'\s]+',)*'[^'\s]+'\]", value), value
+    return re.findall(r"'([^']*)'", value)
+
+
 def _deploy_routes(which: str) -> list[str]:
-    """The routes the deploy's start.sh gives nats-server (passwords substituted)."""
+    """The routes the deploy's start.sh gives nats-server (passwords substituted): in its
+    environment, and nothing but the config on its command line."""
     with tempfile.TemporaryDirectory() as directory:
         launched = _launch(which, Path(directory), {**os.environ, **NATS_ENV})
-    assert launched.argv is not None, launched.stderr
-    assert launched.argv[:3] == ["-c", _start_command(which)[2], "--routes"], launched.argv
-    return launched.argv[3].split(",")
+    assert launched.argv is not None and launched.env is not None, launched.stderr
+    assert launched.argv == ["-c", _start_command(which)[2]], launched.argv
+    return _routes_in(launched.env)
 
 
 def _nats_files(which: str) -> dict[str, str]:
@@ -235,22 +256,26 @@ def _write_nats_config(
 
 
 def _start_server(
-    which: str, conf: Path, env: Mapping[str, str], nodes: Sequence[str], *, routes: bool = True
+    which: str, conf: Path, env: Mapping[str, str], nodes: Sequence[str]
 ) -> subprocess.Popen:
-    """A nats-server started as the deploy's start.sh starts it (its arguments and the
-    environment it hands over), on local files and ports; `routes=False` drops the routes
-    (a standalone node, its cluster block removed)."""
+    """A nats-server started by the deploy's start.sh, on local files and ports: `sh
+    start.sh CONFIG NODE...` as the deploy runs it, the script exec'ing the nats-server
+    on its PATH, here the one the tests run. Once it has, the process (its pid) is the
+    server's. A standalone node (its cluster block removed) reads no routes."""
+    # What start.sh hands the server, first (a stand-in records it): its config, nothing
+    # else, on its command line; the routes in its environment.
     launched = _launch(which, conf.parent, {**os.environ, **env}, conf=conf, nodes=nodes)
-    assert launched.argv is not None and launched.env is not None, launched.stderr
-    argv = launched.argv
-    if not routes:
-        assert argv[2] == "--routes", argv
-        argv = argv[:2] + argv[4:]
+    assert launched.argv == ["-c", str(conf)], (launched.argv, launched.stderr)
+    bin_dir = conf.parent / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "nats-server").unlink(missing_ok=True)
+    (bin_dir / "nats-server").symlink_to(nats_server_path())
+    script = _write_start_sh(which, conf.parent)
     # Its log next to its config (nats.log), for a test that fails to say why.
     with (conf.parent / "nats.log").open("a") as log:
         return subprocess.Popen(
-            [str(nats_server_path()), *argv],
-            env=launched.env,
+            ["sh", str(script), str(conf), *nodes],
+            env={**os.environ, **env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -268,9 +293,10 @@ def _nats_server(
     conf, port = _write_nats_config(directory, which, standalone=standalone, tls=tls)
     monitor = int(re.search(r"http: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
     # A clustered JetStream node needs routes; as deployed, it is given every node's,
-    # its own included (which it ignores): here only its own.
+    # its own included (which it ignores): here only its own. A standalone one has no
+    # cluster block to read them (start.sh wants a node all the same).
     if standalone:
-        server = _start_server(which, conf, env, ["127.0.0.1:6222"], routes=False)
+        server = _start_server(which, conf, env, ["127.0.0.1:6222"])
     else:
         server = _start_server(which, conf, env, [f"127.0.0.1:{_cluster_port(conf)}"])
     try:
@@ -339,9 +365,13 @@ def test_the_nats_configs_parse(tmp_path: Path, which: str) -> None:
 
 @pytest.mark.parametrize("which", ["compose", "k8s"])
 def test_nats_does_not_start_without_every_users_password(tmp_path: Path, which: str) -> None:
+    """The config itself reads every password and the routes from the environment: a
+    server started without one of them (without start.sh, for the routes) does not start."""
     conf, _port = _write_nats_config(tmp_path, which, standalone=False)
-    for missing in [*PASSWORD_VARS, ROUTE_VAR]:
-        env = {k: v for k, v in {**os.environ, **NATS_ENV}.items() if k != missing}
+    launched = _launch(which, tmp_path, {**os.environ, **NATS_ENV}, conf=conf)
+    assert launched.env is not None, launched.stderr
+    for missing in [*PASSWORD_VARS, ROUTE_VAR, ROUTES_VAR]:
+        env = {k: v for k, v in launched.env.items() if k != missing}
         done = subprocess.run(
             [str(nats_server_path()), "-t", "-c", str(conf)],
             env=env,
@@ -430,10 +460,12 @@ def test_nats_reads_a_password_given_as_it_is_as_config(tmp_path: Path, which: s
     or a boolean word (NATS makes it an int64 or a bool). Should a NATS release read
     variables as strings, this fails, and the quoting could go."""
     conf, _port = _write_nats_config(tmp_path, which, standalone=False)
+    launched = _launch(which, tmp_path, {**os.environ, **NATS_ENV}, conf=conf)
+    assert launched.env is not None, launched.stderr
     for password in ("12345678", "10k", "true"):
         done = subprocess.run(
             [str(nats_server_path()), "-t", "-c", str(conf)],
-            env={**os.environ, **NATS_ENV, "PROPDESK_NATS_DISPATCH_PASSWORD": password},
+            env={**launched.env, "PROPDESK_NATS_DISPATCH_PASSWORD": password},
             capture_output=True,
             text=True,
             check=False,
@@ -457,11 +489,15 @@ def test_compose_and_k8s_nats_define_the_same_users_and_permissions() -> None:
         outside = main.replace(cluster[1], "")
         assert "authorization" not in outside, "users and permissions live in auth.conf only"
         # The routes authenticate, with the cluster's own password; the nodes name each
-        # other on their command lines (NATS reads no variable inside a URL).
+        # other in the routes start.sh writes into the environment (NATS reads no variable
+        # inside a URL), not on the server's command line.
         assert re.search(
             rf"authorization \{{\s*user: route\s*password: \${ROUTE_VAR}\s", cluster[1]
         )
-        assert "routes" not in re.sub(r"(?m)#.*$", "", cluster[1])
+        code = re.sub(r"(?m)#.*$", "", main)
+        routes = [line.strip() for line in re.findall(r"(?m)^.*\broutes\b.*$", code)]
+        assert routes == [f"routes: ${ROUTES_VAR}"], "in the cluster block, from start.sh"
+        assert "routes" not in re.sub(r"(?m)#.*$", "", outside)
     users = re.findall(
         r"\{user: (\w+), password: \$(\w+), permissions: \$(\w+)\}", compose["auth.conf"]
     )
@@ -1096,29 +1132,41 @@ def test_redis_as_deployed_refuses_clients_without_the_password(tmp_path: Path) 
         server.wait(10)
 
 
+class Node(NamedTuple):
+    conf: Path
+    port: int  # the client port
+    server: subprocess.Popen  # start.sh, then (its pid) the nats-server it execs
+
+
+def _node_config(directory: Path, which: str, tls: Path | None = None) -> tuple[Path, int]:
+    """A clustered node's deploy config on free local ports (`_write_nats_config`), named
+    after its directory."""
+    conf, port = _write_nats_config(directory, which, standalone=False, tls=tls)
+    text = conf.read_text()
+    for name in ("$NATS_SERVER_NAME", "$POD_NAME"):
+        text = text.replace(name, directory.name)
+    conf.write_text(text)
+    return conf, port
+
+
 @contextlib.contextmanager
 def _two_nodes(
     directory: Path, which: str, env: Mapping[str, str] = NATS_ENV, tls: Path | None = None
-) -> Iterator[list[tuple[Path, int]]]:
-    """Two nodes of the deploy config on free local ports, each started as the deploy's
-    start.sh starts it, given both nodes' cluster listeners as routes (route user and
-    password, as deployed); TLS as `_write_nats_config`."""
-    confs = [
-        _write_nats_config(directory / n, which, standalone=False, tls=tls) for n in ("a", "b")
-    ]
+) -> Iterator[list[Node]]:
+    """Two nodes of the deploy config on free local ports, each started by the deploy's
+    start.sh, given both nodes' cluster listeners as routes (route user and password, as
+    deployed: in the server's environment); TLS as `_write_nats_config`."""
+    confs = [_node_config(directory / n, which, tls) for n in ("a", "b")]
     nodes = [f"127.0.0.1:{_cluster_port(c)}" for c, _ in confs]
-    for conf, _ in confs:
-        text = conf.read_text()
-        for name in ("$NATS_SERVER_NAME", "$POD_NAME"):
-            text = text.replace(name, conf.parent.name)
-        conf.write_text(text)
-    servers = [_start_server(which, conf, env, nodes) for conf, _ in confs]
+    started: list[Node] = []
     try:
-        yield confs
+        for conf, port in confs:
+            started.append(Node(conf, port, _start_server(which, conf, env, nodes)))
+        yield started
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(10)
+        for node in started:
+            node.server.terminate()
+            node.server.wait(10)
 
 
 def _cluster_port(conf: Path) -> int:
@@ -1145,8 +1193,8 @@ async def test_a_cluster_does_not_advertise_servers_clients_cannot_log_in_to(
     """nats-py adds the client URLs a cluster advertises to its pool without the user and
     password of the URLs it was given: a reconnect to one of them is refused. Two nodes of
     the deploy config, routed to each other: a client of one learns nothing of the other."""
-    with _two_nodes(tmp_path, which) as confs:
-        (conf_a, port), _ = confs
+    with _two_nodes(tmp_path, which) as nodes:
+        (conf_a, port, _), _ = nodes
         nc = None
         for _ in range(100):
             with contextlib.suppress(Exception):
@@ -1226,6 +1274,66 @@ def test_nats_does_not_start_with_a_password_nats_or_a_url_cannot_carry(
             assert done.argv is None, (var, bad)
 
 
+# What start.sh takes for a NODE: host:port, the host of letters, digits, - and ., the port
+# of digits. Each goes into the config text of PROPDESK_NATS_ROUTES, in single quotes.
+GOOD_NODES = (
+    "nats-1:6222",
+    "nats-0.nats:6222",
+    "nats-0.nats.propdesk.svc.cluster.local:6222",
+    "127.0.0.1:6222",
+    "NATS-2:1",
+)
+BAD_NODES = (
+    "",
+    "nats-1",
+    "nats-1:",
+    ":6222",
+    "nats-1:6222:6223",
+    "nats-1:62a2",
+    "nats-1:-6222",
+    "nats-1: 6222",
+    "nats-1:6222 ",
+    "nats-1:6222\n",
+    "nats 1:6222",
+    "nats_1:6222",
+    "nats-1/x:6222",
+    "route:pw@nats-1:6222",
+    "nats-route://nats-1:6222",
+    "nats-1:6222','nats-route://route:x@elsewhere:6222",
+    "nats-1:6222']\nauthorization {}\n#:6222",
+    "$HOME:6222",
+    "[::1]:6222",
+    "\\x41:6222",
+    "ümlaut:6222",
+)
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+def test_start_sh_takes_only_host_and_port_for_a_node(tmp_path: Path, which: str) -> None:
+    """Each NODE goes into the config text start.sh hands the server (a route URL in
+    PROPDESK_NATS_ROUTES): anything but host:port, wherever it comes in the list, and
+    start.sh refuses to start the server, naming it. The hosts it takes, NATS reads."""
+    env = {**os.environ, **NATS_ENV}
+    conf, _port = _write_nats_config(tmp_path / "conf", which, standalone=False)
+    ok = _launch(which, tmp_path, env, conf=conf, nodes=GOOD_NODES)
+    assert ok.returncode == 0 and ok.argv is not None and ok.env is not None, ok.stderr
+    assert _routes_in(ok.env) == [f"nats-route://route:{ROUTE_PASSWORD}@{n}" for n in GOOD_NODES]
+    done = subprocess.run(
+        [str(nats_server_path()), "-t", *ok.argv],
+        env=ok.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for bad in BAD_NODES:
+        for nodes in ([bad], [GOOD_NODES[0], bad, GOOD_NODES[1]]):
+            refused = _launch(which, tmp_path, env, conf=conf, nodes=nodes)
+            assert refused.returncode == 2, (bad, refused.stderr)
+            assert f"NODE {bad}: host:port only" in refused.stderr, (bad, refused.stderr)
+            assert refused.argv is None, (bad, "nats-server not started")
+
+
 @pytest.mark.parametrize("which", ["compose", "k8s"])
 @pytest.mark.parametrize("route_password", ["20261127", "off", ODD_PASSWORDS[12]])
 async def test_the_nodes_route_with_a_route_password_nats_would_misread(
@@ -1233,14 +1341,111 @@ async def test_the_nodes_route_with_a_route_password_nats_would_misread(
 ) -> None:
     """The route password too is read by the config (the cluster block) and, given as it
     is, stopped the nodes from starting when NATS took it for a number or a boolean."""
-    with _two_nodes(tmp_path, which, {**NATS_ENV, ROUTE_VAR: route_password}) as confs:
-        (conf_a, _), (conf_b, _) = confs
+    with _two_nodes(tmp_path, which, {**NATS_ENV, ROUTE_VAR: route_password}) as nodes:
+        (conf_a, _, _), (conf_b, _, _) = nodes
 
         async def routed() -> bool:
             return bool(_routes(conf_a)) and bool(_routes(conf_b))
 
         await eventually(routed, "the two nodes route to each other")
         assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+async def test_the_route_password_is_in_no_argument_of_the_server(
+    tmp_path: Path, which: str
+) -> None:
+    """start.sh hands the server the route URLs, password and all, in its environment: its
+    command line, which anyone who can list the container's processes reads
+    (/proc/PID/cmdline, world-readable; /proc/PID/environ is the process user's only), is
+    the config and nothing else. As the deploy starts it (a stand-in records what it is
+    given), and on two real nodes, routed: the processes start.sh became."""
+    launched = _launch(which, tmp_path, {**os.environ, **NATS_ENV})
+    assert launched.argv is not None and launched.env is not None, launched.stderr
+    assert launched.argv == ["-c", _start_command(which)[2]]
+    assert not any(ROUTE_PASSWORD in arg for arg in launched.argv)
+    assert all(ROUTE_PASSWORD in route for route in _routes_in(launched.env))
+    if _process(os.getpid()) is None:
+        pytest.skip("no /proc to read a process's command line from")
+    with _two_nodes(tmp_path, which) as nodes:
+
+        async def routed() -> bool:
+            return all(_routes(node.conf) for node in nodes)
+
+        await eventually(routed, "the two nodes route to each other")
+        for node in nodes:
+            process = _process(node.server.pid)
+            assert process is not None
+            assert process.exe == nats_server_path().resolve(), "start.sh exec'd the server"
+            assert process.argv == [b"nats-server", b"-c", bytes(node.conf)]
+            assert not any(ROUTE_PASSWORD.encode() in arg for arg in process.argv)
+            assert process.argv_mode & 0o004, "anyone reads a process's command line"
+            assert f"{ROUTES_VAR}=[".encode() in process.environ
+            assert process.environ_mode & 0o077 == 0, "its environment: its own user's only"
+
+
+class Process(NamedTuple):
+    exe: Path
+    argv: list[bytes]
+    argv_mode: int
+    environ: bytes
+    environ_mode: int
+
+
+def _process(pid: int) -> Process | None:
+    """What /proc shows of process `pid` (None without /proc)."""
+    proc = Path(f"/proc/{pid}")
+    if not (proc / "cmdline").exists():
+        return None
+    return Process(
+        exe=(proc / "exe").resolve(),
+        argv=(proc / "cmdline").read_bytes().split(b"\0")[:-1],
+        argv_mode=(proc / "cmdline").stat().st_mode,
+        environ=(proc / "environ").read_bytes(),
+        environ_mode=(proc / "environ").stat().st_mode,
+    )
+
+
+def _monitor_body(conf: Path, endpoint: str) -> bytes:
+    url = f"http://127.0.0.1:{_monitor_port(conf)}/{endpoint}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read()
+    except urllib.error.HTTPError as e:  # an answer all the same (healthz's 503)
+        return e.read()
+
+
+@pytest.mark.parametrize("which", ["compose", "k8s"])
+async def test_the_monitoring_port_does_not_show_the_route_password(
+    tmp_path: Path, which: str
+) -> None:
+    """The monitoring port (8222, plain HTTP inside the network: the health checks) of a
+    node routed to another: /varz names the routes the node was given as host:port only,
+    /routez its routes by address; the route password is in none of its answers."""
+    with _two_nodes(tmp_path, which) as nodes:
+
+        async def routed() -> bool:
+            return all(_routes(node.conf) for node in nodes)
+
+        await eventually(routed, "the two nodes route to each other")
+        listeners = sorted(f"127.0.0.1:{_cluster_port(node.conf)}" for node in nodes)
+        for node, other in (nodes, nodes[::-1]):
+            assert sorted(_monitor(node.conf, "varz")["cluster"]["urls"]) == listeners
+            routes = _monitor(node.conf, "routez")["routes"]
+            assert {r["remote_name"] for r in routes} == {other.conf.parent.name}
+            for endpoint in (
+                "varz",
+                "routez",
+                "routez?subs=detail",
+                "connz?auth=true",
+                "subsz",
+                "jsz",
+                "accountz",
+                "healthz",
+            ):
+                body = _monitor_body(node.conf, endpoint)
+                assert body, endpoint
+                assert ROUTE_PASSWORD.encode() not in body, (endpoint, body[:2000])
 
 
 def _intruder(directory: Path, route: str, tls: Path | None = None) -> tuple[subprocess.Popen, int]:
@@ -1286,7 +1491,8 @@ async def _refused(
     try:
         await asyncio.sleep(3)
         for server, monitor in intruders:
-            log = Path(server.args[2]).with_name("intruder.log")
+            # An intruder's config (intruder.conf), or a deploy node's (nats.conf).
+            (log,) = Path(server.args[2]).parent.glob("*.log")
             assert server.poll() is None, f"the intruder stopped:\n{log.read_text()}"
             assert _routez(monitor)["num_routes"] == 0
         assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
@@ -1301,10 +1507,11 @@ async def test_a_server_without_the_route_password_cannot_join_the_cluster(
     tmp_path: Path, which: str
 ) -> None:
     """A route sees every message whatever the users' permissions: a server that reaches
-    port 6222 without the cluster's password (none, or a wrong one) is refused, while the
+    port 6222 without the cluster's password (none, or a wrong one) is refused, a node of
+    the deploy's own started by start.sh with another route password too, while the
     deploy's own nodes, given the password the way the deploy gives it, route."""
-    with _two_nodes(tmp_path, which) as confs:
-        (conf_a, _), (conf_b, _) = confs
+    with _two_nodes(tmp_path, which) as nodes:
+        (conf_a, _, _), (conf_b, _, _) = nodes
 
         async def routed() -> bool:
             return bool(_routes(conf_a))
@@ -1315,6 +1522,16 @@ async def test_a_server_without_the_route_password_cannot_join_the_cluster(
             _intruder(tmp_path / "none", f"nats-route://127.0.0.1:{port_a}"),
             _intruder(tmp_path / "wrong", f"nats-route://route:guessed@127.0.0.1:{port_a}"),
         ]
+        # Every node's listener, its own included, as the deploy gives them.
+        conf_c, _ = _node_config(tmp_path / "c", which)
+        cluster = [f"127.0.0.1:{_cluster_port(c)}" for c in (conf_a, conf_b, conf_c)]
+        env = {**NATS_ENV, ROUTE_VAR: "guessed0123456789abcdef"}
+        intruders.append((_start_server(which, conf_c, env, cluster), _monitor_port(conf_c)))
+
+        async def up() -> bool:
+            return bool(_routez(_monitor_port(conf_c)))
+
+        await eventually(up, "the node with another route password up")
         await _refused(intruders, conf_a, conf_b)
 
 
@@ -1503,8 +1720,8 @@ async def test_the_routes_are_tls_with_a_certificate_of_the_deployments_ca(
     """Two nodes of the deploy's config with its certificates route over TLS; a server
     with the route password that dials without TLS, or with another CA's certificate, is
     refused."""
-    with _two_nodes(tmp_path, which, tls=nats_tls) as confs:
-        (conf_a, _), (conf_b, _) = confs
+    with _two_nodes(tmp_path, which, tls=nats_tls) as nodes:
+        (conf_a, _, _), (conf_b, _, _) = nodes
 
         async def routed() -> bool:
             return bool(_routes(conf_a)) and bool(_routes(conf_b))
