@@ -353,9 +353,14 @@ def test_the_nats_configs_parse(tmp_path: Path, which: str) -> None:
     conf, _port = _write_nats_config(tmp_path, which, standalone=False)
     launched = _launch(which, tmp_path, {**os.environ, **NATS_ENV}, conf=conf)
     assert launched.argv is not None and launched.env is not None, launched.stderr
+    _assert_server_takes(launched.argv, launched.env)
+
+
+def _assert_server_takes(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """nats-server's own check (-t) of the config it is given, as start.sh gives it."""
     done = subprocess.run(
-        [str(nats_server_path()), "-t", *launched.argv],
-        env=launched.env,
+        [str(nats_server_path()), "-t", *argv],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -1318,14 +1323,7 @@ def test_start_sh_takes_only_host_and_port_for_a_node(tmp_path: Path, which: str
     ok = _launch(which, tmp_path, env, conf=conf, nodes=GOOD_NODES)
     assert ok.returncode == 0 and ok.argv is not None and ok.env is not None, ok.stderr
     assert _routes_in(ok.env) == [f"nats-route://route:{ROUTE_PASSWORD}@{n}" for n in GOOD_NODES]
-    done = subprocess.run(
-        [str(nats_server_path()), "-t", *ok.argv],
-        env=ok.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    _assert_server_takes(ok.argv, ok.env)
     for bad in BAD_NODES:
         for nodes in ([bad], [GOOD_NODES[0], bad, GOOD_NODES[1]]):
             refused = _launch(which, tmp_path, env, conf=conf, nodes=nodes)
