@@ -1174,6 +1174,15 @@ def _two_nodes(
             node.server.wait(10)
 
 
+async def _until_routed(*confs: Path, what: str = "the two nodes route to each other") -> None:
+    """Until each node of `confs` has a route (its /routez)."""
+
+    async def routed() -> bool:
+        return all(_routes(conf) for conf in confs)
+
+    await eventually(routed, what)
+
+
 def _cluster_port(conf: Path) -> int:
     return int(re.search(r"cluster \{[^}]*?listen: 127\.0\.0\.1:(\d+)", conf.read_text()).group(1))
 
@@ -1342,10 +1351,7 @@ async def test_the_nodes_route_with_a_route_password_nats_would_misread(
     with _two_nodes(tmp_path, which, {**NATS_ENV, ROUTE_VAR: route_password}) as nodes:
         (conf_a, _, _), (conf_b, _, _) = nodes
 
-        async def routed() -> bool:
-            return bool(_routes(conf_a)) and bool(_routes(conf_b))
-
-        await eventually(routed, "the two nodes route to each other")
+        await _until_routed(conf_a, conf_b)
         assert {r["remote_name"] for r in _routes(conf_a)} == {conf_b.parent.name}
 
 
@@ -1366,11 +1372,7 @@ async def test_the_route_password_is_in_no_argument_of_the_server(
     if _process(os.getpid()) is None:
         pytest.skip("no /proc to read a process's command line from")
     with _two_nodes(tmp_path, which) as nodes:
-
-        async def routed() -> bool:
-            return all(_routes(node.conf) for node in nodes)
-
-        await eventually(routed, "the two nodes route to each other")
+        await _until_routed(*(node.conf for node in nodes))
         for node in nodes:
             process = _process(node.server.pid)
             assert process is not None
@@ -1421,11 +1423,7 @@ async def test_the_monitoring_port_does_not_show_the_route_password(
     node routed to another: /varz names the routes the node was given as host:port only,
     /routez its routes by address; the route password is in none of its answers."""
     with _two_nodes(tmp_path, which) as nodes:
-
-        async def routed() -> bool:
-            return all(_routes(node.conf) for node in nodes)
-
-        await eventually(routed, "the two nodes route to each other")
+        await _until_routed(*(node.conf for node in nodes))
         listeners = sorted(f"127.0.0.1:{_cluster_port(node.conf)}" for node in nodes)
         for node, other in (nodes, nodes[::-1]):
             assert sorted(_monitor(node.conf, "varz")["cluster"]["urls"]) == listeners
@@ -1511,10 +1509,7 @@ async def test_a_server_without_the_route_password_cannot_join_the_cluster(
     with _two_nodes(tmp_path, which) as nodes:
         (conf_a, _, _), (conf_b, _, _) = nodes
 
-        async def routed() -> bool:
-            return bool(_routes(conf_a))
-
-        await eventually(routed, "the two nodes route to each other")
+        await _until_routed(conf_a)
         port_a = _cluster_port(conf_a)
         intruders = [
             _intruder(tmp_path / "none", f"nats-route://127.0.0.1:{port_a}"),
@@ -1721,10 +1716,7 @@ async def test_the_routes_are_tls_with_a_certificate_of_the_deployments_ca(
     with _two_nodes(tmp_path, which, tls=nats_tls) as nodes:
         (conf_a, _, _), (conf_b, _, _) = nodes
 
-        async def routed() -> bool:
-            return bool(_routes(conf_a)) and bool(_routes(conf_b))
-
-        await eventually(routed, "the two nodes route to each other over TLS")
+        await _until_routed(conf_a, conf_b, what="the two nodes route to each other over TLS")
         route = f"nats-route://route:{ROUTE_PASSWORD}@127.0.0.1:{_cluster_port(conf_a)}"
         intruders = [
             _intruder(tmp_path / "plain", route),

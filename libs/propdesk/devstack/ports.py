@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import socket
 from collections import deque
@@ -19,6 +20,7 @@ _RECENT = 4_096
 _handed_out: deque[int] = deque(maxlen=_RECENT)
 
 
+@functools.cache
 def _ephemeral_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
