@@ -1,6 +1,10 @@
 """What one message costs on this machine, measured in the same run as the scenarios: a
 PostgreSQL round trip, a transaction's BEGIN and COMMIT, a JetStream publish (PubAck
 awaited; the stack's NATS fsyncs every write), and a JetStream delivery with its ack.
+Beside them, what batching would save: 30 publishes at once (as the relay publishes a
+batch), an atomic batch of 30 (NATS 2.12+, one PubAck), and an outbox row marked
+published by the relay's statement (the row rewritten) against a mark through a queue
+table of pending ids, where the mark is a HOT update (its WAL bytes too).
 
 For each: wall time, the server process's CPU and the client's (this thread's, on uvloop
 like the services), per message. A complaint costs the platform a few dozen such messages
@@ -10,9 +14,11 @@ far the machine itself lets the platform go."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +26,10 @@ from uuid import uuid4
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAYLOAD = b"x" * 1200  # about a complaint event's envelope
+BATCH = 30  # messages per batch in the batched rows: about what the relay claims under load
+# ... and what it claims at the bench's open-loop 200 complaints/s, where its batches fill
+# for a few milliseconds only (`outbox_linger_seconds`).
+SMALL_BATCH = 3
 
 
 def _cpu(pid: int) -> tuple[float, float]:
@@ -49,15 +59,17 @@ def _pid_listening(port: int, name: str) -> int | None:
 
 
 async def _measure(
-    n: int, server_pid: int, once: Callable[[int], Awaitable[Any]]
+    n: int, server_pid: int, once: Callable[[int], Awaitable[Any]], per_call: int = 1
 ) -> dict[str, float]:
+    """`once(i)` called `n // per_call` times, each moving `per_call` messages; the figures
+    are per message."""
     u0, s0 = _cpu(server_pid)
     c0, t0 = time.thread_time(), time.perf_counter()
-    for i in range(n):
+    for i in range(n // per_call):
         await once(i)
     c1, t1 = time.thread_time(), time.perf_counter()
     u1, s1 = _cpu(server_pid)
-    per = 1e6 / n
+    per = 1e6 / (n // per_call * per_call)
     return {
         "wall_us": round((t1 - t0) * per),
         "server_us": round((u1 - u0 + s1 - s0) * per),
@@ -85,9 +97,113 @@ async def _postgres(dsn: str, n: int) -> dict[str, dict[str, float]]:
         return {
             "postgres round trip (SELECT $1)": await _measure(n, pid, round_trip),
             "postgres BEGIN + COMMIT (two round trips)": await _measure(n, pid, begin_commit),
+            **await _outbox_marks(conn, pid, n),
         }
     finally:
         await conn.close()
+
+
+# Two outboxes like the services' (`propdesk.bus.tables`): `rewritten` as they are (the
+# partial index of unpublished rows names `published_at`, so marking a row cannot be a HOT
+# update: the whole row is written again, with an entry in every index); `queued` without
+# that index and with room on its pages, its unpublished ids in a queue table a statement
+# trigger fills, so a mark is a HOT update and a deleted queue row.
+_OUTBOX_COLUMNS = """
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id uuid NOT NULL UNIQUE,
+    tenant_id uuid NOT NULL, event_type text NOT NULL, subject text NOT NULL,
+    envelope jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    published_at timestamptz, attempts integer NOT NULL DEFAULT 0, last_error text"""
+_OUTBOXES = f"""
+    DROP SCHEMA IF EXISTS bench_costs CASCADE;
+    CREATE SCHEMA bench_costs;
+    CREATE TABLE bench_costs.rewritten ({_OUTBOX_COLUMNS});
+    CREATE INDEX ON bench_costs.rewritten (id) WHERE published_at IS NULL;
+    CREATE INDEX ON bench_costs.rewritten (created_at);
+    CREATE TABLE bench_costs.queued ({_OUTBOX_COLUMNS}) WITH (fillfactor = 60);
+    CREATE INDEX ON bench_costs.queued (created_at);
+    CREATE TABLE bench_costs.queued_pending (id bigint PRIMARY KEY, tenant_id uuid NOT NULL);
+    CREATE FUNCTION bench_costs.queue() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      INSERT INTO bench_costs.queued_pending SELECT id, tenant_id FROM inserted;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER queue AFTER INSERT ON bench_costs.queued REFERENCING NEW TABLE AS inserted
+      FOR EACH STATEMENT EXECUTE FUNCTION bench_costs.queue();
+"""
+_MARK = {
+    # The relay's claim today (`propdesk.bus.relay`).
+    "rewritten": "UPDATE bench_costs.rewritten SET published_at = clock_timestamp()"
+    " WHERE id IN (SELECT id FROM bench_costs.rewritten WHERE published_at IS NULL"
+    " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, event_id, event_type, subject, envelope::text",
+    "queued": "WITH d AS (DELETE FROM bench_costs.queued_pending WHERE id IN"
+    " (SELECT id FROM bench_costs.queued_pending ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING id)"
+    " UPDATE bench_costs.queued o SET published_at = clock_timestamp() FROM d"
+    " WHERE o.id = d.id AND o.published_at IS NULL"
+    " RETURNING o.id, o.event_id, o.event_type, o.subject, o.envelope::text",
+}
+
+
+async def _outbox_marks(conn: Any, pid: int, n: int) -> dict[str, dict[str, float]]:
+    import asyncpg
+
+    """Per outbox row: the relay's mark, as today and through a queue of pending ids (the
+    relay's connection settings: index scans, generic plans, no flush wait). The rows are
+    written first, two per transaction as a complaint writes them; each mark claims
+    `BATCH`. Also the WAL each mark and each written row took."""
+    envelope = '{"type": "complaint.received", "payload": {"content": "%s"}}' % ("x" * 900)
+    await conn.execute(_OUTBOXES)
+    await conn.execute(
+        "SET enable_seqscan = off; SET enable_bitmapscan = off;"
+        " SET plan_cache_mode = force_generic_plan"
+    )
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for name, mark_sql in _MARK.items():
+            write = await conn.prepare(
+                f"INSERT INTO bench_costs.{name} (event_id, tenant_id, event_type, subject,"
+                " envelope) VALUES ($1, $2, 'x', 'pd.x', $3::jsonb),"
+                " ($4, $2, 'y', 'pd.y', $3::jsonb)"
+            )
+            mark = await conn.prepare(mark_sql)
+            tenant = uuid4()
+            rows = n // BATCH * BATCH
+            # The first change of a page after a checkpoint writes the whole page to the WAL:
+            # one now puts those on the rows written, as the relay marks rows written
+            # moments before, not on the marks of whichever variant a checkpoint preceded.
+            with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("CHECKPOINT")
+            wal = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+            for _ in range(rows // 2):
+                async with conn.transaction():
+                    await write.fetch(uuid4(), tenant, envelope, uuid4())
+            written = await conn.fetchval(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1)", wal
+            )
+
+            async def claim(_i: int, mark: Any = mark) -> None:
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                    claimed = await mark.fetch(BATCH)
+                assert len(claimed) == BATCH, len(claimed)
+
+            wal = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+            figures = await _measure(rows, pid, claim, BATCH)
+            marked = await conn.fetchval(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1)", wal
+            )
+            figures["wal_bytes"] = round(float(marked) / rows)
+            figures["written_wal_bytes"] = round(float(written) / rows)
+            label = (
+                "row rewritten (the relay today)"
+                if name == "rewritten"
+                else ("HOT, through a queue of pending ids")
+            )
+            out[f"postgres outbox mark, {label}, per row of {BATCH}"] = figures
+    finally:
+        await conn.execute("DROP SCHEMA IF EXISTS bench_costs CASCADE")
+    return out
 
 
 async def _jetstream(url: str, n: int) -> dict[str, dict[str, float]]:
@@ -112,15 +228,80 @@ async def _jetstream(url: str, n: int) -> dict[str, dict[str, float]]:
             [msg] = await sub.fetch(1, timeout=5)
             await msg.ack()
 
-        return {
+        def publish_many(size: int) -> Callable[[int], Awaitable[Any]]:
+            async def publish(i: int) -> None:
+                await asyncio.gather(
+                    *(
+                        js.publish(
+                            f"{subject}.y",
+                            PAYLOAD,
+                            headers={"Nats-Msg-Id": f"{stream}-{size}-{i}-{k}"},
+                        )
+                        for k in range(size)
+                    )
+                )
+
+            return publish
+
+        single = {
             "JetStream publish, PubAck awaited": await _measure(n, pid, publish),
             "JetStream delivery (pull of one) + ack": await _measure(n, pid, deliver),
+            **{
+                f"JetStream publish, {size} at once (as the relay does), per message": (
+                    await _measure(n, pid, publish_many(size), size)
+                )
+                for size in (SMALL_BATCH, BATCH)
+            },
         }
+        await sub.unsubscribe()
+        return {**single, **await _atomic_batches(nc, js, stream, subject, pid, n)}
     finally:
         try:
             await js.delete_stream(stream)
         finally:
             await nc.close()
+
+
+async def _atomic_batches(
+    nc: Any, js: Any, stream: str, subject: str, pid: int, n: int
+) -> dict[str, dict[str, float]]:
+    """Messages stored together with one PubAck (NATS 2.12+, `allow_atomic` on the stream):
+    all but the last published without a reply, the last with the commit header and a
+    request. A batch holding a message id the stream has seen is refused whole (error
+    10201), so a relay using them would need a fallback after a crash."""
+    from nats.js.errors import APIError
+
+    info = await js.stream_info(stream)
+    try:
+        await js.update_stream(config=replace(info.config, allow_atomic=True))
+    except APIError:  # a server before 2.12: no such rows
+        return {}
+
+    def atomic(size: int) -> Callable[[int], Awaitable[Any]]:
+        async def batch(i: int) -> None:
+            batch_id = f"{stream}-atomic{size}-{i}"
+            for k in range(1, size + 1):
+                headers = {
+                    "Nats-Batch-Id": batch_id,
+                    "Nats-Batch-Sequence": str(k),
+                    "Nats-Msg-Id": f"{batch_id}-{k}",
+                }
+                if k < size:
+                    await nc.publish(f"{subject}.z", PAYLOAD, headers=headers)
+                    continue
+                headers["Nats-Batch-Commit"] = "1"
+                reply = await nc.request(f"{subject}.z", PAYLOAD, timeout=5, headers=headers)
+                if b'"error"' in reply.data:
+                    raise RuntimeError(f"atomic batch refused: {reply.data!r}")
+
+        return batch
+
+    return {
+        f"JetStream atomic batch of {size}, one PubAck, per message": (
+            await _measure(n, pid, atomic(size), size)
+        )
+        for size in (SMALL_BATCH, BATCH)
+    }
 
 
 def _run(dsn: str, nats_url: str, n: int) -> dict[str, dict[str, float]]:

@@ -88,11 +88,13 @@ def render(results: dict[str, Any]) -> str:
     costs = results.get("costs")
     if costs:
         out += ["", "### one message", ""]
-        out.append(_row(["µs per message", "wall", "server CPU", "of it kernel", "client CPU"]))
-        out.append(_row(["---"] * 5))
+        head = ["µs per message", "wall", "server CPU", "of it kernel", "client CPU"]
+        out.append(_row([*head, "WAL bytes (row written / marked)"]))
+        out.append(_row(["---"] * 6))
         for name, c in costs.items():
             cells = [c["wall_us"], c["server_us"], c["server_kernel_us"], c["client_us"]]
-            out.append(_row([name, *[str(v) for v in cells]]))
+            wal = f"{c['written_wal_bytes']} / {c['wal_bytes']}" if "wal_bytes" in c else ""
+            out.append(_row([name, *[str(v) for v in cells], wal]))
     intake = results.get("intake")
     if intake:
         out += ["", "### intake", ""]
