@@ -193,10 +193,17 @@ def _stats(values: list[float]) -> dict[str, float]:
 async def dispatch_scenario(b: Bench) -> dict[str, Any]:
     """Open loop at each rate; every 201's complaint id is matched
     with its `work_order.dispatched` event (core NATS subscription on the stream's
-    subjects, which observes without consuming)."""
+    subjects, which observes without consuming). The path is also split where dispatch
+    picks it up: when the complaint's `complaint.classified` reached NATS (intake's side:
+    its commit, its relay, the publish) and from there to the work order (dispatch's
+    side: the delivery, the assignment, its commit)."""
     o = b.options
     seen: dict[str, tuple[float, float, float, bool]] = {}
+    classified_seen: dict[str, float] = {}
     nc = await nats.connect(b.env["PROPDESK_NATS_URL"])
+
+    async def on_classified(msg: Any) -> None:
+        classified_seen.setdefault(orjson.loads(msg.data)["payload"]["complaint_id"], time.time())
 
     async def on_msg(msg: Any) -> None:
         observed = time.time()
@@ -210,6 +217,7 @@ async def dispatch_scenario(b: Bench) -> dict[str, Any]:
     plan = [("working", r) for r in o.dispatch_rates]
     plan += [("after_hours", r) for r in o.after_hours_rates]
     sub = await nc.subscribe("pd.work_order.dispatched.>", cb=on_msg)
+    classified_sub = await nc.subscribe("pd.complaint.classified.>", cb=on_classified)
     try:
         for name in o.dispatch_services:
             port = free_port()
@@ -263,6 +271,8 @@ async def dispatch_scenario(b: Bench) -> dict[str, Any]:
                 await asyncio.sleep(0.2)
             service_ms: list[float] = []  # work order `at` − complaint `recorded_at`
             client_ms: list[float] = []  # event seen on NATS − HTTP response received
+            intake_side_ms: list[float] = []  # `complaint.classified` seen − `recorded_at`
+            dispatch_side_ms: list[float] = []  # work order `at` − `classified` seen
             after_hours = 0
             for cid, responded in sent:
                 if cid in seen:
@@ -270,6 +280,9 @@ async def dispatch_scenario(b: Bench) -> dict[str, Any]:
                     service_ms.append((at - recorded) * 1000)
                     client_ms.append((observed - responded) * 1000)
                     after_hours += after
+                    if cid in classified_seen:
+                        intake_side_ms.append((classified_seen[cid] - recorded) * 1000)
+                        dispatch_side_ms.append((at - classified_seen[cid]) * 1000)
             run = {
                 "rate": rate,
                 "hours": hours,
@@ -280,6 +293,8 @@ async def dispatch_scenario(b: Bench) -> dict[str, Any]:
                 "not_dispatched_within_30s": len(sent) - len(service_ms),
                 "recorded_to_dispatched": _stats(service_ms),
                 "response_to_event_seen": _stats(client_ms),
+                "recorded_to_classified_seen": _stats(intake_side_ms),
+                "classified_seen_to_dispatched": _stats(dispatch_side_ms),
             }
             r2d = run["recorded_to_dispatched"]
             print(
@@ -291,6 +306,7 @@ async def dispatch_scenario(b: Bench) -> dict[str, Any]:
             runs.append(run)
     finally:
         await sub.unsubscribe()
+        await classified_sub.unsubscribe()
         await nc.close()
         for server in services:
             await asyncio.to_thread(server.stop)
