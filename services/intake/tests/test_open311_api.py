@@ -82,7 +82,7 @@ class TestServices:
 
     async def test_no_key_invalid_key_bad_format(self, client: httpx.AsyncClient) -> None:
         r = await client.get(f"{BASE}/services.json")
-        assert r.status_code == 401
+        assert r.status_code == 403  # the spec: "403 - Missing or Invalid API Key"
         assert r.json()[0]["description"] == "api_key: required"
         r = await client.get(f"{BASE}/services.xml", params={"api_key": "pdk_nope_nope"})
         assert r.status_code == 403

@@ -7,7 +7,8 @@ Conventions and deliberate deviations from the public-city reading of the spec:
 - jurisdiction_id is the project code (or id); optional when the key sees one project.
 - Every endpoint needs a credential: `api_key` (query or form field, as the spec says),
   or the `X-API-Key` header, or a staff bearer token. Complaints are private data, so
-  GET services/requests are not anonymous. An invalid key is 403 as in the spec.
+  GET services/requests are not anonymous. A missing or invalid key is 403 as in the spec
+  (so is a rejected bearer token: Open311 knows no 401).
 - POST answers 201 with service_request_id at once (services are `realtime`); a repeat
   from the same household on an open case answers 200 with that case's service_request_id
   (nothing new is created). Tokens are the caller's own ticket id (attribute[ticket_id])
@@ -150,10 +151,12 @@ async def _context(
         try:
             ctx = await authenticate(request)
         except ProblemError as exc:
-            if exc.status == 401 and "needs a credential" in (exc.detail or ""):
-                raise Open311Errors(
-                    [Open311Error(401, "api_key: required")], headers=exc.headers
-                ) from None
+            # The spec: "403 for errors because of wrong or missing api_key"; a rejected
+            # bearer token is a wrong credential too. Open311 has no 401.
+            if exc.status == 401:
+                missing = "needs a credential" in (exc.detail or "")
+                description = "api_key: required" if missing else f"Authorization: {exc.detail}"
+                raise Open311Errors([Open311Error(403, description)]) from None
             raise
     authorize(ctx, roles)
     bind_tenant(ctx)
@@ -379,7 +382,10 @@ async def list_requests(
     request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
 ) -> Response:
     async def handle(f: Format) -> Response:
-        items = await _find_requests(request, api_key, jurisdiction_id, request.query_params)
+        # The spec: service_code and status "can be declared multiple times, comma
+        # delimited"; repeated parameters add up like the comma-separated list.
+        params = {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
+        items = await _find_requests(request, api_key, jurisdiction_id, params)
         return _response(f, render(f, "service_requests", "request", items))
 
     return await _answer(fmt, handle)

@@ -27,7 +27,10 @@ class Format(StrEnum):
 
     @property
     def media_type(self) -> str:
-        return "application/json" if self is Format.JSON else "text/xml; charset=utf-8"
+        # The spec's Format Support names the charset for both.
+        return (
+            "application/json; charset=utf-8" if self is Format.JSON else "text/xml; charset=utf-8"
+        )
 
 
 def parse_format(raw: str) -> Format | None:

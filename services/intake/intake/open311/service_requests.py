@@ -175,6 +175,13 @@ def parse_request_query(params: Mapping[str, str], now: datetime) -> RequestQuer
             ids.append(UUID(raw))
         except ValueError:
             references.append(raw)
+    if errors:
+        raise Open311Errors(errors)
+    if ids or references:
+        # The spec: service_request_id "overrides all other arguments": they are neither
+        # applied nor checked (the window is only a placeholder; lookups ignore it).
+        start, end = _window(None, None, now)
+        return RequestQuery(tuple(ids), tuple(references), (), start, end, ())
     codes = _csv(params.get("service_code"))
     for code in codes:
         if category_of(code) is None:
@@ -196,11 +203,9 @@ def parse_request_query(params: Mapping[str, str], now: datetime) -> RequestQuer
         ) from None
     if start > end:
         raise Open311Errors([bad_request("start_date: must not be after end_date")])
-    if end - start > DEFAULT_WINDOW and not (ids or references):
+    if end - start > DEFAULT_WINDOW:
         raise Open311Errors([bad_request("start_date/end_date: at most 90 days apart")])
-    return RequestQuery(
-        tuple(ids), tuple(references), tuple(codes), start, end, tuple(dict.fromkeys(statuses))
-    )
+    return RequestQuery((), (), tuple(codes), start, end, tuple(dict.fromkeys(statuses)))
 
 
 def native_statuses(open311: tuple[str, ...]) -> tuple[set[str] | None, bool]:
@@ -245,15 +250,23 @@ _UPDATE_TEXT = {
 
 
 def request_update(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One complaint timeline row (intake.complaint_events) as a request_update."""
+    """One complaint timeline row (intake.complaint_events) as a request_update. Its status
+    is the request's "after the update" (mySociety), as GET requests says it: a work-order
+    step's row records the case status after it (`status_after`, closed from resolution
+    on); other entries close the request only when they are a closing decision."""
     kind = row["type"]
     text = _UPDATE_TEXT.get(kind, kind)
     if row.get("reason"):
         text = f"{text}: {row['reason']}"
+    status_after = (row.get("data") or {}).get("status_after")
+    if isinstance(status_after, str):
+        status = open311_status(status_after)
+    else:
+        status = "closed" if kind in CLOSING_EVENT_TYPES else "open"
     return {
         "update_id": str(row["id"]),
         "service_request_id": str(row["complaint_id"]),
-        "status": "closed" if kind in CLOSING_EVENT_TYPES else "open",
+        "status": status,
         "updated_datetime": _iso(row["at"]),
         "description": text,
         "media_url": None,

@@ -171,6 +171,10 @@ def parse_submission(data: Mapping[str, Any]) -> Submission:
         raw_attributes = {}
     attributes: dict[str, str] = {}
     for code, value in raw_attributes.items():
+        if value is None or value == "" or value == []:
+            # The spec: "A null parameter should be treated as equivalent to a non-declared
+            # parameter"; an empty one too, whatever its code.
+            continue
         if code not in ATTRIBUTE_CODES:
             errors.append(
                 bad_request(
