@@ -64,7 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dispatch-services",
         default="dispatch,reporting",
         help="services the bench starts for the dispatch scenario, next to its intake"
-        " (comma list; dispatch is required)",
+        " (comma list; dispatch is required). A name given again is another replica;"
+        " `intake` here is a replica of the bench's intake, and the load goes to them in"
+        " turn (e.g. intake,dispatch,dispatch,reporting: two of each, as deploy/k8s runs)",
     )
     p.add_argument(
         "--settle-max",

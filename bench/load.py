@@ -170,21 +170,27 @@ async def open_loop(
     start_index: int = 0,
     collect_ids: bool = False,
     grace: float = 5.0,
+    extra_ports: tuple[int, ...] = (),
 ) -> Result:
     """A fixed arrival rate (requests/s), latency measured from the scheduled send time,
     so a slow server cannot hide its queueing (no coordinated omission). A server that
     cannot keep up is given `grace` seconds after the last request was due, then the rest
-    are abandoned and counted (so an overloaded run ends in bounded time)."""
+    are abandoned and counted (so an overloaded run ends in bounded time). With
+    `extra_ports` (replicas of the same service), requests go to `port` and them in turn,
+    as a round-robin load balancer sends them; each has its share of the pool."""
     result = Result()
+    ports = (port, *extra_ports)
     # Last in, first out: at a low rate the same few connections stay warm instead of
     # each of the pool idling past the server's keep-alive timeout.
-    free: asyncio.Queue[Connection] = asyncio.LifoQueue()
-    for _ in range(pool):
-        free.put_nowait(Connection(host, port))
+    free: dict[int, asyncio.Queue[Connection]] = {p: asyncio.LifoQueue() for p in ports}
+    for p in ports:
+        for _ in range(max(1, pool // len(ports))):
+            free[p].put_nowait(Connection(host, p))
     total = int(rate * seconds)
 
     async def one(i: int, scheduled: float) -> None:
-        conn = await free.get()
+        queue = free[ports[i % len(ports)]]
+        conn = await queue.get()
         try:
             method, path, headers, body = workload.make(i)
             try:
@@ -196,7 +202,7 @@ async def open_loop(
             result.latencies.append(time.perf_counter() - scheduled)
             _record(result, workload, status, answer, collect_ids)
         finally:
-            free.put_nowait(conn)
+            queue.put_nowait(conn)
 
     start = time.perf_counter()
     tasks: list[tuple[float, asyncio.Task[None]]] = []
@@ -216,8 +222,9 @@ async def open_loop(
                 result.latencies.append(now - scheduled)
         await asyncio.gather(*pending, return_exceptions=True)
     result.elapsed = time.perf_counter() - start
-    while not free.empty():
-        await free.get_nowait().close()
+    for queue in free.values():
+        while not queue.empty():
+            await queue.get_nowait().close()
     return result
 
 
@@ -232,6 +239,8 @@ class LoadSpec:
     rate: float = 200.0
     start_index: int = 0
     collect_ids: bool = False
+    # Replicas of the server on other ports (open loop only): requests go round robin.
+    extra_ports: tuple[int, ...] = ()
 
 
 def _cpu_seconds() -> float:
@@ -259,6 +268,7 @@ async def _run(spec: LoadSpec, workload: Workload) -> Result:
             seconds=seconds,
             start_index=start_index,
             collect_ids=collect,
+            extra_ports=spec.extra_ports,
         )
 
     if spec.warmup > 0:

@@ -57,11 +57,16 @@ def _status_kib(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+_STARTED: set[str] = set()  # names of the servers this run has started
+
+
 def start_server(
     name: str, argv: list[str], port: int, env: dict[str, str], log_dir: Path
 ) -> ServerProcess:
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}.log"
+    # A replica (a name this run started before) gets a log of its own.
+    log_path = log_dir / (f"{name}-{port}.log" if name in _STARTED else f"{name}.log")
+    _STARTED.add(name)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = ServerProcess(name, port, proc, log_path)

@@ -231,7 +231,9 @@ async def dispatch_scenario(b: Bench) -> dict[str, Any]:
         ready = await _wait_dispatch_ready(b, seen, o.catch_up_max)
         print(f"bench: dispatch: ready after {ready:.1f} s")
         own = b.own_pids(*services)
-        [dispatch] = [s for s in services if s.name == "dispatch"]
+        dispatch = next(s for s in services if s.name == "dispatch")
+        # Replicas of intake share the load, as a load balancer would send it.
+        intake_replicas = tuple(s.port for s in services if s.name == "intake")
         hours_set = None
         for n, (hours, rate) in enumerate(plan):
             if hours != hours_set:
@@ -248,7 +250,11 @@ async def dispatch_scenario(b: Bench) -> dict[str, Any]:
                 ", after hours" if hours == "after_hours" else ""
             )
             print(f"bench: dispatch: {label} ...", flush=True)
-            spec = replace(_open(b.intake.port, o, seconds=o.dispatch_seconds, ids=True), rate=rate)
+            spec = replace(
+                _open(b.intake.port, o, seconds=o.dispatch_seconds, ids=True),
+                rate=rate,
+                extra_ports=intake_replicas,
+            )
             prof = o.profile_dir
             phase = await measure(
                 b.pool,
