@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -186,3 +186,42 @@ class TestApi:
         r = await client.get(f"{BASE}/nothing.json", params={"api_key": sunrise_key})
         assert r.status_code == 404
         assert r.headers["content-type"] == "application/json; charset=utf-8"
+
+
+async def test_update_after_a_closed_case_says_closed(
+    client: httpx.AsyncClient, company_a: Company, sunrise_key: str
+) -> None:
+    """mySociety: a request_update's status is "the status of the service request after
+    the update". A staff change that leaves the status as it is (a flag, an override) on a
+    closed case is a closed update, not a reopening."""
+    from propdesk.testing.admin_reads import admin_fetch
+
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    request_id = await _post(
+        client, api_key=sunrise_key, service_code="fees", description=f"物业费多收 {tag()}"
+    )
+    closed = await admin_fetch(
+        company_a.settings,
+        "UPDATE intake.complaints SET status = 'closed' WHERE id = $1 RETURNING id",
+        UUID(request_id),
+    )
+    assert len(closed) == 1
+    sup = company_a.token("cs_supervisor", subject="sup-feed")
+    r = await client.post(
+        f"/v1/complaints/{request_id}/flags",
+        json={"flag": "malicious", "reason": "反复骚扰"},
+        headers=sup,
+    )
+    assert r.status_code == 201, r.text
+    r = await client.get(
+        f"{BASE}/servicerequestupdates.json",
+        params={"api_key": sunrise_key, "start_date": before.isoformat()},
+    )
+    assert r.status_code == 200, r.text
+    mine = {
+        u["external_status_code"]: u["status"]
+        for u in r.json()
+        if u["service_request_id"] == request_id
+    }
+    assert mine["complaint.received"] == "open"
+    assert mine["complaint.flagged"] == "closed", mine

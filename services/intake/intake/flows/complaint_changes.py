@@ -53,7 +53,17 @@ def _common(row: Row) -> dict[str, Any]:
     return {"complaint_id": row.id, "reference": row.reference, "project_id": row.project_id}
 
 
-async def _emit(s: AsyncSession, ctx: TenantContext, row: Row, payload: Any, reason: str) -> None:
+async def _emit(
+    s: AsyncSession,
+    ctx: TenantContext,
+    row: Row,
+    payload: Any,
+    reason: str,
+    status_after: str | None = None,
+) -> None:
+    """The change's timeline row and event. The row records the case's status after the
+    change (`status_after`; unchanged by default), as work-order steps do, so a reader of
+    the timeline (Open311's updates feed) never has to guess it."""
     seq = await history.bump_version(s, row.id)
     await history.record(
         s,
@@ -63,6 +73,7 @@ async def _emit(s: AsyncSession, ctx: TenantContext, row: Row, payload: Any, rea
         seq=seq,
         payload=payload,
         reason=reason,
+        data={"status_after": status_after or row.status},
     )
 
 
@@ -199,6 +210,7 @@ async def decide_invalidation(
                 comment=body.comment,
             ),
             body.comment or pending.reason,
+            status_after=CaseStatus.INVALID.value if approve else None,
         )
         if approve:
             # Followers of the case state hear of every status change in one vocabulary.
