@@ -195,8 +195,9 @@ async def dispatch_scenario(b: Bench) -> dict[str, Any]:
     with its `work_order.dispatched` event (core NATS subscription on the stream's
     subjects, which observes without consuming). The path is also split where dispatch
     picks it up: when the complaint's `complaint.classified` reached NATS (intake's side:
-    its commit, its relay, the publish) and from there to the work order (dispatch's
-    side: the delivery, the assignment, its commit)."""
+    its commit, its relay, the publish) and from there to the work order's `at` (the
+    stream, the delivery and the wait in dispatch's consumer: `at` is taken when dispatch
+    starts on the complaint, before its assignment and commit)."""
     o = b.options
     seen: dict[str, tuple[float, float, float, bool]] = {}
     classified_seen: dict[str, float] = {}
