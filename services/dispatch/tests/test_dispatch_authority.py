@@ -259,6 +259,30 @@ async def test_department_board_is_the_heads_own(res, tenant: Tenant, client) ->
         assert r.status_code == 200 and r.json()["open"] == 1, r.text
 
 
+async def test_the_board_of_a_department_that_does_not_exist_is_a_404(
+    res, tenant: Tenant, client
+) -> None:
+    others = await seed_others(res, tenant)
+    for who in (tenant.token(uuid4(), "cs_supervisor"), head_of(tenant, others.cs_head)):
+        r = await client.get("/v1/departments/nope/board", headers=who)
+        assert r.status_code == 404 and r.json()["code"] == "department-not-found", r.text
+    # Another tenant's department is not the caller's either (a company without any).
+    stranger = issue_token(
+        res.settings, tenant_id=uuid4(), subject=str(uuid4()), roles=["cs_supervisor"]
+    )
+    r = await client.get(
+        "/v1/departments/eng/board", headers={"authorization": f"Bearer {stranger}"}
+    )
+    assert r.status_code == 404 and r.json()["code"] == "department-not-found", r.text
+    supervisor = tenant.token(uuid4(), "cs_supervisor")
+    for code, rule in (("x" * 3000, "string_too_long"), ("eng%00", "no_nul")):
+        r = await client.get(f"/v1/departments/{code}/board", headers=supervisor)
+        assert r.status_code == 422, r.text
+        assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("path.code", rule)]
+    r = await client.get("/v1/departments/cs/board", headers=supervisor)
+    assert r.status_code == 200 and r.json()["open"] == 0, r.text
+
+
 async def test_director_still_acts_on_every_department(res, tenant: Tenant, client) -> None:
     others = await seed_others(res, tenant)
     url, engineer = await engineering_order(res, tenant)

@@ -185,6 +185,34 @@ async def test_lifecycle_over_http(res, tenant: Tenant, client: httpx.AsyncClien
     ]
 
 
+async def test_accept_refuses_a_malformed_body(res, tenant: Tenant, client) -> None:
+    """Accept takes no body; one that is there must be JSON (as sign-off's and reject's),
+    never junk accepted silently. No body, an empty one or `{}` accept as before."""
+    wo = await dispatch(res, tenant, classified(tenant))
+    url = f"/v1/work-orders/{wo}"
+    view = (await client.get(url, headers=tenant.handler(tenant.head))).json()
+    h = {**tenant.handler(UUID(view["handler_id"])), "content-type": "application/json"}
+    for junk, status, code in (
+        ('{"x":', 400, "malformed-json"),
+        ("not json", 400, "malformed-json"),
+        ('{"x": 1}', 422, "validation-failed"),
+        ("[]", 422, "validation-failed"),
+    ):
+        r = await client.post(f"{url}/accept", headers=h, content=junk)
+        assert r.status_code == status and r.json()["code"] == code, (junk, r.text)
+        r = await client.post(f"{url}/reject", headers=h, content=junk)
+        assert r.status_code == status, (junk, r.text)
+    assert (await client.get(url, headers=h)).json()["state"] == "dispatched"
+    r = await client.post(f"{url}/accept", headers=h, content="")
+    assert r.status_code == 200 and r.json()["state"] == "accepted", r.text
+    wo = await dispatch(res, tenant, classified(tenant))
+    view = (await client.get(f"/v1/work-orders/{wo}", headers=tenant.handler(tenant.head))).json()
+    r = await client.post(
+        f"/v1/work-orders/{wo}/accept", headers=tenant.handler(UUID(view["handler_id"])), json={}
+    )
+    assert r.status_code == 200 and r.json()["state"] == "accepted", r.text
+
+
 async def test_hand_over_is_owned_until_accepted(res, tenant: Tenant, client) -> None:
     wo = await dispatch(res, tenant, classified(tenant))
     view = (await client.get(f"/v1/work-orders/{wo}", headers=tenant.handler(tenant.head))).json()

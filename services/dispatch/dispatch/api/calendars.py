@@ -6,11 +6,19 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 
 from dispatch.api.deps import transaction
-from dispatch.api.schemas import HoursIn, LocalDayIn, YearIn
+from dispatch.api.schemas import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    YEARS,
+    HoursIn,
+    LocalDayIn,
+    PlainDate,
+    YearIn,
+)
 from dispatch.store import calendars as store
 from dispatch.store import directory
 from propdesk.auth.dependencies import require_operator, require_staff, require_tenant_wide
@@ -71,13 +79,13 @@ def platform_dates(now: datetime) -> tuple[date, date]:
 async def load_year(
     request: Request, year: int, body: YearIn, ctx: TenantContext = require_operator()
 ) -> dict[str, Any]:
-    if not 2000 <= year <= 2100:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
         raise ProblemError(
             422,
             "Request validation failed",
             code="validation-failed",
             detail=f"year {year} is out of range",
-            errors=[field_error("path.year", "range", "between 2000 and 2100")],
+            errors=[field_error("path.year", "range", YEARS)],
         )
     try:
         HolidayOverrides.for_year(year, holidays=body.holidays, workdays=body.workdays)
@@ -108,7 +116,7 @@ async def load_year(
 async def project_calendar(
     request: Request,
     project_id: UUID,
-    year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
+    year: Annotated[int | None, Query(ge=FIRST_YEAR, le=LAST_YEAR)] = None,
     ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
@@ -175,7 +183,7 @@ async def put_hours(
 async def put_local_day(
     request: Request,
     project_id: UUID,
-    day: date,
+    day: Annotated[PlainDate, Path(description=f"YYYY-MM-DD, a year {YEARS}")],
     body: LocalDayIn,
     ctx: TenantContext = require_staff(*ADMINS),
 ) -> dict[str, Any]:

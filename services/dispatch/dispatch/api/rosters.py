@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.requests import Request
 
 from dispatch.api.deps import transaction
-from dispatch.api.schemas import ShiftIn
+from dispatch.api.schemas import MAX_SHIFT, YEARS, ShiftIn, out_of_years
 from dispatch.store import directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
@@ -42,6 +42,18 @@ async def add_shift(
             code="validation-failed",
             detail="A shift ends after it starts.",
             errors=[field_error("body.ends_at", "after_start", "must be after starts_at")],
+        )
+    if body.ends_at - body.starts_at > MAX_SHIFT:
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail=f"A shift lasts at most {MAX_SHIFT.days} days.",
+            errors=[
+                field_error(
+                    "body.ends_at", "max_duration", f"at most {MAX_SHIFT.days} days after starts_at"
+                )
+            ],
         )
     assert ctx.tenant_id is not None
     async with transaction(request, ctx) as session:
@@ -102,8 +114,23 @@ async def on_duty_now(
     at: AwareDatetime | None = None,  # a time without a UTC offset is refused (422)
     ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
 ) -> dict[str, Any]:
+    if at is not None and out_of_years(at):
+        raise ProblemError(
+            422,
+            "Request validation failed",
+            code="validation-failed",
+            detail=f"at must be a time {YEARS}.",
+            errors=[field_error("query.at", "range", f"a time {YEARS}")],
+        )
     at = at or datetime.now(UTC)
     async with transaction(request, ctx) as session:
+        if await directory.get_project(session, project_id) is None:
+            raise ProblemError(
+                404,
+                "Not Found",
+                code="project-not-found",
+                detail=f"No project {project_id} is known to dispatch.",
+            )
         shifts = await directory.shifts_at(session, project_id, at)
     return {
         "project_id": project_id,

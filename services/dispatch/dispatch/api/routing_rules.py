@@ -7,13 +7,13 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dispatch.api.deps import transaction
-from dispatch.api.schemas import CategoryName, GradeName, RoutingRuleIn
+from dispatch.api.schemas import Body, CategoryName, GradeName, RoutingRuleIn
 from dispatch.domain.routing import RoutingInput, RoutingRule, route
 from dispatch.store import directory
 from dispatch.store import routing_rules as store
@@ -50,6 +50,16 @@ def _out(rule: RoutingRule) -> dict[str, Any]:
     out = asdict(rule)
     out["inform"] = list(rule.inform)
     return out
+
+
+def _project_error(rule: str, message: str) -> ProblemError:
+    return ProblemError(
+        422,
+        "Request validation failed",
+        code="validation-failed",
+        detail=f"body.project_id: {message}",
+        errors=[field_error("body.project_id", rule, message)],
+    )
 
 
 def _check_scope(ctx: TenantContext, body: RoutingRuleIn) -> None:
@@ -169,8 +179,7 @@ async def delete_rule(
     return Response(status_code=204)
 
 
-class PreviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PreviewIn(Body):
     project_id: UUID
     category: CategoryName
     grade: GradeName = "simple"
@@ -182,8 +191,14 @@ class PreviewIn(BaseModel):
 async def preview(
     request: Request, body: PreviewIn, ctx: TenantContext = require_staff(*READERS)
 ) -> dict[str, Any]:
-    """Which rule would route this complaint, and why (nothing is stored)."""
+    """Which rule would route this complaint, and why (nothing is stored). The project is
+    one the caller may see: as a rule's (`_check_scope`, `in_scope`), and one dispatch
+    knows (`exists`, as a roster shift's), else the answer would be made up."""
+    if ctx.project_ids is not None and body.project_id not in ctx.project_ids:
+        raise _project_error("in_scope", "not one of the caller's projects")
     async with transaction(request, ctx) as session:
+        if await directory.get_project(session, body.project_id) is None:
+            raise _project_error("exists", "unknown project")
         rules = await store.rules_for(session, body.project_id)
     decision = route(
         RoutingInput(body.project_id, body.category, body.grade, body.building, body.place),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any, Literal
+import re
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from propdesk.auth.roles import Role
@@ -14,6 +15,44 @@ from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, has_nul
 
 Text = Field(min_length=1, max_length=4000)
+
+# The years a calendar may hold (an operator-loaded year, a local day, a shift): the
+# platform's calendar data starts in 2000 and plans no further than 2100. Beyond them
+# PostgreSQL stores ±infinity (or a year Python cannot read back), never a real day.
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+YEARS = f"between {FIRST_YEAR} and {LAST_YEAR}"
+MAX_SHIFT = timedelta(days=7)  # longer is a typo (a month, a year), not a shift
+_PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def out_of_years(value: date | datetime) -> bool:
+    """A date, or an instant in its own offset's calendar, outside FIRST_YEAR..LAST_YEAR."""
+    return not FIRST_YEAR <= value.year <= LAST_YEAR
+
+
+def plain_date(value: Any) -> Any:
+    """YYYY-MM-DD and nothing more (pydantic alone takes a midnight date-time and drops
+    the time), of a year between FIRST_YEAR and LAST_YEAR: rules `date_parsing`, `range`."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        day = value
+    elif isinstance(value, str) and _PLAIN_DATE.fullmatch(value):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            day = None
+    else:
+        day = None
+    if day is None:
+        raise PydanticCustomError(
+            "date_parsing", "Input should be a valid date in the format YYYY-MM-DD"
+        )
+    if out_of_years(day):
+        raise PydanticCustomError("range", f"a date {YEARS}")
+    return day
+
+
+PlainDate = Annotated[date, BeforeValidator(plain_date)]
+DayName = Annotated[str, Field(max_length=200)]
 
 
 class Body(BaseModel):
@@ -119,8 +158,8 @@ class RoutingRuleIn(Body):
 
 
 class YearIn(Body):
-    holidays: dict[date, str] = Field(description="date → holiday name (days off)")
-    workdays: dict[date, str] = Field(
+    holidays: dict[PlainDate, DayName] = Field(description="date → holiday name (days off)")
+    workdays: dict[PlainDate, DayName] = Field(
         default_factory=dict, description="date → name of make-up working days (调休上班)"
     )
     source: str = Field(default="", max_length=500, description="e.g. the State Council notice")
@@ -128,22 +167,49 @@ class YearIn(Body):
 
 class HoursIn(Body):
     periods: list[str] = Field(min_length=1, examples=[["08:30-12:00", "13:30-17:30"]])
-    weekdays: list[int] = Field(default=[0, 1, 2, 3, 4])
+    # At least one: with no working day the next working start never comes (the calendar
+    # gives up after three years), so after-hours orders would wait for a hand-over to the
+    # service center forever and the calendar's own view could not say when work resumes.
+    weekdays: list[int] = Field(
+        default=[0, 1, 2, 3, 4], min_length=1, description="0 (Monday) to 6 (Sunday), each once"
+    )
     observe_public_holidays: bool = True
+
+    @field_validator("weekdays", mode="after")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if any(not 0 <= d <= 6 for d in value):
+            raise PydanticCustomError("range", "weekdays are 0 (Monday) to 6 (Sunday)")
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("unique", "each weekday at most once")
+        return value
 
 
 class LocalDayIn(Body):
     kind: Literal["holiday", "workday"]
-    name: str = Field(default="", max_length=200)
+    name: DayName = ""
     tenant_wide: bool = False
 
 
 class ShiftIn(Body):
     staff_id: UUID
     project_id: UUID
-    starts_at: datetime
-    ends_at: datetime
-    note: str | None = None
+    starts_at: datetime = Field(description=f"with a UTC offset, a year {YEARS}")
+    ends_at: datetime = Field(
+        description=f"with a UTC offset, after starts_at, at most {MAX_SHIFT.days} days later"
+    )
+    note: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("starts_at", "ends_at", mode="after")
+    @classmethod
+    def _in_years(cls, value: datetime) -> datetime:
+        if out_of_years(value):
+            raise PydanticCustomError("range", f"a time {YEARS}")
+        return value
+
+
+class AcceptIn(Body):
+    """Accepting takes nothing; a body, if sent, is an empty JSON object (or null)."""
 
 
 def work_order_out(row: Any, **extra: Any) -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 
 from dispatch.api.deps import transaction
 from dispatch.api.schemas import (
+    AcceptIn,
     CloseIn,
     FeedbackIn,
     FollowUpIn,
@@ -30,6 +31,7 @@ from dispatch.store import work_orders as orders
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
 from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.text import NoNul
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1", tags=["work orders"])
@@ -97,7 +99,10 @@ async def find_work_orders(
 
 @router.post("/work-orders/{work_order_id}/accept")
 async def accept(
-    request: Request, work_order_id: UUID, ctx: TenantContext = require_staff(*HANDLING)
+    request: Request,
+    work_order_id: UUID,
+    body: AcceptIn | None = None,  # none, or `{}`: junk is a 400 or 422 as everywhere
+    ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
         return _out(await steps.accept(session, ctx, work_order_id))
@@ -259,19 +264,34 @@ async def reopen(
         return _out(await steps.reopen(session, ctx, work_order_id, body.reason))
 
 
+# As long as a routing rule's `department` (a department's code or kind): a work order's
+# department_code is one of them.
+DepartmentCode = Annotated[
+    str, Path(min_length=1, max_length=100, description="the department's code"), NoNul
+]
+
+
 @router.get("/departments/{code}/board")
 async def department_board(
     request: Request,
-    code: str,
+    code: DepartmentCode,
     project_id: UUID | None = None,
     ctx: TenantContext = require_staff(*HEADS, R.AFFAIRS_ASSISTANT, R.QUALITY),
 ) -> dict[str, Any]:
     """A department's open orders: a department head sees his own department only;
     customer service, supervisors and the quality department (品质部, which runs its own
-    callbacks) see every department's."""
+    callbacks) see every department's. A code that is no department of the caller's (nor
+    on any order it may see: one routed to a department dispatch did not know) is a 404."""
     async with transaction(request, ctx) as session:
         mine = await steps.head_department(session, ctx, steps.actor_staff_id(ctx))
         of_code = await directory.department_ids_by_code(session, code)
+        if not of_code and not await orders.department_code_used(session, code):
+            raise ProblemError(
+                404,
+                "Not Found",
+                code="department-not-found",
+                detail=f"No department {code!r} is visible to you.",
+            )
         only = board_scope(ctx.roles, mine, of_code)  # NotAllowed → 403
         states = [s.value for s in OPEN_STATES]
         rows = await orders.board(session, code, states, project_id, department_id=only)

@@ -193,10 +193,14 @@ async def candidates(
 
 async def shifts_at(session: AsyncSession, project_id: UUID, at: datetime) -> list[Shift]:
     """Shifts of the project around `at` (enough to tell who is on duty, and whether a
-    roster exists for someone at all)."""
+    roster exists for someone at all), their times clamped to `at` ± 8 days (see
+    `store.dispatching.SHIFT_TIMES`)."""
     rows = await session.execute(
         text(
-            "SELECT staff_id, starts_at, ends_at FROM dispatch.roster_shifts"
+            "SELECT staff_id,"
+            " greatest(starts_at, CAST(:at AS timestamptz) - interval '8 days') AS starts_at,"
+            " least(ends_at, CAST(:at AS timestamptz) + interval '8 days') AS ends_at"
+            " FROM dispatch.roster_shifts"
             " WHERE project_id = :p AND ends_at > CAST(:at AS timestamptz) - interval '7 days'"
             " AND starts_at < CAST(:at AS timestamptz) + interval '7 days'"
         ),

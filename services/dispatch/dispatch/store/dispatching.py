@@ -50,6 +50,18 @@ from dispatch.store.work_orders import WorkOrderRow
 _OPEN_STATES = ", ".join(f"'{state}'" for state in OPEN_LOAD_STATES)
 
 
+# A shift's times as seen from `at` ($3): clamped to `at` ± 8 days, beyond the 7 days
+# either side the shifts are looked for in, which changes neither whether it covers `at`
+# nor whether it is there at all. Rows stored before the API and migration 0010 bounded
+# shift times may hold ±infinity (asyncpg reads them as naive datetime.min/max, which
+# no aware instant compares with) or a year Python cannot represent: clamped, they are
+# read as what they say about `at` (a shift from -infinity to noon covers the morning).
+SHIFT_TIMES = (
+    "greatest(r.starts_at, $3::timestamptz - interval '8 days'),"
+    " least(r.ends_at, $3::timestamptz + interval '8 days')"
+)
+
+
 def _gather_sql(after_hours: bool) -> str:
     role_test = "$7::text = ANY (s.roles)" if after_hours else "false"
     staff_columns = (
@@ -85,7 +97,7 @@ def _gather_sql(after_hours: bool) -> str:
     return sql + (
         " UNION ALL"
         " SELECT 'shift', r.staff_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-        " r.starts_at, r.ends_at FROM dispatch.roster_shifts r"
+        f" {SHIFT_TIMES} FROM dispatch.roster_shifts r"
         " WHERE r.project_id = $1::uuid AND r.ends_at > $3::timestamptz - interval '7 days'"
         " AND r.starts_at < $3::timestamptz + interval '7 days'"
     )

@@ -273,6 +273,18 @@ async def board(
     return [_row(r) for r in rows]
 
 
+async def department_code_used(session: AsyncSession, department_code: str) -> bool:
+    """Whether any order the caller may see carries this department code."""
+    return bool(
+        await session.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM dispatch.work_orders WHERE department_code = :code)"
+            ),
+            {"code": department_code},
+        )
+    )
+
+
 async def claim_overnight_due(
     session: AsyncSession, now: datetime, states: list[str], limit: int
 ) -> list[tuple[UUID, UUID, UUID]]:
