@@ -7,7 +7,9 @@ request_id. Raise `ProblemError` from any handler or dependency for a 4xx.
 
 from __future__ import annotations
 
+import email.message
 import logging
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, TypedDict
@@ -161,6 +163,84 @@ def payload_too_large_response(limit: int, instance: str | None) -> Response:
     )
 
 
+def utf8_error(exc: UnicodeDecodeError, field: str = "body") -> FieldError:
+    """The entry for a body that is not UTF-8, naming the first byte that is not."""
+    return field_error(
+        field,
+        "utf8",
+        f"not valid UTF-8: byte 0x{exc.object[exc.start]:02x} at position {exc.start}",
+    )
+
+
+# FastAPI's HTTPException detail when its JSON body parsing fails with anything but a
+# syntax error (that one is a RequestValidationError, `json_invalid`); the cause is chained.
+BODY_PARSE_FAILED = "There was an error parsing the body"
+
+
+def body_parse_problem(exc: StarletteHTTPException, instance: str | None) -> Response | None:
+    """The precise problem behind FastAPI's generic "error parsing the body" 400: a body
+    that is not UTF-8, JSON nested deeper than the parser goes, an integer with more digits
+    than Python converts. None for any other HTTPException."""
+    if exc.status_code != 400 or exc.detail != BODY_PARSE_FAILED:
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        error = utf8_error(cause)
+        return problem_response(
+            400,
+            "Bad Request",
+            code="bad-encoding",
+            detail=f"The request body must be UTF-8 JSON; it is {error['message']}.",
+            instance=instance,
+            errors=[error],
+        )
+    if isinstance(cause, RecursionError):
+        error = field_error("body", "max_depth", "arrays and objects nest too deeply")
+    elif isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        limit = sys.get_int_max_str_digits()
+        error = field_error("body", "max_digits", f"a number may have at most {limit} digits")
+    else:
+        error = field_error("body", "json", "the body could not be read as JSON")
+    return problem_response(
+        400,
+        "Malformed JSON",
+        code="malformed-json",
+        detail=f"The request body cannot be read: {error['message']}.",
+        instance=instance,
+        errors=[error],
+    )
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json or any application/*+json, parameters aside (as FastAPI reads it)."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def unsupported_media_type_response(content_type: str | None, instance: str | None) -> Response:
+    got = f"Content-Type {content_type}" if content_type else "no Content-Type"
+    return problem_response(
+        415,
+        "Unsupported Media Type",
+        code="unsupported-media-type",
+        detail=f"The request body must be JSON (Content-Type: application/json); it has {got}.",
+        instance=instance,
+        errors=[
+            field_error(
+                "header.Content-Type",
+                "media_type",
+                "must be application/json (or an application/*+json type)",
+            )
+        ],
+    )
+
+
 def _loc_to_field(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc) or "request"
 
@@ -191,6 +271,13 @@ async def handle_problem(request: Request, exc: Exception) -> Response:
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    if isinstance(exc.body, bytes) and any(e.get("loc", ())[:1] == ("body",) for e in errors):
+        # FastAPI hands a JSON body field the raw bytes when the media type is not JSON:
+        # what failed is the Content-Type, not the fields ("Input should be a valid
+        # dictionary"). Form fields arrive as FormData, a body-less request as None.
+        content_type = request.headers.get("content-type")
+        if not is_json_media_type(content_type):
+            return unsupported_media_type_response(content_type, request.url.path)
     malformed = [e for e in errors if e.get("type") == "json_invalid"]
     if malformed:
         reason = (malformed[0].get("ctx") or {}).get("error") or "invalid JSON"
@@ -218,6 +305,9 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if isinstance(exc, PayloadTooLarge):
         return payload_too_large_response(exc.limit, request.url.path)
+    parse_failure = body_parse_problem(exc, request.url.path)
+    if parse_failure is not None:
+        return parse_failure
     status = exc.status_code
     phrase = status_title(status)
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != phrase else None

@@ -529,3 +529,74 @@ async def test_open311_server_error_is_in_open311_format(client, open311_key, mo
     assert r.status_code == 500
     [(code, description)] = open311_errors(r, fmt)
     assert code == 500 and "request_id" in description
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "rule"),
+    [
+        (b'{"channel":"phone","content":"\xff\xfe"}', "bad-encoding", "utf8"),
+        (b"[" * DEEP + b"]" * DEEP, "malformed-json", "max_depth"),
+        (
+            b'{"project":"SUNRISE","channel":"phone","content":"x","lat":' + b"[" * DEEP,
+            "malformed-json",
+            "max_depth",
+        ),
+        (
+            b'{"project":"SUNRISE","channel":"phone","content":"x","lat":' + b"9" * 5000 + b"}",
+            "malformed-json",
+            "max_digits",
+        ),
+    ],
+    ids=["utf8", "deep-array", "deep-lat", "long-lat"],
+)
+async def test_a_body_json_cannot_read_names_body_and_rule(client, company_a, raw, code, rule):
+    headers = {**company_a.token("intake_clerk"), "Content-Type": "application/json"}
+    r = await client.post("/v1/complaints", content=raw, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == code
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("body", rule)]
+
+
+async def test_deep_or_long_values_json_can_read_are_field_errors(client, company_a):
+    headers = {**company_a.token("intake_clerk"), "Content-Type": "application/json"}
+    # Nesting short of the parser's limit; an integer too big for a float.
+    for lat, rule in ((b"[" * 300 + b"]" * 300, "float_type"), (b"9" * 4000, "float_type")):
+        raw = b'{"project":"SUNRISE","channel":"phone","content":"x","lat":' + lat + b',"long":1}'
+        r = await client.post("/v1/complaints", content=raw, headers=headers)
+        assert r.status_code == 422, r.text
+        assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("body.lat", rule)]
+    admin = {**company_a.token("tenant_admin"), "Content-Type": "application/json"}
+    r = await client.put(
+        "/v1/rules",
+        content=b'{"duplicate_window_hours":' + b"[" * 300 + b"]" * 300 + b"}",
+        headers=admin,
+    )
+    assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/xml", "application/x-www-form-urlencoded", None],
+)
+async def test_json_under_another_media_type_is_415(client, company_a, content_type):
+    headers = dict(company_a.token("intake_clerk"))
+    if content_type:
+        headers["Content-Type"] = content_type
+    r = await client.post("/v1/complaints", content=orjson.dumps(GOOD), headers=headers)
+    assert r.status_code == 415, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "unsupported-media-type"
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [
+        ("header.Content-Type", "media_type")
+    ]
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "APPLICATION/JSON"])
+async def test_json_media_types_with_parameters_are_json(client, company_a, content_type):
+    headers = {**company_a.token("intake_clerk"), "Content-Type": content_type}
+    r = await client.post("/v1/complaints", content=orjson.dumps(GOOD), headers=headers)
+    assert r.status_code == 201, r.text

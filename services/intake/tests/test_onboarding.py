@@ -389,3 +389,81 @@ async def test_the_cli_announcer_gives_up_at_once_when_nats_is_unreachable(intak
     nc = await asyncio.wait_for(_announcer(down, directory_cache.CACHE, 30.0), 30)
     assert nc is None and time.monotonic() - started < 10
     assert "NATS unreachable" in capsys.readouterr().err
+
+
+def _aliases_within(depth: int) -> str:
+    # Each anchor nests 20 levels around the one before: 40 of them stand for 800 levels.
+    return "".join(
+        f"a{i}: &a{i} " + "[" * 20 + (f"*a{i - 1}" if i else "1") + "]" * 20 + "\n"
+        for i in range(depth)
+    )
+
+
+def _billion_laughs(levels: int) -> str:
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "rule", "line"),
+    [
+        ("tenant: " + "[" * 5000 + "]" * 5000, "max_depth", 1),
+        ('{"tenant": ' + "[" * 5000 + "]" * 5000 + "}", "max_depth", 1),
+        ('{"tenant": ' + "[" * 100_000 + "]" * 100_000 + "}", "max_depth", 1),
+        ("tenant:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(200)), "max_depth", 32),
+        ("tenant: {code: DEMO, name: x}\n" + _aliases_within(40), "max_depth", 3),
+        ("tenant: &t {code: DEMO, name: x, settings: {again: *t}}", "max_depth", 1),
+        ("tenant: {code: DEMO, name: x}\n" + _billion_laughs(9), "max_aliased_nodes", 6),
+    ],
+    ids=["yaml", "json", "json-100k", "block", "alias-chain", "alias-cycle", "alias-width"],
+)
+def test_deep_or_exploding_documents_are_refused_before_they_are_built(source, rule, line):
+    with pytest.raises(DocumentError) as info:
+        parse_document(source)
+    assert [(i.field, i.rule, i.line) for i in info.value.issues] == [("document", rule, line)]
+
+
+def test_nesting_and_aliases_within_the_limits_parse():
+    settings = "{a: " * 20 + "1" + "}" * 20
+    doc = parse_document(GOOD.replace("settings: {}", f"settings: {settings}"))
+    assert doc.tenant.settings["a"]["a"]["a"]
+    shared = GOOD.replace(
+        'units: ["101", "102"]}]}',
+        'units: &u ["101", "102"]}, {code: "2", units: *u}]}',
+    )
+    doc = parse_document(shared)
+    assert [b.units for b in doc.projects[0].buildings] == [["101", "102"], ["101", "102"]]
+
+
+@pytestmark_db
+@pytest.mark.parametrize("content_type", ["application/yaml", "application/json", None])
+async def test_a_deep_document_is_a_422_over_the_api(client, company_a, content_type):
+    headers = dict(company_a.token("tenant_admin"))
+    if content_type:
+        headers["Content-Type"] = content_type
+    for doc in (
+        b"tenant: " + b"[" * 5000 + b"]" * 5000,
+        b'{"tenant": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ):
+        r = await client.post("/v1/onboarding", content=doc, headers=headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["code"] == "invalid-document"
+        assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("document", "max_depth")]
+
+
+@pytestmark_db
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/yaml", GOOD.encode().replace("示范".encode(), b"\xff\xfe")),
+        ("image/png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"),
+    ],
+    ids=["yaml", "png"],
+)
+async def test_a_body_that_is_not_utf8_names_the_body(client, company_a, content_type, body):
+    headers = {**company_a.token("tenant_admin"), "Content-Type": content_type}
+    r = await client.post("/v1/onboarding", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "bad-encoding"
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [("body", "utf8")]

@@ -131,6 +131,39 @@ async def test_bad_ranges_are_precise_problems(res):
     assert unauth.status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("params", "field", "rule"),
+    [
+        # The default `from` (30 days before `to`) would be before year 1: once a 500.
+        ({"to": "0001-01-15"}, "query.to", "greater_than_equal"),
+        ({"to": "0001-01-01"}, "query.to", "greater_than_equal"),
+        ({"to": "9999-12-31"}, "query.to", "less_than_equal"),
+        ({"from": "0001-01-01", "to": "0001-01-02"}, "query.from", "greater_than_equal"),
+        ({"from": "1999-12-31", "to": "2000-01-10"}, "query.from", "greater_than_equal"),
+        ({"from": "9999-12-31"}, "query.from", "less_than_equal"),
+        ({"from": "2101-01-01", "to": "2101-01-02"}, "query.from", "less_than_equal"),
+    ],
+)
+async def test_days_outside_the_platform_calendar_are_precise_problems(res, params, field, rule):
+    token = issue_token(res.settings, tenant_id=uuid4(), subject="s", roles=["cs_supervisor"])
+    resp = await _get(res, token, **params)
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert (field, rule) in [(e["field"], e["rule"]) for e in resp.json()["errors"]]
+
+
+async def test_the_default_range_stops_at_the_first_day_of_the_calendar(res):
+    token = issue_token(res.settings, tenant_id=uuid4(), subject="s", roles=["cs_supervisor"])
+    resp = await _get(res, token, to="2000-01-15")
+    assert resp.status_code == 200, resp.text
+    resp = await _get(res, token, **{"from": "2000-01-01", "to": "2100-12-31"})
+    assert resp.status_code == 422 and resp.json()["errors"][0]["rule"] == "max_days"
+    assert default_range(datetime.now(UTC), None, date(2000, 1, 15)) == (
+        date(2000, 1, 1),
+        date(2000, 1, 15),
+    )
+
+
 async def test_a_batch_counts_like_one_event_at_a_time(res):
     """One fetched batch: the zone a project.upserted sets applies to the events after it,
     a repeated event counts once, and the sums land on the same rows."""

@@ -16,7 +16,7 @@ from intake.onboarding.apply import TenantMismatch, apply_document
 from intake.onboarding.document import DocumentError, parse_document
 from propdesk.auth.dependencies import authenticate, authorize, require_tenant_wide
 from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError
+from propdesk.service.problems import ProblemError, utf8_error
 from propdesk.service.request_context import bind_tenant
 
 router = APIRouter(prefix="/v1", tags=["onboarding"])
@@ -44,9 +44,13 @@ async def onboard(request: Request) -> Response:
     # YAML is a superset of JSON: one parser serves both and keeps line numbers.
     try:
         doc = parse_document(raw)
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
         raise ProblemError(
-            400, "Bad Request", code="bad-encoding", detail="The document must be UTF-8."
+            400,
+            "Bad Request",
+            code="bad-encoding",
+            detail="The document must be UTF-8.",
+            errors=[utf8_error(exc)],
         ) from None
     except DocumentError as exc:
         raise ProblemError(

@@ -213,12 +213,82 @@ def _issue(
     return DocumentIssue(_path(loc) or "document", rule, message, line, column)
 
 
+# Levels of mappings and sequences, an alias counting as what it stands for (a real
+# document needs 7: projects, a project, buildings, a building, units, a unit). PyYAML
+# composes and constructs a level per call: a deeper document would exhaust the stack, and
+# a `settings` map deeper than 254 could not be stored as JSON.
+MAX_DEPTH = 32
+# Nodes that aliases may add to the document (the same building's units under many
+# buildings), so a few kilobytes of aliases of aliases cannot stand for billions of nodes.
+MAX_ALIASED_NODES = 100_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses, while composing and so before any deep recursion, a
+    document nested deeper than MAX_DEPTH or whose aliases expand beyond MAX_ALIASED_NODES."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._level = 0
+        self._aliased = 0
+        # Per composed node (by id; the tree keeps them alive): its height and its size,
+        # aliases expanded.
+        self._extent: dict[int, tuple[int, int]] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._level += 1
+        try:
+            event = self.peek_event()
+            if self._level > MAX_DEPTH:
+                raise _limit_error(event.start_mark, "max_depth", _DEPTH_MESSAGE)
+            node: yaml.Node = super().compose_node(parent, index)
+            if isinstance(event, yaml.AliasEvent):
+                if id(node) not in self._extent:  # still being composed: it holds itself
+                    raise _limit_error(
+                        event.start_mark,
+                        "max_depth",
+                        "an alias must not stand for a node that holds it",
+                    )
+                height, size = self._extent[id(node)]
+                if self._level + height - 1 > MAX_DEPTH:
+                    raise _limit_error(event.start_mark, "max_depth", _DEPTH_MESSAGE)
+                self._aliased += size
+                if self._aliased > MAX_ALIASED_NODES:
+                    raise _limit_error(
+                        event.start_mark,
+                        "max_aliased_nodes",
+                        f"aliases may stand for at most {MAX_ALIASED_NODES} nodes in all",
+                    )
+                return node
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            extents = [self._extent[id(child)] for child in children]
+            self._extent[id(node)] = (
+                1 + max((h for h, _ in extents), default=0),
+                1 + sum(n for _, n in extents),
+            )
+            return node
+        finally:
+            self._level -= 1
+
+
+_DEPTH_MESSAGE = f"mappings and sequences may nest at most {MAX_DEPTH} deep"
+
+
+def _limit_error(mark: yaml.Mark, rule: str, message: str) -> DocumentError:
+    return DocumentError([DocumentIssue("document", rule, message, mark.line + 1, mark.column + 1)])
+
+
 def parse_document(source: str | bytes) -> CompanyDocument:
     """Parse and validate an onboarding document; `DocumentError` names line and field."""
     text = source.decode("utf-8") if isinstance(source, bytes) else source
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # The tree is composed on its own, for line numbers: constructing merges `<<` into it.
+        root = yaml.compose(text, Loader=_BoundedLoader)
+        data = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise DocumentError(

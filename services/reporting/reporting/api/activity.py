@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,6 +19,11 @@ MAX_RANGE_DAYS = 366
 DEFAULT_DAYS = 30
 # The furthest ahead of UTC a project's clock can be (Kiribati, UTC+14).
 LATEST_OFFSET = timedelta(hours=14)
+# The calendar the platform knows (dispatch's working calendars: years 2000-2100). Days
+# outside it hold nothing to count, and near date's own ends the default range would not
+# even be computable (`to` minus 30 days before year 1).
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2100, 12, 31)
 
 
 def utc_now() -> datetime:
@@ -31,7 +37,7 @@ def default_range(now: datetime, since: date | None, until: date | None) -> tupl
     it is already tomorrow in Shanghai. So "today" is the latest date anywhere (a project
     behind UTC simply has nothing counted on that day yet)."""
     until = until or (now.astimezone(UTC) + LATEST_OFFSET).date()
-    return since or until - timedelta(days=DEFAULT_DAYS), until
+    return since or max(until - timedelta(days=DEFAULT_DAYS), FIRST_DAY), until
 
 
 class ActivityRow(BaseModel):
@@ -45,14 +51,24 @@ class ActivityRow(BaseModel):
 @router.get("/activity", response_model=list[ActivityRow])
 async def get_activity(
     request: Request,
-    since: date | None = Query(
-        None, alias="from", description="first local day (default: 30 days ago)"
-    ),
-    until: date | None = Query(
-        None,
-        alias="to",
-        description="last local day (default: today, the latest date of any time zone)",
-    ),
+    since: Annotated[
+        date | None,
+        Query(
+            alias="from",
+            ge=FIRST_DAY,
+            le=LAST_DAY,
+            description="first local day (default: 30 days before `to`, from 2000-01-01)",
+        ),
+    ] = None,
+    until: Annotated[
+        date | None,
+        Query(
+            alias="to",
+            ge=FIRST_DAY,
+            le=LAST_DAY,
+            description="last local day (default: today, the latest date of any time zone)",
+        ),
+    ] = None,
     project_id: UUID | None = Query(None, alias="project"),
     ctx: TenantContext = require_staff(),
     now: datetime = Depends(utc_now),
