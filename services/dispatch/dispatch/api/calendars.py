@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 
-from dispatch.api.deps import transaction
+from dispatch.api.deps import project_not_found, transaction
 from dispatch.api.schemas import (
     FIRST_YEAR,
     LAST_YEAR,
@@ -123,12 +123,7 @@ async def project_calendar(
     async with transaction(request, ctx) as session:
         project = await directory.get_project(session, project_id)
         if project is None:
-            raise ProblemError(
-                404,
-                "Not Found",
-                code="project-not-found",
-                detail=f"No project {project_id} is known to dispatch.",
-            )
+            raise project_not_found(project_id)
         cal = await store.project_calendar(session, project_id, uncovered=UncoveredPolicy.WEEKDAYS)
         local_today = now.astimezone(cal.zone).date()  # the project's year, not UTC's
         days = await store.list_local_days(session, project_id, year or local_today.year)
@@ -170,12 +165,7 @@ async def put_hours(
         ) from exc
     async with transaction(request, ctx) as session:
         if not await store.set_working_hours(session, project_id, hours):
-            raise ProblemError(
-                404,
-                "Not Found",
-                code="project-not-found",
-                detail=f"No project {project_id} is known to dispatch.",
-            )
+            raise project_not_found(project_id)
     return {"project_id": project_id, "hours": store.hours_record(hours)}
 
 
@@ -192,12 +182,7 @@ async def put_local_day(
         require_tenant_wide(ctx, "A day off or working day for every project")
     async with transaction(request, ctx) as session:
         if await directory.get_project(session, project_id) is None:
-            raise ProblemError(
-                404,
-                "Not Found",
-                code="project-not-found",
-                detail=f"No project {project_id} is known to dispatch.",
-            )
+            raise project_not_found(project_id)
         await store.put_local_day(
             session,
             ctx.tenant_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from uuid import UUID
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,7 +15,7 @@ from dispatch.domain.lifecycle import Action, CallbackNotSatisfied, IllegalTrans
 from dispatch.domain.ownership import NotAllowed
 from dispatch.flows.steps import InvalidStep, WorkOrderNotFound
 from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import field_error, problem_response
+from propdesk.service.problems import ProblemError, field_error, problem_response
 from propdesk.tenancy import TenantContext
 
 
@@ -26,6 +27,16 @@ def sessions_of(request: Request) -> async_sessionmaker[AsyncSession]:
 async def transaction(request: Request, ctx: TenantContext) -> AsyncIterator[AsyncSession]:
     async with tenant_transaction(sessions_of(request), ctx) as session:
         yield session
+
+
+def project_not_found(project_id: UUID) -> ProblemError:
+    """A project dispatch does not know, or the caller may not see: the same answer."""
+    return ProblemError(
+        404,
+        "Not Found",
+        code="project-not-found",
+        detail=f"No project {project_id} is known to dispatch.",
+    )
 
 
 async def _illegal(request: Request, exc: Exception) -> Response:

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 from sqlalchemy import text
 from starlette.requests import Request
 
-from dispatch.api.deps import transaction
+from dispatch.api.deps import project_not_found, transaction
 from dispatch.api.schemas import MAX_SHIFT, YEARS, ShiftIn, out_of_years
 from dispatch.store import directory
 from propdesk.auth.dependencies import require_staff
@@ -125,12 +125,7 @@ async def on_duty_now(
     at = at or datetime.now(UTC)
     async with transaction(request, ctx) as session:
         if await directory.get_project(session, project_id) is None:
-            raise ProblemError(
-                404,
-                "Not Found",
-                code="project-not-found",
-                detail=f"No project {project_id} is known to dispatch.",
-            )
+            raise project_not_found(project_id)
         shifts = await directory.shifts_at(session, project_id, at)
     return {
         "project_id": project_id,
