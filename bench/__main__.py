@@ -90,6 +90,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " PROPDESK_TRACE_DATABASE=false (repeatable)",
     )
     p.add_argument("--json", type=Path, default=Path(".state/bench/latest.json"))
+    p.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        help="keep the started services' logs in this directory (default: the throwaway"
+        " stack's, removed with it)",
+    )
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = p.parse_args(argv)
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
@@ -104,7 +111,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     scenarios = args.scenarios or list(SCENARIOS)
     shown = [a for a in sys.argv[1:] if a != "--write-docs"]
     env = dict(os.environ)
-    log_dir = Path(env.get("PROPDESK_STATE_DIR") or tempfile.mkdtemp()) / "bench-logs"
+    log_dir = args.logs or Path(env.get("PROPDESK_STATE_DIR") or tempfile.mkdtemp()) / "bench-logs"
     options = Options(
         seconds=args.seconds,
         warmup=args.warmup,

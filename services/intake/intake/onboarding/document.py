@@ -220,7 +220,11 @@ def _issue(
 MAX_DEPTH = 32
 # Nodes that aliases may add to the document (the same building's units under many
 # buildings), so a few kilobytes of aliases of aliases cannot stand for billions of nodes.
-MAX_ALIASED_NODES = 100_000
+# About what the largest body onboarding takes (5 MB) could hold written out, at a few
+# bytes a node: aliases make a document shorter, never larger than it could be. (At
+# 100,000, 300 buildings sharing one list of 400 units were refused, while the same
+# document written out was taken.) Counted while composing, before anything is built.
+MAX_ALIASED_NODES = 1_000_000
 
 
 class _BoundedLoader(yaml.SafeLoader):
