@@ -62,6 +62,19 @@ def usage(
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the machine so far, every core together (/proc/stat)."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(parts), parts[3] + parts[4]
+
+
+def machine_busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Cores the whole machine kept busy between two `machine_ticks`: every process,
+    those that started or ended in between included, which `usage` cannot see whole."""
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return (total - idle) / total * (os.cpu_count() or 1) if total else 0.0
+
+
 def machine_busy_fraction(interval: float = 1.0) -> float:
     """Fraction of all cores busy over `interval` seconds (from /proc/stat)."""
 

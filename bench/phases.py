@@ -31,6 +31,7 @@ class Phase:
     peak_rss_mib: float
     cores_by_role: dict[str, float]
     settle_seconds: float
+    machine_busy_cores: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
@@ -58,6 +59,9 @@ class Phase:
             "server_peak_rss_mib": round(self.peak_rss_mib, 1),
             "client_cpu_cores": round(r.client_cpu_seconds / r.elapsed, 2) if r.elapsed else None,
             "cores_by_role": {k: round(v, 2) for k, v in self.cores_by_role.items()},
+            "machine_busy_cores": None
+            if self.machine_busy_cores is None
+            else round(self.machine_busy_cores, 2),
             "settle_seconds": round(self.settle_seconds, 1),
             "outcomes": dict(r.tags.most_common()),
             **self.extra,
@@ -225,6 +229,7 @@ async def measure(
     if spec.warmup > 0:
         await run_load(pool, replace(spec, seconds=spec.warmup, warmup=0), workload)
     before = cpu.snapshot(own_pids)
+    ticks_before = cpu.machine_ticks()
     server_cpu0 = server.cpu_seconds()
     profiler = start_profiler(server.pid, profile_to) if profile_to else None
     others = [start_profiler(pid, out) for pid, out in (also_profile or {}).items()]
@@ -255,6 +260,7 @@ async def measure(
         await asyncio.gather(waits, return_exceptions=True)
     server_cpu = server.cpu_seconds() - server_cpu0
     after = cpu.snapshot(own_pids)
+    ticks_after = cpu.machine_ticks()
     return Phase(
         label=label,
         mode=spec.mode,
@@ -263,5 +269,6 @@ async def measure(
         rss_mib=server.rss_mib(),
         peak_rss_mib=server.peak_rss_mib(),
         cores_by_role=cpu.usage(before, after),
+        machine_busy_cores=cpu.machine_busy_cores(ticks_before, ticks_after),
         settle_seconds=settled,
     )

@@ -75,6 +75,10 @@ def cores_table(phases: list[dict[str, Any]]) -> list[str]:
     lines.append(_row(["---"] * (len(phases) + 1)))
     for role in roles:
         lines.append(_row([role, *[f"{f['cores_by_role'].get(role, 0.0):.2f}" for f in phases]]))
+    if any(f.get("machine_busy_cores") is not None for f in phases):
+        busy = [f.get("machine_busy_cores") for f in phases]
+        cells = ["" if b is None else f"{b:.2f}" for b in busy]
+        lines.append(_row(["the whole machine (/proc/stat)", *cells]))
     return lines
 
 
