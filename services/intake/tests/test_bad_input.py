@@ -190,6 +190,26 @@ async def test_bad_idempotency_key_and_cursor(client, company_a):
     assert bad_id.status_code == 422
 
 
+async def test_idempotency_key_one_header_of_printable_ascii(client, company_a):
+    """Two keys on one request (each would make its own complaint), or a key of bytes
+    HTTP hands over as latin-1 (UTF-8 `é` arrives as `Ã©`), are refused, not guessed."""
+    clerk = company_a.token("intake_clerk")
+    two = [*clerk.items(), ("Idempotency-Key", "k-1"), ("Idempotency-Key", "k-2")]
+    r = await client.post("/v1/complaints", json=GOOD, headers=two)
+    assert r.status_code == 422, r.text
+    assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [
+        ("header.Idempotency-Key", "single")
+    ]
+    for raw in ("é-x".encode(), b"\xff\xfe"):
+        r = await client.post(
+            "/v1/complaints", json=GOOD, headers=[*clerk.items(), (b"Idempotency-Key", raw)]
+        )
+        assert r.status_code == 422, (raw, r.text)
+        assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [
+            ("header.Idempotency-Key", "format")
+        ]
+
+
 async def test_tenant_rules_change_the_received_at_limit(client, resources, company_a):
     from intake.onboarding.apply import apply_document
     from intake.onboarding.document import validate_document
@@ -240,6 +260,11 @@ async def test_tenant_rules_change_the_received_at_limit(client, resources, comp
         ({"status": "lost"}, "query.status"),
         ({"q": "漏\x00水"}, "query.q"),
         ({"project": "\x00"}, "query.project"),
+        # The directory's lists answered these with 422; the complaint list listed nothing.
+        ({"project": "SUN RISE"}, "query.project"),
+        ({"project": "\xff"}, "query.project"),
+        ({"project": "0f804261-343d-4486-bd70-a18c2d20zzzz"}, "query.project"),
+        ({"project": ""}, "query.project"),
     ],
 )
 async def test_odd_list_queries_are_4xx_naming_the_parameter(client, company_a, params, field):

@@ -21,6 +21,7 @@ from intake.api.deps import (
     redis_of,
     sessions_of,
 )
+from intake.api.directory import ProjectQuery
 from intake.api.schemas import ClassificationOverrideIn, ComplaintIn
 from intake.domain.case_status import CaseStatus
 from intake.domain.vocabulary import Category, Channel, Grade
@@ -83,13 +84,19 @@ async def create_complaint(
 
     With an `Idempotency-Key`, a retry with the same body gets the first answer again
     (same status and body, header `Idempotent-Replayed: true`)."""
+    if idempotency_key is not None and len(request.headers.getlist("idempotency-key")) > 1:
+        # Which one would the caller mean? Each would make its own complaint.
+        raise _bad_query("header.Idempotency-Key", "single", "one Idempotency-Key header")
     if idempotency_key is not None and (
         not idempotency_key.strip()
         or len(idempotency_key) > MAX_IDEMPOTENCY_KEY
+        or not idempotency_key.isascii()  # HTTP gives other bytes as latin-1: mangled
         or not idempotency_key.isprintable()
     ):
         raise _bad_query(
-            "header.Idempotency-Key", "format", f"1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+            "header.Idempotency-Key",
+            "format",
+            f"1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
         )
     result = await record_complaint(
         sessions_of(request),
@@ -146,7 +153,7 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
 async def list_complaints(
     request: Request,
     ctx: TenantContext = require_staff(),
-    project: Annotated[str | None, Query(max_length=200), NoNul] = None,
+    project: ProjectQuery = None,
     status: CaseStatus | None = None,
     grade: Grade | None = None,
     category: Category | None = None,
