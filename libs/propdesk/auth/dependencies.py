@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from propdesk.auth.roles import Role
 from propdesk.auth.tokens import TokenError, verify_token
-from propdesk.service.problems import ProblemError
+from propdesk.service.problems import ProblemError, field_error
 from propdesk.service.request_context import bind_tenant
 from propdesk.settings import Settings
 from propdesk.tenancy import TenantContext
@@ -88,8 +88,28 @@ def authenticators_of(request: Request) -> list[Authenticator]:
     return list(getattr(request.app.state, "authenticators", ()))
 
 
+# Headers that carry a credential, as they are written. One of them twice (two tokens, two
+# keys) names two callers: which one is not guessed. A token and a key together are read
+# in the authenticators' order (a token first), as documented.
+CREDENTIAL_HEADERS = {"authorization": "Authorization", "x-api-key": "X-API-Key"}
+
+
+def _one_credential(request: Request) -> None:
+    for key, name in CREDENTIAL_HEADERS.items():
+        if (n := len(request.headers.getlist(key))) > 1:
+            raise ProblemError(
+                401,
+                "Authentication required",
+                code="unauthenticated",
+                detail=f"Send one credential: this request has {n} {name} headers.",
+                errors=[field_error(f"header.{name}", "single", f"one {name} header")],
+            )
+
+
 async def authenticate(request: Request) -> TenantContext:
-    """The context of the first authenticator that recognises the request; 401 if none."""
+    """The context of the first authenticator that recognises the request; 401 if none,
+    or if a credential header comes twice."""
+    _one_credential(request)
     authenticators = authenticators_of(request)
     for authenticator in authenticators:
         ctx = await authenticator.authenticate(request)

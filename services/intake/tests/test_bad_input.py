@@ -210,6 +210,23 @@ async def test_idempotency_key_one_header_of_printable_ascii(client, company_a):
         ]
 
 
+async def test_one_credential_per_request(client, company_a, company_b, new_key):
+    """Two tokens, or two keys, name two callers: refused, not the first taken (two
+    companies' tokens listed the first one's complaints). A token and a key together are
+    read in order, the token first (`libs/tests/test_auth.py`)."""
+    a = company_a.token("intake_clerk")["Authorization"]
+    b = company_b.token("intake_clerk")["Authorization"]
+    key = (await new_key(company_a))["X-API-Key"]
+    for headers, field in (
+        ([("Authorization", b), ("Authorization", a)], "header.Authorization"),
+        ([("X-API-Key", key), ("X-API-Key", key)], "header.X-API-Key"),
+    ):
+        r = await client.get("/v1/complaints", headers=headers)
+        assert r.status_code == 401, (headers, r.text)
+        assert [(e["field"], e["rule"]) for e in r.json()["errors"]] == [(field, "single")]
+    assert (await client.get("/v1/complaints", headers={"Authorization": a})).status_code == 200
+
+
 async def test_tenant_rules_change_the_received_at_limit(client, resources, company_a):
     from intake.onboarding.apply import apply_document
     from intake.onboarding.document import validate_document
