@@ -67,6 +67,18 @@ class ProblemError(Exception):
         return problem_type(self.code)
 
 
+def invalid(field: str, rule: str, message: str, *, detail: str | None = None) -> ProblemError:
+    """The 422 `validation-failed` problem of one field and the rule it broke; its detail
+    is `field: message` unless another is given."""
+    return ProblemError(
+        422,
+        "Request validation failed",
+        code="validation-failed",
+        detail=detail if detail is not None else f"{field}: {message}",
+        errors=[field_error(field, rule, message)],
+    )
+
+
 def problem_type(code: str) -> str:
     return PROBLEM_TYPE_BASE + code
 

@@ -34,7 +34,7 @@ from propdesk.calendar import (
     next_working_start,
     uncovered_warning,
 )
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import invalid
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/calendars", tags=["calendars"])
@@ -80,23 +80,11 @@ async def load_year(
     request: Request, year: int, body: YearIn, ctx: TenantContext = require_operator()
 ) -> dict[str, Any]:
     if not FIRST_YEAR <= year <= LAST_YEAR:
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
-            detail=f"year {year} is out of range",
-            errors=[field_error("path.year", "range", YEARS)],
-        )
+        raise invalid("path.year", "range", YEARS, detail=f"year {year} is out of range")
     try:
         HolidayOverrides.for_year(year, holidays=body.holidays, workdays=body.workdays)
     except ValueError as exc:
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
-            detail=str(exc),
-            errors=[field_error("body.holidays", "same_year_no_overlap", str(exc))],
-        ) from exc
+        raise invalid("body.holidays", "same_year_no_overlap", str(exc), detail=str(exc)) from exc
     async with transaction(request, ctx) as session:
         await store.save_year(
             session, year, body.holidays, body.workdays, source=body.source, loaded_by=ctx.actor
@@ -156,12 +144,8 @@ async def put_hours(
             observe_public_holidays=body.observe_public_holidays,
         )
     except ValueError as exc:
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
-            detail=str(exc),
-            errors=[field_error("body.periods", "HH:MM-HH:MM, ordered, not overlapping", str(exc))],
+        raise invalid(
+            "body.periods", "HH:MM-HH:MM, ordered, not overlapping", str(exc), detail=str(exc)
         ) from exc
     async with transaction(request, ctx) as session:
         if not await store.set_working_hours(session, project_id, hours):

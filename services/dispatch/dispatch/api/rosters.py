@@ -16,7 +16,7 @@ from dispatch.api.schemas import MAX_SHIFT, YEARS, ShiftIn, out_of_years
 from dispatch.store import directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import invalid
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/rosters", tags=["rosters"])
@@ -28,63 +28,51 @@ async def add_shift(
     request: Request, body: ShiftIn, ctx: TenantContext = require_staff(*EDITORS)
 ) -> dict[str, Any]:
     if body.starts_at.tzinfo is None or body.ends_at.tzinfo is None:
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
+        raise invalid(
+            "body.starts_at",
+            "timezone",
+            "include a UTC offset",
             detail="Shift times need a UTC offset.",
-            errors=[field_error("body.starts_at", "timezone", "include a UTC offset")],
         )
     if body.ends_at <= body.starts_at:
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
+        raise invalid(
+            "body.ends_at",
+            "after_start",
+            "must be after starts_at",
             detail="A shift ends after it starts.",
-            errors=[field_error("body.ends_at", "after_start", "must be after starts_at")],
         )
     if body.ends_at - body.starts_at > MAX_SHIFT:
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
+        raise invalid(
+            "body.ends_at",
+            "max_duration",
+            f"at most {MAX_SHIFT.days} days after starts_at",
             detail=f"A shift lasts at most {MAX_SHIFT.days} days.",
-            errors=[
-                field_error(
-                    "body.ends_at", "max_duration", f"at most {MAX_SHIFT.days} days after starts_at"
-                )
-            ],
         )
     assert ctx.tenant_id is not None
     async with transaction(request, ctx) as session:
         member = await directory.staff_facts(session, body.staff_id)
         if member is None or not member.active:
-            raise ProblemError(
-                422,
-                "Request validation failed",
-                code="validation-failed",
+            raise invalid(
+                "body.staff_id",
+                "exists",
+                "unknown staff member",
                 detail=f"No active staff member {body.staff_id}.",
-                errors=[field_error("body.staff_id", "exists", "unknown staff member")],
             )
         if await directory.get_project(session, body.project_id) is None:
-            raise ProblemError(
-                422,
-                "Request validation failed",
-                code="validation-failed",
+            raise invalid(
+                "body.project_id",
+                "exists",
+                "unknown project",
                 detail=f"No project {body.project_id}.",
-                errors=[field_error("body.project_id", "exists", "unknown project")],
             )
         if body.project_id not in member.project_ids:
             # On duty for a project means receiving its complaints after hours: only staff
             # who work for it.
-            raise ProblemError(
-                422,
-                "Request validation failed",
-                code="validation-failed",
+            raise invalid(
+                "body.staff_id",
+                "covers_project",
+                "not staff of this project",
                 detail=f"Staff member {body.staff_id} does not work for project {body.project_id}.",
-                errors=[
-                    field_error("body.staff_id", "covers_project", "not staff of this project")
-                ],
             )
         shift_id = (
             await session.execute(
@@ -115,13 +103,7 @@ async def on_duty_now(
     ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
 ) -> dict[str, Any]:
     if at is not None and out_of_years(at):
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
-            detail=f"at must be a time {YEARS}.",
-            errors=[field_error("query.at", "range", f"a time {YEARS}")],
-        )
+        raise invalid("query.at", "range", f"a time {YEARS}", detail=f"at must be a time {YEARS}.")
     at = at or datetime.now(UTC)
     async with transaction(request, ctx) as session:
         if await directory.get_project(session, project_id) is None:

@@ -19,7 +19,7 @@ from dispatch.store import directory
 from dispatch.store import routing_rules as store
 from propdesk.auth.dependencies import require_staff, require_tenant_wide
 from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import ProblemError, field_error, invalid
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/routing-rules", tags=["routing"])
@@ -52,16 +52,6 @@ def _out(rule: RoutingRule) -> dict[str, Any]:
     return out
 
 
-def _project_error(rule: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Request validation failed",
-        code="validation-failed",
-        detail=f"body.project_id: {message}",
-        errors=[field_error("body.project_id", rule, message)],
-    )
-
-
 def _check_scope(ctx: TenantContext, body: RoutingRuleIn) -> None:
     """A credential of some projects makes rules for those projects only (a rule without a
     project is every project's: `require_tenant_wide`)."""
@@ -69,12 +59,11 @@ def _check_scope(ctx: TenantContext, body: RoutingRuleIn) -> None:
         require_tenant_wide(ctx, _EVERY_PROJECT)
     elif ctx.project_ids is not None and body.project_id not in ctx.project_ids:
         # One answer whether or not the project exists: nothing about others' projects.
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
+        raise invalid(
+            "body.project_id",
+            "in_scope",
+            "not one of the caller's projects",
             detail="The rule's project is not one this credential may make rules for.",
-            errors=[field_error("body.project_id", "in_scope", "not one of the caller's projects")],
         )
 
 
@@ -195,10 +184,10 @@ async def preview(
     one the caller may see: as a rule's (`_check_scope`, `in_scope`), and one dispatch
     knows (`exists`, as a roster shift's), else the answer would be made up."""
     if ctx.project_ids is not None and body.project_id not in ctx.project_ids:
-        raise _project_error("in_scope", "not one of the caller's projects")
+        raise invalid("body.project_id", "in_scope", "not one of the caller's projects")
     async with transaction(request, ctx) as session:
         if await directory.get_project(session, body.project_id) is None:
-            raise _project_error("exists", "unknown project")
+            raise invalid("body.project_id", "exists", "unknown project")
         rules = await store.rules_for(session, body.project_id)
     decision = route(
         RoutingInput(body.project_id, body.category, body.grade, body.building, body.place),

@@ -30,7 +30,7 @@ from dispatch.store import directory
 from dispatch.store import work_orders as orders
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import ProblemError, invalid
 from propdesk.service.text import NoNul
 from propdesk.tenancy import TenantContext
 
@@ -206,12 +206,11 @@ async def reassign(
     ctx: TenantContext = require_staff(*REASSIGNING),
 ) -> dict[str, Any]:
     if body.department_code is None and body.handler_id is None:
-        raise ProblemError(
-            422,
-            "Request validation failed",
-            code="validation-failed",
+        raise invalid(
+            "body.department_code",
+            "required",
+            "or body.handler_id",
             detail="Name a department_code, a handler_id or both.",
-            errors=[field_error("body.department_code", "required", "or body.handler_id")],
         )
     async with transaction(request, ctx) as session:
         wo = await steps.reassign(

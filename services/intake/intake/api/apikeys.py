@@ -24,7 +24,7 @@ from intake.store import tenants as directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
 from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import ProblemError, field_error, invalid
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
@@ -62,12 +62,11 @@ async def create_key(
                     # is outside its scope or does not exist.
                     raise _outside_scope(f"body.projects.{i}", ref)
                 if found is None:
-                    raise ProblemError(
-                        422,
-                        "Request validation failed",
-                        code="validation-failed",
+                    raise invalid(
+                        f"body.projects.{i}",
+                        "exists",
+                        "unknown project",
                         detail=f"unknown project {ref!r}",
-                        errors=[field_error(f"body.projects.{i}", "exists", "unknown project")],
                     )
                 project_ids.append(found.id)
         assert ctx.tenant_id is not None

@@ -32,7 +32,7 @@ from intake.store import complaints as store
 from intake.store import tenants as directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import invalid
 from propdesk.service.text import NoNul
 from propdesk.tenancy import TenantContext
 
@@ -44,16 +44,6 @@ MAX_IDEMPOTENCY_KEY = 255
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
-
-
-def _bad_query(field: str, rule: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Request validation failed",
-        code="validation-failed",
-        detail=f"{field}: {message}",
-        errors=[field_error(field, rule, message)],
     )
 
 
@@ -86,14 +76,14 @@ async def create_complaint(
     (same status and body, header `Idempotent-Replayed: true`)."""
     if idempotency_key is not None and len(request.headers.getlist("idempotency-key")) > 1:
         # Which one would the caller mean? Each would make its own complaint.
-        raise _bad_query("header.Idempotency-Key", "single", "one Idempotency-Key header")
+        raise invalid("header.Idempotency-Key", "single", "one Idempotency-Key header")
     if idempotency_key is not None and (
         not idempotency_key.strip()
         or len(idempotency_key) > MAX_IDEMPOTENCY_KEY
         or not idempotency_key.isascii()  # HTTP gives other bytes as latin-1: mangled
         or not idempotency_key.isprintable()
     ):
-        raise _bad_query(
+        raise invalid(
             "header.Idempotency-Key",
             "format",
             f"1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
@@ -135,18 +125,18 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         OverflowError,
         orjson.JSONDecodeError,
     ):
-        raise _bad_query("query.cursor", "format", "not a cursor this API returned") from None
+        raise invalid("query.cursor", "format", "not a cursor this API returned") from None
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
     if value is None:
         return None
     if value.utcoffset() is None:
-        raise _bad_query(field, "timezone_required", "must include a UTC offset")
+        raise invalid(field, "timezone_required", "must include a UTC offset")
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise _bad_query(field, "range", "out of range") from None
+        raise invalid(field, "range", "out of range") from None
 
 
 @router.get("")

@@ -39,7 +39,7 @@ from intake.store import directory as store
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
 from propdesk.db.session import tenant_transaction
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import ProblemError, invalid
 from propdesk.service.text import NoNul
 from propdesk.tenancy import TenantContext
 
@@ -150,12 +150,11 @@ def _decode_codes(cursor: str | None, n: int) -> tuple[str, ...] | None:
         )
     ):
         return tuple(value)
-    raise ProblemError(
-        422,
-        "Request validation failed",
-        code="validation-failed",
+    raise invalid(
+        "query.cursor",
+        "format",
+        "not a cursor this API returned",
         detail="query.cursor: not a cursor this API returned",
-        errors=[field_error("query.cursor", "format", "not a cursor this API returned")],
     )
 
 

@@ -73,7 +73,7 @@ from propdesk.events.contracts.complaint import (
     ComplaintReceived,
     ComplaintRegraded,
 )
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import ProblemError, field_error, invalid
 from propdesk.tenancy import TenantContext
 
 log = logging.getLogger("intake.record")
@@ -114,16 +114,6 @@ def _idempotency_conflict(key: str) -> ProblemError:
                 "this key was used for another request body; use a new key",
             )
         ],
-    )
-
-
-def _unprocessable(field: str, rule: str, message: str) -> ProblemError:
-    return ProblemError(
-        422,
-        "Request validation failed",
-        code="validation-failed",
-        detail=f"{field}: {message}",
-        errors=[field_error(field, rule, message)],
     )
 
 
@@ -331,7 +321,7 @@ async def _replay(
 
 def _require_aware(value: datetime | None, field: str) -> None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
-        raise _unprocessable(field, "timezone_required", "must include a UTC offset")
+        raise invalid(field, "timezone_required", "must include a UTC offset")
 
 
 def _resolve_unit(
@@ -346,7 +336,7 @@ def _resolve_unit(
         if body.unit.id is not None:
             unit = units.by_id.get(body.unit.id)
             if unit is None:
-                raise _unprocessable("body.unit.id", "exists", "no such unit in this project")
+                raise invalid("body.unit.id", "exists", "no such unit in this project")
             unit_id, building, room = unit.id, unit.building, unit.room
         else:
             building, room = body.unit.building, body.unit.room
@@ -359,9 +349,7 @@ def _resolve_unit(
         assert units is not None
         unit = units.by_id.get(body.complainant.household_id)
         if unit is None:
-            raise _unprocessable(
-                "body.complainant.household_id", "exists", "no such unit in this project"
-            )
+            raise invalid("body.complainant.household_id", "exists", "no such unit in this project")
         household_id = unit.id
         if unit_id is None:
             unit_id, building, room = unit.id, unit.building, unit.room
@@ -404,7 +392,7 @@ async def _named_previous(
         return None
     previous = await store.complaint_by_ref(await tx.session(), body.previous_case)
     if previous is None or previous.project_id != project_id:
-        raise _unprocessable("body.previous_case", "exists", "no such complaint in this project")
+        raise invalid("body.previous_case", "exists", "no such complaint in this project")
     return previous
 
 
@@ -456,7 +444,7 @@ async def _record(
         tx.session, ctx, body.project, sessions=tx.sessions
     )
     if project is None:
-        raise _unprocessable("body.project", "exists", f"unknown project {body.project!r}")
+        raise invalid("body.project", "exists", f"unknown project {body.project!r}")
     rules = await directory_cache.tenant_rules(tx.session, ctx, load_rules, sessions=tx.sessions)
     _require_aware(body.received_at, "body.received_at")
     _require_aware(body.occurred_at, "body.occurred_at")
@@ -467,7 +455,7 @@ async def _record(
             body.occurred_at, received_at, rules, field="body.occurred_at"
         )
     if violation is not None:
-        raise _unprocessable(violation.field, violation.rule, violation.message)
+        raise invalid(violation.field, violation.rule, violation.message)
     names_a_unit = body.unit is not None or (
         body.complainant is not None and body.complainant.household_id is not None
     )
