@@ -4,7 +4,9 @@ awaited; the stack's NATS fsyncs every write), and a JetStream delivery with its
 Beside them, what batching would save: 30 publishes at once (as the relay publishes a
 batch), an atomic batch of 30 (NATS 2.12+, one PubAck), and an outbox row marked
 published by the relay's statement (the row rewritten) against a mark through a queue
-table of pending ids, where the mark is a HOT update (its WAL bytes too).
+table of pending ids, where the mark is a HOT update (its WAL bytes too). And what the key's
+order costs a row inserted into a large table after a checkpoint: a random (version-4) id
+against a time-ordered (version-7) one, as the platform's ids are (`propdesk.uuid7`).
 
 For each: wall time, the server process's CPU and the client's (this thread's, on uvloop
 like the services), per message. A complaint costs the platform a few dozen such messages
@@ -97,6 +99,7 @@ async def _postgres(dsn: str, n: int) -> dict[str, dict[str, float]]:
             "postgres round trip (SELECT $1)": await _measure(n, pid, round_trip),
             "postgres BEGIN + COMMIT (two round trips)": await _measure(n, pid, begin_commit),
             **await _outbox_marks(conn, pid, n),
+            **await _key_order(conn, pid, n),
         }
     finally:
         await conn.close()
@@ -213,6 +216,60 @@ async def _outbox_marks(conn: Any, pid: int, n: int) -> dict[str, dict[str, floa
                 "written_wal_bytes": round(written / (batches * BATCH)),
                 "hot_percent": round(100 * hot / updated) if updated else 0,
             }
+    finally:
+        await conn.execute("DROP SCHEMA IF EXISTS bench_costs CASCADE")
+    return out
+
+
+KEYED_ROWS = 1_000_000  # rows already in the table: a few weeks of a busy inbox
+KEYED_BATCH = 50  # rows per transaction
+
+
+async def _key_order(conn: Any, pid: int, n: int) -> dict[str, dict[str, float]]:
+    """Per row: an insert into a table of `KEYED_ROWS` rows keyed by a uuid, right after a
+    checkpoint, with a random id (`uuid4`, what the platform made until the ninth session)
+    and with a time-ordered one (`propdesk.uuid7`). Random keys land on pages all over the
+    primary key's index, and the first change to a page after a checkpoint writes the
+    whole page to the WAL; time-ordered keys share the index's last pages. Also the WAL
+    each row took."""
+    from propdesk.uuid7 import uuid7
+
+    if await conn.fetchval("SELECT current_setting('server_version_num')::int") < 180000:
+        return {}  # the prefill below needs PostgreSQL 18's uuidv7()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for name, server_gen, client_gen in (
+            ("uuid4", "gen_random_uuid()", uuid4),
+            ("uuid7", "uuidv7()", uuid7),
+        ):
+            await conn.execute(
+                f"""DROP SCHEMA IF EXISTS bench_costs CASCADE; CREATE SCHEMA bench_costs;
+                CREATE TABLE bench_costs.keyed (id uuid PRIMARY KEY, at timestamptz NOT NULL
+                    DEFAULT now(), note text);
+                INSERT INTO bench_costs.keyed (id, note) SELECT {server_gen}, repeat('x', 60)
+                    FROM generate_series(1, {KEYED_ROWS});"""
+            )
+            await conn.execute("VACUUM ANALYZE bench_costs.keyed")
+            insert = await conn.prepare(
+                "INSERT INTO bench_costs.keyed (id, note) SELECT unnest($1::uuid[]), 'x'"
+            )
+            await conn.execute("CHECKPOINT")
+            wal = await conn.fetchval("SELECT pg_current_wal_insert_lsn()")
+
+            async def batch(_i: int, insert: Any = insert, gen: Any = client_gen) -> None:
+                async with conn.transaction():
+                    await insert.fetch([gen() for _ in range(KEYED_BATCH)])
+
+            figures = await _measure(n, pid, batch, per_call=KEYED_BATCH)
+            written = await conn.fetchval(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1)", wal
+            )
+            figures["written_wal_bytes"] = round(float(written) / (n // KEYED_BATCH * KEYED_BATCH))
+            label = "random" if name == "uuid4" else "time-ordered"
+            out[
+                f"postgres insert keyed by {name} ({label}) into {KEYED_ROWS:,} rows,"
+                f" after a checkpoint, {KEYED_BATCH} a transaction, per row"
+            ] = figures
     finally:
         await conn.execute("DROP SCHEMA IF EXISTS bench_costs CASCADE")
     return out

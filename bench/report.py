@@ -111,6 +111,8 @@ def render(results: dict[str, Any]) -> str:
         for name, c in costs.items():
             cells = [c["wall_us"], c["server_us"], c["server_kernel_us"], c["client_us"]]
             wal = f"{c['written_wal_bytes']} / {c['wal_bytes']}" if "wal_bytes" in c else ""
+            if "wal_bytes" not in c and "written_wal_bytes" in c:
+                wal = f"{c['written_wal_bytes']} / -"
             if "hot_percent" in c:
                 wal += f" ({c['hot_percent']} % of the marks HOT)"
             out.append(_row([name, *[str(v) for v in cells], wal]))

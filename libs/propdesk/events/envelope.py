@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from propdesk.uuid7 import uuid7
 
 ENVELOPE_VERSION = 1
 _TYPE_RE = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)+$")
@@ -33,7 +35,7 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     envelope_version: int = ENVELOPE_VERSION
-    id: UUID = Field(default_factory=uuid4, description="Event id; the Nats-Msg-Id and inbox key")
+    id: UUID = Field(default_factory=uuid7, description="Event id; the Nats-Msg-Id and inbox key")
     type: str = Field(pattern=_TYPE_RE.pattern)
     schema_version: int = Field(ge=1)
     tenant_id: UUID

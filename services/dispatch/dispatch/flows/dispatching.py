@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +39,7 @@ from propdesk.events.contracts.complaint import (
     ComplaintRegraded,
 )
 from propdesk.events.contracts.work_order import WorkOrderDispatched, WorkOrderHandedOver
+from propdesk.uuid7 import uuid7
 
 log = logging.getLogger("dispatch.dispatching")
 UNCOVERED_DISPATCHES = Counter(
@@ -128,7 +129,7 @@ async def dispatch_classified(
         )
 
     wo = orders.WorkOrderRow(
-        id=uuid4(),
+        id=uuid7(),
         tenant_id=tenant_id,
         project_id=c.project_id,
         complaint_id=c.complaint_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +28,7 @@ from propdesk.events.contracts.complaint import (
 )
 from propdesk.service.problems import ProblemError
 from propdesk.tenancy import TenantContext
+from propdesk.uuid7 import uuid7
 
 
 def not_found(complaint_id: UUID) -> ProblemError:
@@ -140,7 +141,7 @@ async def request_invalidation(
             raise conflict(
                 "invalidation-pending", "An invalidation request is already waiting for approval."
             )
-        request_id = uuid4()
+        request_id = uuid7()
         await store.insert_invalidation(
             s,
             {

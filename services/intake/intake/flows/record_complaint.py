@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -75,6 +75,7 @@ from propdesk.events.contracts.complaint import (
 )
 from propdesk.service.problems import ProblemError, field_error, invalid
 from propdesk.tenancy import TenantContext
+from propdesk.uuid7 import uuid7
 
 log = logging.getLogger("intake.record")
 tracer = trace.get_tracer("intake")
@@ -469,7 +470,7 @@ async def _record(
     channel = Channel(body.channel)
 
     category = classify_category(body.content, body.demand, rules, given=body.category)
-    complaint_id = uuid4()
+    complaint_id = uuid7()
     new_case = CaseFacts(
         id=complaint_id,
         project_id=project.id,
@@ -754,7 +755,7 @@ async def _join_open_case(
         project_id=row["project_id"],
         reason=duplicate.reason,
         calls=calls,
-        call_id=uuid4(),
+        call_id=uuid7(),
         channel=channel,
         received_at=received_at,
         recorded_at=now,
@@ -817,7 +818,7 @@ def _group_case(
                     new=False,
                 )
     return recording.GroupCase(
-        uuid4(),
+        uuid7(),
         ctx.tenant_id,
         project_id,
         f"G-{reference}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +28,7 @@ from propdesk.events.contracts.tenant import (
     TenantUpserted,
 )
 from propdesk.tenancy import TenantContext
+from propdesk.uuid7 import uuid7
 
 PRODUCER = "intake"
 outbox = Outbox("intake")
@@ -102,7 +103,7 @@ async def apply_document(
         if only_tenant_id is not None and tenant_id != only_tenant_id:
             raise TenantMismatch(code)
         is_new = tenant_id is None
-        tenant_id = tenant_id or uuid4()
+        tenant_id = tenant_id or uuid7()
         await apply_context(s, TenantContext.for_tenant(tenant_id, actor=actor))
         report = OnboardingReport(tenant_id, code)
         events: list[tuple[EventPayload, UUID, UUID | None]] = []
@@ -341,7 +342,7 @@ async def _upsert(
     report: OnboardingReport,
 ) -> _Upserted:
     if row is None:
-        new_id = uuid4()
+        new_id = uuid7()
         await directory.insert_row(s, table, {"id": new_id, **key, **values})
         report.created.append(label)
         return _Upserted(new_id, True)

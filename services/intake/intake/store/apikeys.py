@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.store.tables import api_keys
+from propdesk.uuid7 import uuid7
 
 PREFIX = "pdk"
 
@@ -60,7 +61,7 @@ async def create_key(
 ) -> NewKey:
     key_id = secrets.token_hex(8)
     secret = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-    row_id = uuid4()
+    row_id = uuid7()
     await session.execute(
         api_keys.insert().values(
             id=row_id,
