@@ -13,7 +13,7 @@ from enum import StrEnum
 import httpx
 import nats
 import pytest
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -52,6 +52,19 @@ app_log = logging.getLogger("propdesk.test.endpoint")
 @router.post("/items/{item_id}", status_code=201)
 async def create_item(item_id: int, item: NewItem) -> dict[str, str]:
     return {"content": item.content}
+
+
+def page_size(size: int = 10) -> int:
+    return size
+
+
+@router.get("/search")
+async def search(
+    limit: int = 10,
+    status: list[str] = Query(default=[]),
+    size: int = Depends(page_size),
+) -> dict[str, object]:
+    return {"limit": limit, "status": status, "size": size}
 
 
 @router.get("/boom")
@@ -162,6 +175,24 @@ async def test_validation_error_names_each_field_and_rule(client: httpx.AsyncCli
     body = assert_problem(resp, 422, "validation-failed")
     rules = {e["field"]: e["rule"] for e in body["errors"]}
     assert rules == {"path.item_id": "int_parsing", "body.content": "missing"}
+
+
+async def test_a_single_valued_query_parameter_given_twice_is_422(
+    client: httpx.AsyncClient,
+) -> None:
+    """Starlette would take the last value silently; a list parameter may repeat."""
+    resp = await client.get("/search?limit=500&limit=1")
+    body = assert_problem(resp, 422, "validation-failed")
+    assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.limit", "single")]
+
+    # A dependency's parameter counts as the route's.
+    resp = await client.get("/search?size=1&size=2")
+    body = assert_problem(resp, 422, "validation-failed")
+    assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.size", "single")]
+
+    resp = await client.get("/search?limit=5&status=open&status=closed&size=3&other=1&other=2")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"limit": 5, "status": ["open", "closed"], "size": 3}
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:

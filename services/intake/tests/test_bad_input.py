@@ -282,6 +282,9 @@ async def test_tenant_rules_change_the_received_at_limit(client, resources, comp
         ({"project": "\xff"}, "query.project"),
         ({"project": "0f804261-343d-4486-bd70-a18c2d20zzzz"}, "query.project"),
         ({"project": ""}, "query.project"),
+        # Given twice: Starlette took the last value silently.
+        ({"limit": ["500", "1"]}, "query.limit"),
+        ({"status": ["open", "closed"]}, "query.status"),
     ],
 )
 async def test_odd_list_queries_are_4xx_naming_the_parameter(client, company_a, params, field):
@@ -502,6 +505,14 @@ OPEN311_CASES = [
         {"params": {"end_date": "0001-01-02T00:00:00+00:00"}},
         400,
         "end_date:",
+    ),
+    (
+        "jurisdiction_id twice",
+        "GET",
+        "services",
+        {"params": {"jurisdiction_id": ["SUNRISE", "MOONLIGHT"]}},
+        400,
+        "jurisdiction_id:",
     ),
     ("unknown endpoint", "GET", "nothing", {}, 404, "Not Found"),
     ("wrong method", "DELETE", "requests", {}, 405, "Method Not Allowed"),

@@ -72,8 +72,9 @@ class Open311Errors(Exception):
 
 
 def open311_field(native: str) -> str:
-    """'body.unit.id' or ('body', 'unit', 'id') style names → the Open311 field name."""
-    path = native.removeprefix("body.")
+    """'body.unit.id' or ('body', 'unit', 'id') style names → the Open311 field name; a
+    query parameter ('query.jurisdiction_id') is named as the spec names it."""
+    path = native.removeprefix("body.").removeprefix("query.")
     parts = path.split(".")
     # pydantic adds list indexes and union branch names; match the longest known prefix.
     for n in range(len(parts), 0, -1):
