@@ -94,7 +94,8 @@ def authenticators_of(request: Request) -> list[Authenticator]:
 CREDENTIAL_HEADERS = {"authorization": "Authorization", "x-api-key": "X-API-Key"}
 
 
-def _one_credential(request: Request) -> None:
+def one_credential(request: Request) -> None:
+    """401 when a credential header (Authorization, X-API-Key) comes more than once."""
     for key, name in CREDENTIAL_HEADERS.items():
         if (n := len(request.headers.getlist(key))) > 1:
             raise ProblemError(
@@ -109,7 +110,7 @@ def _one_credential(request: Request) -> None:
 async def authenticate(request: Request) -> TenantContext:
     """The context of the first authenticator that recognises the request; 401 if none,
     or if a credential header comes twice."""
-    _one_credential(request)
+    one_credential(request)
     authenticators = authenticators_of(request)
     for authenticator in authenticators:
         ctx = await authenticator.authenticate(request)

@@ -130,6 +130,18 @@ class TestApi:
             assert errors and all(code == 403 for code, _ in errors), errors
             assert any(d.startswith(needle) for _, d in errors), errors
 
+    async def test_a_credential_header_sent_twice_is_403_naming_it(
+        self, client: httpx.AsyncClient, sunrise_key: str
+    ) -> None:
+        """Two keys (or two tokens) name no one caller: refused as the native API refuses
+        them, in Open311's 403, with the header at fault."""
+        for name, value in (("X-API-Key", sunrise_key), ("Authorization", "Bearer x")):
+            r = await client.get(f"{BASE}/services.json", headers=[(name, value), (name, value)])
+            assert r.status_code == 403, r.text
+            assert [e["description"] for e in r.json()] == [
+                f"{name}: Send one credential: this request has 2 {name} headers."
+            ]
+
     async def test_service_request_id_overrides_all_other_arguments(
         self, client: httpx.AsyncClient, sunrise_key: str
     ) -> None:

@@ -54,7 +54,7 @@ from intake.open311.service_requests import (
 )
 from intake.open311.submission import flatten, parse_submission
 from intake.store import tenants as directory
-from propdesk.auth.dependencies import authenticate, authorize
+from propdesk.auth.dependencies import authenticate, authorize, one_credential
 from propdesk.db.session import tenant_transaction
 from propdesk.service.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge, ProblemError
 from propdesk.service.request_context import bind_tenant
@@ -122,6 +122,10 @@ async def _context(
     request: Request, api_key: str | None, roles: tuple[str, ...] = ()
 ) -> TenantContext:
     _refuse_nul(request, api_key)
+    try:
+        one_credential(request)
+    except ProblemError as exc:
+        raise Open311Errors([Open311Error(403, _refused(exc))]) from None
     # The spec's api_key parameter, or the header the native API uses.
     api_key = api_key or request.headers.get("x-api-key")
     if api_key:
@@ -155,12 +159,18 @@ async def _context(
             # bearer token is a wrong credential too. Open311 has no 401.
             if exc.status == 401:
                 missing = "needs a credential" in (exc.detail or "")
-                description = "api_key: required" if missing else f"Authorization: {exc.detail}"
+                description = "api_key: required" if missing else _refused(exc)
                 raise Open311Errors([Open311Error(403, description)]) from None
             raise
     authorize(ctx, roles)
     bind_tenant(ctx)
     return ctx
+
+
+def _refused(exc: ProblemError) -> str:
+    """A rejected credential in Open311's words: the header at fault, then why."""
+    field = exc.errors[0]["field"] if exc.errors else "header.Authorization"
+    return f"{field.removeprefix('header.')}: {exc.detail}"
 
 
 async def _project(
