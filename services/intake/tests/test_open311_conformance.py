@@ -237,3 +237,62 @@ async def test_update_after_a_closed_case_says_closed(
     }
     assert mine["complaint.received"] == "open"
     assert mine["complaint.flagged"] == "closed", mine
+
+
+async def test_a_closed_member_raised_by_a_group_stays_closed_in_the_feed(
+    client: httpx.AsyncClient, company_a: Company, sunrise_key: str
+) -> None:
+    """A third household makes a group: the earlier cases are regraded and linked, which
+    leaves their status as it is. A member already closed is still closed after those
+    updates; the feed said "open" for them before their rows recorded `status_after`."""
+    from propdesk.testing.admin_reads import admin_fetch
+
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    clerk = company_a.token("intake_clerk", subject="clerk-group-feed")
+    marker = tag()
+    ids = []
+    for n in (1, 2, 3):
+        r = await client.post(
+            "/v1/complaints",
+            json={
+                "project": "SUNRISE",
+                "channel": "phone",
+                "category": "landscaping",
+                "content": f"{marker} 中心花园的大树倒了压坏围栏",
+                "place": "中心花园",
+                "complainant": {"name": "业主", "phone": f"1391234{n:04d}"},
+            },
+            headers=clerk,
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+        if n == 1:
+            closed = await admin_fetch(
+                company_a.settings,
+                "UPDATE intake.complaints SET status = 'closed' WHERE id = $1 RETURNING id",
+                UUID(ids[0]),
+            )
+            assert len(closed) == 1
+    assert r.json()["case"]["kind"] == "group", r.json()
+    r = await client.get(
+        f"{BASE}/servicerequestupdates.json",
+        params={"api_key": sunrise_key, "start_date": before.isoformat()},
+    )
+    assert r.status_code == 200, r.text
+    first = {
+        u["external_status_code"]: u["status"]
+        for u in r.json()
+        if u["service_request_id"] == ids[0]
+    }
+    second = {
+        u["external_status_code"]: u["status"]
+        for u in r.json()
+        if u["service_request_id"] == ids[1]
+    }
+    assert first == {
+        "complaint.received": "open",
+        "complaint.classified": "open",
+        "complaint.regraded": "closed",
+        "complaint.grouped": "closed",
+    }, first
+    assert second["complaint.regraded"] == second["complaint.grouped"] == "open", second

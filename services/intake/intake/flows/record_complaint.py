@@ -905,9 +905,17 @@ async def _regroup_members(
                     category=row["category"],
                 )
             )
-        # The member's next versions, one per event.
+        # The member's next versions, one per event; its status does not change, and its
+        # timeline rows say which it is (a closed case stays closed in the updates feed).
         entries += [
-            history.Entry(row["project_id"], row["id"], seq + n, payload, reason=group.reason)
+            history.Entry(
+                row["project_id"],
+                row["id"],
+                seq + n,
+                payload,
+                reason=group.reason,
+                data={"status_after": now.status},
+            )
             for n, payload in enumerate(payloads, start=1)
         ]
         if payloads:
@@ -933,6 +941,7 @@ async def _regroup_members(
                         "override_reason": override,
                         "group_case_id": str(group_id),
                         "group_reference": group_reference,
+                        "status_after": now.status,
                         "household_count": group.size,
                     },
                 )

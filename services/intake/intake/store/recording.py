@@ -228,7 +228,7 @@ async def read_matters(
 
 
 _LOCK_MEMBERS = (
-    "SELECT id, version, grade, grade_reasons, group_case_id FROM intake.complaints"
+    "SELECT id, version, grade, grade_reasons, group_case_id, status FROM intake.complaints"
     " WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 )
 
@@ -241,12 +241,14 @@ class LockedMember:
     grade: str
     grade_reasons: list[str]
     group_case_id: UUID | None
+    status: str  # the work-order consumer moves it; the member's timeline rows record it
 
 
 async def lock_members(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, LockedMember]:
     """Lock the group members this complaint changes (in id order, as every multi-row
     locker here does) and read what others change without the project lock: the
-    work-order consumer moves the version, a staff override the grade and its reasons."""
+    work-order consumer moves the version and the status, a staff override the grade and
+    its reasons."""
     rows = await conn.fetch(_LOCK_MEMBERS, list(ids))
     return {
         r["id"]: LockedMember(
@@ -254,6 +256,7 @@ async def lock_members(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UU
             r["grade"],
             list(r["grade_reasons"]),
             r["group_case_id"],
+            r["status"],
         )
         for r in rows
     }
