@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from enum import StrEnum
+from typing import Annotated
 
 import httpx
 import nats
@@ -61,10 +62,25 @@ def page_size(size: int = 10) -> int:
 @router.get("/search")
 async def search(
     limit: int = 10,
+    channel: Channel | None = None,
     status: list[str] = Query(default=[]),
     size: int = Depends(page_size),
 ) -> dict[str, object]:
-    return {"limit": limit, "status": status, "size": size}
+    return {"limit": limit, "status": status, "size": size, "channel": channel}
+
+
+class Window(BaseModel):
+    since: str | None = None
+    kinds: list[str] = []
+
+
+@router.get("/window")
+async def window(
+    w: Annotated[Window, Query()],
+    until: Annotated[str | None, Query(validation_alias="to")] = None,
+    tags: Annotated[set[str] | None, Query()] = None,
+) -> dict[str, object]:
+    return {"since": w.since, "kinds": w.kinds, "until": until, "tags": sorted(tags or ())}
 
 
 @router.get("/boom")
@@ -185,6 +201,11 @@ async def test_a_single_valued_query_parameter_given_twice_is_422(
     body = assert_problem(resp, 422, "validation-failed")
     assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.limit", "single")]
 
+    # A string enumeration is one value, though a str is a sequence.
+    resp = await client.get("/search?channel=phone&channel=wechat")
+    body = assert_problem(resp, 422, "validation-failed")
+    assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.channel", "single")]
+
     # A dependency's parameter counts as the route's.
     resp = await client.get("/search?size=1&size=2")
     body = assert_problem(resp, 422, "validation-failed")
@@ -192,7 +213,16 @@ async def test_a_single_valued_query_parameter_given_twice_is_422(
 
     resp = await client.get("/search?limit=5&status=open&status=closed&size=3&other=1&other=2")
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"limit": 5, "status": ["open", "closed"], "size": 3}
+    assert resp.json() == {"limit": 5, "status": ["open", "closed"], "size": 3, "channel": None}
+
+    # A query model's fields, and a parameter read under another name, count by the names
+    # FastAPI reads them by.
+    for query, field in (("since=a&since=b", "query.since"), ("to=a&to=b", "query.to")):
+        body = assert_problem(await client.get(f"/window?{query}"), 422, "validation-failed")
+        assert [(e["field"], e["rule"]) for e in body["errors"]] == [(field, "single")]
+    resp = await client.get("/window?since=a&kinds=x&kinds=y&to=b&until=1&until=2&tags=p&tags=q")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"since": "a", "kinds": ["x", "y"], "until": "b", "tags": ["p", "q"]}
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
