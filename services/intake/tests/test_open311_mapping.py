@@ -26,6 +26,7 @@ from intake.open311.submission import (
     flatten,
     parse_submission,
     person_name,
+    repeated_fields,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -35,6 +36,21 @@ def submit(**fields: object) -> dict[str, object]:
     base: dict[str, object] = {"service_code": "facility_repair", "description": "电梯坏了"}
     base.update(fields)
     return parse_submission(flatten(base.items())).complaint
+
+
+def test_repeated_fields_but_a_multi_valued_attribute() -> None:
+    items = [
+        ("description", "a"),
+        ("attribute[colours][]", "red"),
+        ("attribute[colours][]", "blue"),
+        ("attribute[floor]", "1"),
+        ("attribute[floor]", "2"),
+        ("description", "b"),
+        ("description", "c"),
+        ("service_code", "noise"),
+    ]
+    assert repeated_fields(items) == ["attribute[floor]", "description"]
+    assert repeated_fields(items[:4]) == []
 
 
 class TestCatalog:

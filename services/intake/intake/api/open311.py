@@ -52,7 +52,7 @@ from intake.open311.service_requests import (
     service_notice,
     service_request,
 )
-from intake.open311.submission import flatten, parse_submission
+from intake.open311.submission import flatten, parse_submission, repeated_fields
 from intake.store import tenants as directory
 from propdesk.auth.dependencies import authenticate, authorize, one_credential
 from propdesk.db.session import tenant_transaction
@@ -244,9 +244,32 @@ async def service_definition(
     return await _answer(fmt, handle)
 
 
+GIVE_ONCE = "give this parameter once; it takes one value"
+
+
+def _once(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """`items`, unless one of them comes twice: which would the caller mean?"""
+    if twice := repeated_fields(items):
+        raise Open311Errors([Open311Error(400, f"{name}: {GIVE_ONCE}") for name in twice])
+    return items
+
+
+def _query(request: Request, repeatable: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The query's parameters; those in `repeatable` may come more than once (their values
+    joined with commas, as the spec's comma-separated lists), the others only once."""
+    out: dict[str, str] = {}
+    for name in request.query_params:
+        values = request.query_params.getlist(name)
+        if len(values) > 1 and name not in repeatable:
+            _once([(name, v) for v in values])
+        out[name] = ",".join(values)
+    return out
+
+
 async def _submitted_fields(request: Request) -> dict[str, Any]:
-    """Query string, then the form-encoded (spec) or JSON body; the body wins."""
-    items: list[tuple[str, Any]] = list(request.query_params.multi_items())
+    """Query string, then the form-encoded (spec) or JSON body; the body wins. Within
+    each, a field comes once (a multi-valued attribute's `attribute[code][]` excepted)."""
+    items: list[tuple[str, Any]] = _once(list(request.query_params.multi_items()))
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         try:
@@ -279,7 +302,7 @@ async def _submitted_fields(request: Request) -> dict[str, Any]:
                     for name in uploads
                 ]
             )
-        items.extend(form.multi_items())
+        items.extend(_once(list(form.multi_items())))
     elif content_type:
         raise Open311Errors(
             [
@@ -387,14 +410,18 @@ async def _find_requests(
     return [service_request(r._mapping, r.agency) for r in rows]
 
 
+REPEATABLE_FILTERS = frozenset({"service_code", "status"})
+
+
 @router.get("/requests.{fmt}")
 async def list_requests(
     request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
 ) -> Response:
     async def handle(f: Format) -> Response:
         # The spec: service_code and status "can be declared multiple times, comma
-        # delimited"; repeated parameters add up like the comma-separated list.
-        params = {k: ",".join(request.query_params.getlist(k)) for k in request.query_params}
+        # delimited"; repeated parameters add up like the comma-separated list. The
+        # others take one value.
+        params = _query(request, REPEATABLE_FILTERS)
         items = await _find_requests(request, api_key, jurisdiction_id, params)
         return _response(f, render(f, "service_requests", "request", items))
 
@@ -456,7 +483,7 @@ async def list_updates(
 
     async def handle(f: Format) -> Response:
         ctx = await _context(request, api_key)
-        params = {k: v for k, v in request.query_params.items() if k in ("start_date", "end_date")}
+        params = {k: v for k, v in _query(request).items() if k in ("start_date", "end_date")}
         query = parse_request_query(params, datetime.now(UTC))
         async with tenant_transaction(sessions_of(request), ctx) as s:
             project = await _project(s, jurisdiction_id, required=False)

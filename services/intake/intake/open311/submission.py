@@ -76,6 +76,21 @@ class Submission:
     idempotency_seed: str | None  # the caller's ticket id, when given
 
 
+def repeated_fields(items: Iterable[tuple[str, Any]]) -> list[str]:
+    """The keys given more than once in one source (the query, or the form): every key
+    but a multi-valued attribute's (`attribute[code][]`) takes one value."""
+    seen: set[str] = set()
+    twice: dict[str, None] = {}
+    for key, _ in items:
+        m = _ATTRIBUTE_KEY.match(key)
+        if m and m.group(2):
+            continue
+        if key in seen:
+            twice[key] = None
+        seen.add(key)
+    return list(twice)
+
+
 def flatten(items: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     """Form items (repeated keys allowed) or JSON object items → one dict whose
     `attribute` value maps each attribute code to a string or a list of strings."""
