@@ -777,6 +777,9 @@ async def _join_open_case(
             f"call {calls} received by {body.receiver or ctx.actor} via {channel}: "
             f"{duplicate.reason}"
         ),
+        # As the row lock has it: a work-order step may have moved the case since the
+        # matters were read (it takes the row, not the project).
+        data={"status_after": row["status"]},
     )
     out = complaint_body(row)
     out["case"] = {
