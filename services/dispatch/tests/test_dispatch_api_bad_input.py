@@ -44,6 +44,9 @@ def _fields(r) -> list[tuple[str, str]]:
             "reference",
         ),
         ({"department": "eng", "building": ""}, "body.building", "string_too_short"),
+        # A project the company does not have: it was stored, naming the company's
+        # departments, as a rule for no project.
+        ({"department": "eng", "project_id": str(uuid4())}, "body.project_id", "exists"),
         ({"department": "eng", "note": "漏水\u0000"}, "body.note", "no_nul"),
         ({"department": "eng", "inform": ["cs\u0000"]}, "body.inform", "no_nul"),
     ],

@@ -68,8 +68,19 @@ def _check_scope(ctx: TenantContext, body: RoutingRuleIn) -> None:
 
 
 async def _check_references(session: AsyncSession, body: RoutingRuleIn) -> None:
-    """The departments and the staff member a rule names must be the tenant's (a rule
-    naming anything else would send complaints nowhere)."""
+    """The project, the departments and the staff member a rule names must be the
+    tenant's (a rule naming anything else would send complaints nowhere). An unknown
+    project is said alone: its departments would only be judged against the wrong list."""
+    if (
+        body.project_id is not None
+        and await directory.get_project(session, body.project_id) is None
+    ):
+        raise invalid(
+            "body.project_id",
+            "exists",
+            "unknown project",
+            detail=f"No project {body.project_id}.",
+        )
     known = await store.department_names(session, body.project_id)
     errors = [
         field_error(f"body.{where}", "reference", f"no department with code or kind {name!r}")
