@@ -261,28 +261,29 @@ async def board(
 ) -> list[WorkOrderRow]:
     """Open orders of a department code; of one department of that code if `department_id`."""
     rows = await session.execute(
-        text(
-            f"SELECT {_COLUMNS} FROM dispatch.work_orders"
-            " WHERE department_code = :code AND state = ANY (:states)"
-            " AND (CAST(:p AS uuid) IS NULL OR project_id = :p)"
-            " AND (CAST(:d AS uuid) IS NULL OR department_id = :d)"
-            " ORDER BY dispatched_at LIMIT 1000"
-        ),
+        text(BOARD),
         {"code": department_code, "states": states, "p": project_id, "d": department_id},
     )
     return [_row(r) for r in rows]
 
 
+# Both read the tenant's orders of one department code through the index of migration 0011
+# (tenant, department code, state), not every order of the tenant.
+BOARD = (
+    f"SELECT {_COLUMNS} FROM dispatch.work_orders"
+    " WHERE department_code = :code AND state = ANY (:states)"
+    " AND (CAST(:p AS uuid) IS NULL OR project_id = :p)"
+    " AND (CAST(:d AS uuid) IS NULL OR department_id = :d)"
+    " ORDER BY dispatched_at LIMIT 1000"
+)
+DEPARTMENT_CODE_USED = (
+    "SELECT EXISTS (SELECT 1 FROM dispatch.work_orders WHERE department_code = :code)"
+)
+
+
 async def department_code_used(session: AsyncSession, department_code: str) -> bool:
     """Whether any order the caller may see carries this department code."""
-    return bool(
-        await session.scalar(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM dispatch.work_orders WHERE department_code = :code)"
-            ),
-            {"code": department_code},
-        )
-    )
+    return bool(await session.scalar(text(DEPARTMENT_CODE_USED), {"code": department_code}))
 
 
 async def claim_overnight_due(
