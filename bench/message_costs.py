@@ -236,6 +236,9 @@ async def _key_order(conn: Any, pid: int, n: int) -> dict[str, dict[str, float]]
 
     if await conn.fetchval("SELECT current_setting('server_version_num')::int") < 180000:
         return {}  # the prefill below needs PostgreSQL 18's uuidv7()
+    # As the services' recording transactions commit: waiting for the WAL flush (the
+    # outbox rows above ran with the relay's settings, synchronous_commit off among them).
+    await conn.execute("RESET ALL")
     out: dict[str, dict[str, float]] = {}
     try:
         for name, server_gen, client_gen in (
