@@ -200,6 +200,21 @@ class TestApi:
         assert r.headers["content-type"] == "application/json; charset=utf-8"
 
 
+async def _update_statuses(
+    client: httpx.AsyncClient, api_key: str, since: datetime
+) -> dict[str, dict[str, str]]:
+    """The updates feed since `since`: request id → update type → status after it."""
+    r = await client.get(
+        f"{BASE}/servicerequestupdates.json",
+        params={"api_key": api_key, "start_date": since.isoformat()},
+    )
+    assert r.status_code == 200, r.text
+    out: dict[str, dict[str, str]] = {}
+    for u in r.json():
+        out.setdefault(u["service_request_id"], {})[u["external_status_code"]] = u["status"]
+    return out
+
+
 async def test_update_after_a_closed_case_says_closed(
     client: httpx.AsyncClient, company_a: Company, sunrise_key: str
 ) -> None:
@@ -225,16 +240,7 @@ async def test_update_after_a_closed_case_says_closed(
         headers=sup,
     )
     assert r.status_code == 201, r.text
-    r = await client.get(
-        f"{BASE}/servicerequestupdates.json",
-        params={"api_key": sunrise_key, "start_date": before.isoformat()},
-    )
-    assert r.status_code == 200, r.text
-    mine = {
-        u["external_status_code"]: u["status"]
-        for u in r.json()
-        if u["service_request_id"] == request_id
-    }
+    mine = (await _update_statuses(client, sunrise_key, before))[request_id]
     assert mine["complaint.received"] == "open"
     assert mine["complaint.flagged"] == "closed", mine
 
@@ -274,21 +280,8 @@ async def test_a_closed_member_raised_by_a_group_stays_closed_in_the_feed(
             )
             assert len(closed) == 1
     assert r.json()["case"]["kind"] == "group", r.json()
-    r = await client.get(
-        f"{BASE}/servicerequestupdates.json",
-        params={"api_key": sunrise_key, "start_date": before.isoformat()},
-    )
-    assert r.status_code == 200, r.text
-    first = {
-        u["external_status_code"]: u["status"]
-        for u in r.json()
-        if u["service_request_id"] == ids[0]
-    }
-    second = {
-        u["external_status_code"]: u["status"]
-        for u in r.json()
-        if u["service_request_id"] == ids[1]
-    }
+    statuses = await _update_statuses(client, sunrise_key, before)
+    first, second = statuses[ids[0]], statuses[ids[1]]
     assert first == {
         "complaint.received": "open",
         "complaint.classified": "open",
