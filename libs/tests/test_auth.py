@@ -29,6 +29,7 @@ from propdesk.auth.tokens import (
     verify_token,
 )
 from propdesk.service import create_service_app
+from propdesk.service.query_params import READS_RAW_QUERY
 from propdesk.settings import Settings
 from propdesk.tenancy import TenantContext
 
@@ -260,7 +261,8 @@ def test_no_token_lives_longer_than_the_maximum_nor_starts_in_the_future() -> No
 router = APIRouter()
 
 
-@router.get("/clerk")
+# Its plugged-in authenticator below also reads `api_key` from the query.
+@router.get("/clerk", openapi_extra=READS_RAW_QUERY)
 async def clerk_only(ctx: TenantContext = require_staff(Role.INTAKE_CLERK)) -> dict:
     return {"tenant_id": str(ctx.tenant_id), "actor": ctx.actor, "roles": sorted(ctx.roles)}
 

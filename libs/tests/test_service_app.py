@@ -27,6 +27,7 @@ from propdesk.auth.tokens import issue_token
 from propdesk.service import create_service_app
 from propdesk.service.logging import configure_logging
 from propdesk.service.problems import PROBLEM_CONTENT_TYPE, ProblemError, field_error
+from propdesk.service.query_params import READS_RAW_QUERY
 from propdesk.service.readiness import nats_check, postgres_check, redis_check
 from propdesk.settings import Settings, async_url
 from propdesk.telemetry import install_test_exporter
@@ -81,6 +82,11 @@ async def window(
     tags: Annotated[set[str] | None, Query()] = None,
 ) -> dict[str, object]:
     return {"since": w.since, "kinds": w.kinds, "until": until, "tags": sorted(tags or ())}
+
+
+@router.get("/raw", openapi_extra=READS_RAW_QUERY)
+async def raw(request: Request, limit: int = 10) -> dict[str, object]:
+    return {"limit": limit, "anything": request.query_params.getlist("anything")}
 
 
 @router.get("/boom")
@@ -211,7 +217,7 @@ async def test_a_single_valued_query_parameter_given_twice_is_422(
     body = assert_problem(resp, 422, "validation-failed")
     assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.size", "single")]
 
-    resp = await client.get("/search?limit=5&status=open&status=closed&size=3&other=1&other=2")
+    resp = await client.get("/search?limit=5&status=open&status=closed&size=3")
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"limit": 5, "status": ["open", "closed"], "size": 3, "channel": None}
 
@@ -220,9 +226,31 @@ async def test_a_single_valued_query_parameter_given_twice_is_422(
     for query, field in (("since=a&since=b", "query.since"), ("to=a&to=b", "query.to")):
         body = assert_problem(await client.get(f"/window?{query}"), 422, "validation-failed")
         assert [(e["field"], e["rule"]) for e in body["errors"]] == [(field, "single")]
-    resp = await client.get("/window?since=a&kinds=x&kinds=y&to=b&until=1&until=2&tags=p&tags=q")
+    resp = await client.get("/window?since=a&kinds=x&kinds=y&to=b&tags=p&tags=q")
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"since": "a", "kinds": ["x", "y"], "until": "b", "tags": ["p", "q"]}
+
+
+async def test_a_query_parameter_the_route_does_not_take_is_422(client: httpx.AsyncClient) -> None:
+    """Dropped silently before: `?project_id=` where the filter is `project` answered
+    everything. A parameter the route reads under an alias counts by that name only; a
+    route that reads its raw query says so and is left be."""
+    resp = await client.get("/search?limit=5&other=1&lmit=2&other=3")
+    body = assert_problem(resp, 422, "validation-failed")
+    assert [(e["field"], e["rule"]) for e in body["errors"]] == [
+        ("query.other", "extra_forbidden"),
+        ("query.lmit", "extra_forbidden"),
+    ]
+    assert body["errors"][0]["message"] == "unknown; takes channel, limit, size, status"
+    body = assert_problem(await client.get("/window?until=1"), 422, "validation-failed")
+    assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.until", "extra_forbidden")]
+    body = assert_problem(await client.get("/boom?x=1"), 422, "validation-failed")
+    assert body["errors"][0]["message"] == "unknown; takes no query parameters"
+    resp = await client.get("/raw?anything=1&anything=2&limit=3")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"limit": 3, "anything": ["1", "2"]}
+    body = assert_problem(await client.get("/raw?limit=3&limit=4"), 422, "validation-failed")
+    assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.limit", "single")]
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:

@@ -17,7 +17,7 @@ from propdesk.service.logging import configure_logging
 from propdesk.service.metrics import metrics_endpoint
 from propdesk.service.middleware import BodyLimitMiddleware, RequestMiddleware
 from propdesk.service.problems import field_error, install_problem_handlers, problem_response
-from propdesk.service.query_params import single_query_values
+from propdesk.service.query_params import checked_query
 from propdesk.service.readiness import ReadinessChecks, run_checks, verdict
 from propdesk.settings import Settings
 from propdesk.telemetry import fastapi_telemetry_config, setup_telemetry
@@ -60,8 +60,9 @@ def create_service_app(
         version=version,
         lifespan=lifespan,
         telemetry=fastapi_telemetry_config(),
-        # A single-valued query parameter given twice is refused, not silently the last.
-        dependencies=[Depends(single_query_values)],
+        # A query parameter the route does not take, or a single-valued one given twice,
+        # is refused, not silently dropped or taken last (`query_params`).
+        dependencies=[Depends(checked_query)],
     )
     app.state.service_name = name
     app.state.settings = settings

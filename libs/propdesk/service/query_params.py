@@ -1,13 +1,19 @@
-"""A query parameter that takes one value must be given once.
+"""Query parameters: each one the route takes, and a single-valued one once.
 
 Starlette hands an endpoint the last of repeated values, so `?limit=500&limit=1` answered
-one row and `?status=open&status=closed` listed the closed cases only: the caller meant
-something, and was silently answered something else. Every service app runs
-`single_query_values` before its endpoints (`create_service_app`): a parameter the route
-declares with a single-valued type (its dependencies' parameters and the fields of a
-query model too, under every name FastAPI reads them by) that arrives twice is a 422
-naming it (rule `single`). Parameters declared as lists, and ones a route reads from the
-raw query itself (Open311's repeatable filters), are left alone.
+one row and `?status=open&status=closed` listed the closed cases only; and a parameter the
+route does not take is dropped, so `?project_id=` (a row's field name, where the filter is
+`project`) listed every project. The caller meant something, and was silently answered
+something else. Every service app runs `checked_query` before its endpoints
+(`create_service_app`), against what the matched route declares (its dependencies'
+parameters and the fields of a query model too, under every name FastAPI reads them by):
+
+- a parameter the route does not take is a 422 naming it (rule `extra_forbidden`, as
+  pydantic names an unknown body field), unless the route reads its query itself and says
+  so (`READS_RAW_QUERY` in its `openapi_extra`: Open311's, whose spec lets clients send
+  filters the route reads from the raw query);
+- a single-valued one that arrives twice is a 422 naming it (rule `single`); parameters
+  declared as lists may repeat.
 
 Like a body JSON cannot read, this is answered before the credential is looked at: it is
 about the request's shape, which the API's schema publishes, not about anyone's data.
@@ -26,9 +32,12 @@ from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
 from starlette.requests import Request
 
-from propdesk.service.problems import invalid
+from propdesk.service.problems import ProblemError, field_error, invalid
 
-_CACHED = "_propdesk_single_valued_query"  # on the route: routes are not hashable
+_CACHED = "_propdesk_query_names"  # on the route: routes are not hashable
+# `openapi_extra` of a route that reads query parameters it does not declare.
+RAW_QUERY_EXTENSION = "x-propdesk-reads-raw-query"
+READS_RAW_QUERY = {RAW_QUERY_EXTENSION: True}
 _MANY = (list, tuple, set, frozenset, Sequence, Set)
 
 
@@ -68,43 +77,66 @@ def _model(info: FieldInfo) -> type[BaseModel] | None:
     return None
 
 
-def _single_names(dependant: Dependant) -> Iterator[str]:
+def _query_names(dependant: Dependant) -> Iterator[tuple[str, bool]]:
+    """(request key, takes one value) of every query parameter `dependant` reads."""
     for field in dependant.query_params:
         info = field.field_info
         if not isinstance(info, Query):
             continue
         model = _model(info)
         if model is None:
-            if not takes_many(info.annotation):
-                yield from _request_names(field.name, info)
+            one = not takes_many(info.annotation)
+            yield from ((name, one) for name in _request_names(field.name, info))
             continue
         for name, model_field in model.model_fields.items():
-            if not takes_many(model_field.annotation):
-                yield from _request_names(name, model_field)
+            one = not takes_many(model_field.annotation)
+            yield from ((key, one) for key in _request_names(name, model_field))
     for sub in dependant.dependencies:
-        yield from _single_names(sub)
+        yield from _query_names(sub)
 
 
-def single_valued(route: APIRoute) -> frozenset[str]:
-    """The query keys of `route` (its dependencies' too) that take one value."""
-    names: frozenset[str] | None = getattr(route, _CACHED, None)
+def query_names(route: APIRoute) -> tuple[frozenset[str], frozenset[str]]:
+    """The query keys `route` takes (its dependencies' too), and those of them that take
+    one value."""
+    names: tuple[frozenset[str], frozenset[str]] | None = getattr(route, _CACHED, None)
     if names is None:
-        names = frozenset(_single_names(route.dependant))
+        found = list(_query_names(route.dependant))
+        names = (
+            frozenset(name for name, _ in found),
+            frozenset(name for name, one in found if one),
+        )
         setattr(route, _CACHED, names)
     return names
 
 
-async def single_query_values(request: Request) -> None:
-    """422 when a single-valued query parameter of the matched route comes twice."""
+async def checked_query(request: Request) -> None:
+    """422 when the query holds a parameter the matched route does not take, or a
+    single-valued one twice."""
     if not request.scope.get("query_string"):
         return
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    names = single_valued(route)
+    taken, single = query_names(route)
+    given = [name for name, _ in request.query_params.multi_items()]
+    if not (route.openapi_extra or {}).get(RAW_QUERY_EXTENSION):
+        unknown = list(dict.fromkeys(name for name in given if name not in taken))
+        if unknown:
+            takes = ", ".join(sorted(taken)) or "no query parameters"
+            raise ProblemError(
+                422,
+                "Request validation failed",
+                code="validation-failed",
+                detail=f"Unknown query parameter {', '.join(unknown)}: this endpoint takes "
+                f"{takes}.",
+                errors=[
+                    field_error(f"query.{name}", "extra_forbidden", f"unknown; takes {takes}")
+                    for name in unknown
+                ],
+            )
     seen: set[str] = set()
-    for name, _ in request.query_params.multi_items():
-        if name not in names:
+    for name in given:
+        if name not in single:
             continue
         if name in seen:
             raise invalid(

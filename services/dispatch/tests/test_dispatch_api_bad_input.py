@@ -260,8 +260,11 @@ async def test_on_duty_of_a_project_not_visible_is_a_404(res, tenant: Tenant, cl
     elif who == "out_of_scope":
         project_id = tenant.project_id
         headers = _limited(tenant, "department_head", [uuid4()])
-    for url in ("/v1/rosters/on-duty", f"/v1/calendars/{project_id}"):
-        r = await client.get(url, headers=headers, params={"project_id": str(project_id)})
+    for url, params in (
+        ("/v1/rosters/on-duty", {"project_id": str(project_id)}),
+        (f"/v1/calendars/{project_id}", {}),
+    ):
+        r = await client.get(url, headers=headers, params=params)
         assert r.status_code == 404 and r.json()["code"] == "project-not-found", (url, r.text)
 
 

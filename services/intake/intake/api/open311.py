@@ -57,10 +57,13 @@ from intake.store import tenants as directory
 from propdesk.auth.dependencies import authenticate, authorize, one_credential
 from propdesk.db.session import tenant_transaction
 from propdesk.service.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge, ProblemError
+from propdesk.service.query_params import READS_RAW_QUERY
 from propdesk.service.request_context import bind_tenant
 from propdesk.service.text import NO_NUL_MESSAGE, has_nul
 from propdesk.tenancy import TenantContext
 
+# Every route reads more of its query than it declares (the spec's filters and a POST's
+# fields, which may come in the query): the app's unknown-parameter check leaves them be.
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 MAX_BODY_FIELDS = 100
@@ -208,7 +211,7 @@ async def _rules(s: AsyncSession, ctx: TenantContext) -> TenantRules:
     return load_rules(overrides)
 
 
-@router.get("/services.{fmt}")
+@router.get("/services.{fmt}", openapi_extra=READS_RAW_QUERY)
 async def list_services(
     request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
 ) -> Response:
@@ -222,7 +225,7 @@ async def list_services(
     return await _answer(fmt, handle)
 
 
-@router.get("/services/{service_code}.{fmt}")
+@router.get("/services/{service_code}.{fmt}", openapi_extra=READS_RAW_QUERY)
 async def service_definition(
     request: Request,
     service_code: str,
@@ -348,7 +351,7 @@ def _idempotency_key(request: Request, ticket: str | None) -> str | None:
     return f"open311:{ticket}" if ticket else None
 
 
-@router.post("/requests.{fmt}")
+@router.post("/requests.{fmt}", openapi_extra=READS_RAW_QUERY)
 async def create_request(request: Request, fmt: str) -> Response:
     async def handle(f: Format) -> Response:
         fields = await _submitted_fields(request)
@@ -413,7 +416,7 @@ async def _find_requests(
 REPEATABLE_FILTERS = frozenset({"service_code", "status"})
 
 
-@router.get("/requests.{fmt}")
+@router.get("/requests.{fmt}", openapi_extra=READS_RAW_QUERY)
 async def list_requests(
     request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
 ) -> Response:
@@ -428,7 +431,7 @@ async def list_requests(
     return await _answer(fmt, handle)
 
 
-@router.get("/requests/{service_request_id}.{fmt}")
+@router.get("/requests/{service_request_id}.{fmt}", openapi_extra=READS_RAW_QUERY)
 async def get_request(
     request: Request,
     service_request_id: str,
@@ -448,7 +451,7 @@ async def get_request(
     return await _answer(fmt, handle)
 
 
-@router.get("/tokens/{token}.{fmt}")
+@router.get("/tokens/{token}.{fmt}", openapi_extra=READS_RAW_QUERY)
 async def get_token(
     request: Request,
     token: str,
@@ -475,7 +478,7 @@ async def get_token(
     return await _answer(fmt, handle)
 
 
-@router.get("/servicerequestupdates.{fmt}")
+@router.get("/servicerequestupdates.{fmt}", openapi_extra=READS_RAW_QUERY)
 async def list_updates(
     request: Request, fmt: str, jurisdiction_id: str | None = None, api_key: str | None = None
 ) -> Response:
