@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from propdesk.auth.dependencies import require_staff
 from propdesk.db.session import tenant_transaction
@@ -13,6 +15,8 @@ from propdesk.service.problems import ProblemError, field_error
 from propdesk.tenancy import TenantContext
 from reporting import activity
 
+# A query parameter the endpoint does not take (`?project_id=`) is refused by every
+# service app (`propdesk.service.query_params`), not ignored.
 router = APIRouter(prefix="/v1", tags=["activity"])
 
 MAX_RANGE_DAYS = 366
@@ -24,6 +28,28 @@ LATEST_OFFSET = timedelta(hours=14)
 # even be computable (`to` minus 30 days before year 1).
 FIRST_DAY = date(2000, 1, 1)
 LAST_DAY = date(2100, 12, 31)
+_PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def plain_date(value: Any) -> Any:
+    """YYYY-MM-DD and nothing more (rule `date_parsing`). Pydantic alone takes a midnight
+    date-time (`2026-11-01T00:00:00+08:00`, its time and offset dropped) and a Unix
+    timestamp (`1762905600`) for a date: neither is a local day."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _PLAIN_DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "date_parsing", "Input should be a valid date in the format YYYY-MM-DD"
+    )
+
+
+# A day of the platform's calendar, YYYY-MM-DD: `date_parsing`, then `greater_than_equal` /
+# `less_than_equal` (the bounds on the date itself, so their messages name the days).
+LocalDay = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY), BeforeValidator(plain_date)]
 
 
 def utc_now() -> datetime:
@@ -40,6 +66,38 @@ def default_range(now: datetime, since: date | None, until: date | None) -> tupl
     return since or max(until - timedelta(days=DEFAULT_DAYS), FIRST_DAY), until
 
 
+def range_problem(since: date, until: date, *, until_given: bool) -> ProblemError | None:
+    """The days asked for, checked: `from` not after `to`, at most MAX_RANGE_DAYS apart.
+    The field named is one the caller sent: `from` when `to` is the default (today)."""
+    to = f"'to' ({until})" if until_given else f"'to' (default: today, {until})"
+    if since > until:
+        return ProblemError(
+            422,
+            "Invalid date range",
+            code="invalid-range",
+            detail=f"'from' ({since}) is after {to}.",
+            errors=[
+                field_error("query.from", "before_or_equal_to", "'from' must not be after 'to'")
+            ],
+        )
+    if (until - since).days > MAX_RANGE_DAYS:
+        return ProblemError(
+            422,
+            "Date range too long",
+            code="invalid-range",
+            detail=f"'from' ({since}) is {(until - since).days} days before {to}; "
+            f"at most {MAX_RANGE_DAYS}.",
+            errors=[
+                field_error(
+                    "query.to" if until_given else "query.from",
+                    "max_days",
+                    f"at most {MAX_RANGE_DAYS} days",
+                )
+            ],
+        )
+    return None
+
+
 class ActivityRow(BaseModel):
     project_id: UUID
     project_code: str | None
@@ -52,43 +110,28 @@ class ActivityRow(BaseModel):
 async def get_activity(
     request: Request,
     since: Annotated[
-        date | None,
+        LocalDay | None,
         Query(
             alias="from",
-            ge=FIRST_DAY,
-            le=LAST_DAY,
-            description="first local day (default: 30 days before `to`, from 2000-01-01)",
+            description="first local day, YYYY-MM-DD (default: 30 days before `to`,"
+            " from 2000-01-01)",
         ),
     ] = None,
     until: Annotated[
-        date | None,
+        LocalDay | None,
         Query(
             alias="to",
-            ge=FIRST_DAY,
-            le=LAST_DAY,
-            description="last local day (default: today, the latest date of any time zone)",
+            description="last local day, YYYY-MM-DD (default: today, the latest date of"
+            " any time zone)",
         ),
     ] = None,
     project_id: UUID | None = Query(None, alias="project"),
     ctx: TenantContext = require_staff(),
     now: datetime = Depends(utc_now),
 ) -> list[dict]:
+    until_given = until is not None
     since, until = default_range(now, since, until)
-    if since > until:
-        raise ProblemError(
-            422,
-            "Invalid date range",
-            code="invalid-range",
-            errors=[
-                field_error("query.from", "before_or_equal_to", "'from' must not be after 'to'")
-            ],
-        )
-    if (until - since).days > MAX_RANGE_DAYS:
-        raise ProblemError(
-            422,
-            "Date range too long",
-            code="invalid-range",
-            errors=[field_error("query.to", "max_days", f"at most {MAX_RANGE_DAYS} days")],
-        )
+    if (problem := range_problem(since, until, until_given=until_given)) is not None:
+        raise problem
     async with tenant_transaction(request.app.state.resources.sessions, ctx) as session:
         return await activity.activity(session, since=since, until=until, project_id=project_id)
