@@ -251,6 +251,9 @@ async def test_a_query_parameter_the_route_does_not_take_is_422(client: httpx.As
     assert resp.json() == {"limit": 3, "anything": ["1", "2"]}
     body = assert_problem(await client.get("/raw?limit=3&limit=4"), 422, "validation-failed")
     assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.limit", "single")]
+    # Probes and scrapes come from configurations the API does not control.
+    for path in ("/healthz?probe=1", "/readyz?probe=1", "/metrics?module=x"):
+        assert (await client.get(path)).status_code == 200, path
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:

@@ -17,7 +17,7 @@ from propdesk.service.logging import configure_logging
 from propdesk.service.metrics import metrics_endpoint
 from propdesk.service.middleware import BodyLimitMiddleware, RequestMiddleware
 from propdesk.service.problems import field_error, install_problem_handlers, problem_response
-from propdesk.service.query_params import checked_query
+from propdesk.service.query_params import READS_RAW_QUERY, checked_query
 from propdesk.service.readiness import ReadinessChecks, run_checks, verdict
 from propdesk.settings import Settings
 from propdesk.telemetry import fastapi_telemetry_config, setup_telemetry
@@ -88,15 +88,17 @@ def create_service_app(
 
 
 def _operational_router(name: str, readiness_timeout: float) -> APIRouter:
+    # Probes and scrapers are configured outside the API's reach (a scrape config may add
+    # parameters of its own): these answer whatever the query holds.
     router = APIRouter(include_in_schema=False)
 
-    @router.get("/healthz")
+    @router.get("/healthz", openapi_extra=READS_RAW_QUERY)
     async def healthz() -> Response:
         # Liveness only: touching a dependency here would get healthy pods restarted
         # whenever PostgreSQL has a bad minute.
         return JSONResponse({"status": "ok", "service": name})
 
-    @router.get("/readyz")
+    @router.get("/readyz", openapi_extra=READS_RAW_QUERY)
     async def readyz(request: Request) -> Response:
         checks: ReadinessChecks = request.app.state.readiness
         results = await run_checks(checks, limit_seconds=readiness_timeout)
@@ -115,5 +117,7 @@ def _operational_router(name: str, readiness_timeout: float) -> APIRouter:
             extensions={"service": name, "checks": summary},
         )
 
-    router.add_api_route("/metrics", metrics_endpoint, methods=["GET"])
+    router.add_api_route(
+        "/metrics", metrics_endpoint, methods=["GET"], openapi_extra=READS_RAW_QUERY
+    )
     return router
