@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
 from propdesk.auth.tokens import issue_token
@@ -15,17 +14,11 @@ from propdesk.events import new_event
 from propdesk.events.contracts.tenant import ProjectUpserted
 from propdesk.events.envelope import Envelope
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import Settings
 from propdesk.testing.fetched_message import FetchedMessage
-from reporting.api.activity import default_range, utc_now
-from reporting.service import ACTIVITY_CONSUMER, create_app
+from reporting.api.activity import default_range
+from reporting.service import ACTIVITY_CONSUMER
 
-
-@pytest.fixture
-async def res(settings: Settings):
-    r = await ServiceResources.open("reporting", settings, nats=False)
-    yield r
-    await r.close()
+from .conftest import get_activity
 
 
 def _complaint_event(tenant, project, at: datetime) -> Envelope:
@@ -59,15 +52,7 @@ async def _apply(res: ServiceResources, env: Envelope) -> bool:
 
 
 async def _get(res, token: str, now: datetime | None = None, **params):
-    app = create_app(res)
-    if now is not None:
-        app.dependency_overrides[utc_now] = lambda: now
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as client:
-        return await client.get(
-            "/v1/activity", params=params, headers={"Authorization": f"Bearer {token}"}
-        )
+    return await get_activity(res, token, params, now=now)
 
 
 async def test_events_are_counted_once_per_local_day_and_tenants_see_only_their_own(res):

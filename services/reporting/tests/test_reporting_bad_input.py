@@ -11,33 +11,18 @@ import pytest
 
 from propdesk.auth.tokens import issue_token
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import Settings
-from reporting.api.activity import utc_now
-from reporting.service import create_app
+
+from .conftest import get_activity
 
 # 2026-11-27 17:00 UTC: the default `to` (the latest date anywhere) is 2026-11-28.
 NOW = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def res(settings: Settings):
-    r = await ServiceResources.open("reporting", settings, nats=False)
-    yield r
-    await r.close()
 
 
 async def _get(res: ServiceResources, params: list[tuple[str, str]], token: str | None = None):
     token = token or issue_token(
         res.settings, tenant_id=uuid4(), subject="s", roles=["cs_supervisor"]
     )
-    app = create_app(res)
-    app.dependency_overrides[utc_now] = lambda: NOW
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as client:
-        return await client.get(
-            "/v1/activity", params=params, headers={"Authorization": f"Bearer {token}"}
-        )
+    return await get_activity(res, token, params, now=NOW)
 
 
 def _errors(resp: httpx.Response) -> list[tuple[str, str]]:
