@@ -16,6 +16,7 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from propdesk.db.bootstrap import OWNER_ROLE
 from propdesk.db.session import async_engine
@@ -37,6 +38,27 @@ def alembic_config(service: str, settings: Settings | None = None) -> Config:
     # ConfigParser interpolation: a literal % in a password must be doubled.
     cfg.set_main_option("sqlalchemy.url", async_url(settings.database_url).replace("%", "%%"))
     return cfg
+
+
+LOCK_POLL_SECONDS = 0.2
+
+
+async def _lock_schema(conn: AsyncConnection, schema: str) -> None:
+    """Take the schema's migration lock (held by the session until it ends), waiting
+    outside any transaction. A migrator blocked in `pg_advisory_lock` would sit in an
+    open transaction with a snapshot, and a `CREATE INDEX CONCURRENTLY` of the migrator
+    holding the lock waits for every older snapshot to go: each would wait for the other
+    (PostgreSQL reports the deadlock and fails one of them). So poll, committing each try."""
+    while True:
+        got = (
+            await conn.execute(
+                text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": f"migrate:{schema}"}
+            )
+        ).scalar()
+        await conn.commit()
+        if got:
+            return
+        await asyncio.sleep(LOCK_POLL_SECONDS)
 
 
 def run_env(schema: str) -> None:
@@ -61,10 +83,7 @@ def run_env(schema: str) -> None:
                 await conn.execute(text(f'SET ROLE "{OWNER_ROLE}"'))
                 await conn.execute(text(f'SET search_path TO "{schema}", public'))
                 # Serialise concurrent upgrades of the same schema (replicas, test workers).
-                await conn.execute(
-                    text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"migrate:{schema}"}
-                )
-                await conn.commit()
+                await _lock_schema(conn, schema)
                 await conn.run_sync(run)
                 await conn.commit()
         finally:

@@ -17,6 +17,12 @@ parameters and the fields of a query model too, under every name FastAPI reads t
 
 Like a body JSON cannot read, this is answered before the credential is looked at: it is
 about the request's shape, which the API's schema publishes, not about anyone's data.
+
+What the route declares is read from the route object itself (and kept on it): a query
+parameter that only a dependency given to `include_router(..., dependencies=...)` or a
+`dependency_overrides` replacement reads is not seen, and would be refused. The services
+include their routers without dependencies and override none in production; a route that
+needs either can say `READS_RAW_QUERY`.
 """
 
 from __future__ import annotations
@@ -120,6 +126,7 @@ async def checked_query(request: Request) -> None:
     taken, single = query_names(route)
     given = [name for name, _ in request.query_params.multi_items()]
     if not (route.openapi_extra or {}).get(RAW_QUERY_EXTENSION):
+        # (`?=1` names nothing: it is `query.` with an empty name, as the query has it.)
         unknown = list(dict.fromkeys(name for name in given if name not in taken))
         if unknown:
             takes = ", ".join(sorted(taken)) or "no query parameters"
