@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -12,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from propdesk.auth.roles import Role
 from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
+from propdesk.service.plain_dates import plain_date
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, has_nul
 
 Text = Field(min_length=1, max_length=4000)
@@ -22,7 +22,6 @@ Text = Field(min_length=1, max_length=4000)
 FIRST_YEAR, LAST_YEAR = 2000, 2100
 YEARS = f"between {FIRST_YEAR} and {LAST_YEAR}"
 MAX_SHIFT = timedelta(days=7)  # longer is a typo (a month, a year), not a shift
-_PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def out_of_years(value: date | datetime) -> bool:
@@ -30,28 +29,16 @@ def out_of_years(value: date | datetime) -> bool:
     return not FIRST_YEAR <= value.year <= LAST_YEAR
 
 
-def plain_date(value: Any) -> Any:
-    """YYYY-MM-DD and nothing more (pydantic alone takes a midnight date-time and drops
-    the time), of a year between FIRST_YEAR and LAST_YEAR: rules `date_parsing`, `range`."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        day = value
-    elif isinstance(value, str) and _PLAIN_DATE.fullmatch(value):
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            day = None
-    else:
-        day = None
-    if day is None:
-        raise PydanticCustomError(
-            "date_parsing", "Input should be a valid date in the format YYYY-MM-DD"
-        )
+def calendar_day(value: Any) -> date:
+    """A day (`plain_date`: YYYY-MM-DD and nothing more) of a year between FIRST_YEAR and
+    LAST_YEAR: rules `date_parsing`, `range`."""
+    day = plain_date(value)
     if out_of_years(day):
         raise PydanticCustomError("range", f"a date {YEARS}")
     return day
 
 
-PlainDate = Annotated[date, BeforeValidator(plain_date)]
+PlainDate = Annotated[date, BeforeValidator(calendar_day)]
 DayName = Annotated[str, Field(max_length=200)]
 
 

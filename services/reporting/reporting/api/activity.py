@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, BeforeValidator, Field
-from pydantic_core import PydanticCustomError
 
 from propdesk.auth.dependencies import require_staff
 from propdesk.db.session import tenant_transaction
+from propdesk.service.plain_dates import plain_date
 from propdesk.service.problems import ProblemError, field_error
 from propdesk.tenancy import TenantContext
 from reporting import activity
@@ -28,25 +27,6 @@ LATEST_OFFSET = timedelta(hours=14)
 # even be computable (`to` minus 30 days before year 1).
 FIRST_DAY = date(2000, 1, 1)
 LAST_DAY = date(2100, 12, 31)
-_PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def plain_date(value: Any) -> Any:
-    """YYYY-MM-DD and nothing more (rule `date_parsing`). Pydantic alone takes a midnight
-    date-time (`2026-11-01T00:00:00+08:00`, its time and offset dropped) and a Unix
-    timestamp (`1762905600`) for a date: neither is a local day."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and _PLAIN_DATE.fullmatch(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise PydanticCustomError(
-        "date_parsing", "Input should be a valid date in the format YYYY-MM-DD"
-    )
-
-
 # A day of the platform's calendar, YYYY-MM-DD: `date_parsing`, then `greater_than_equal` /
 # `less_than_equal` (the bounds on the date itself, so their messages name the days).
 LocalDay = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY), BeforeValidator(plain_date)]
