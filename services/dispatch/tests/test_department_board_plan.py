@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -16,22 +15,11 @@ from dispatch.store.work_orders import BOARD, DEPARTMENT_CODE_USED
 from dispatch.testing import Tenant
 from propdesk.db.session import tenant_transaction
 from propdesk.settings import asyncpg_dsn
+from propdesk.testing.query_plans import rows_read
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 COMPANY_ORDERS = 3000  # of another department: what the board must not read
-
-
-def _rows_read(plan: dict[str, Any], table: str) -> float:
-    """Rows the plan's scans of `table` read: those returned and those thrown away."""
-    nodes, read = [plan], 0.0
-    while nodes:
-        n = nodes.pop()
-        nodes += n.get("Plans", [])
-        if n.get("Relation Name") == table:
-            read += n.get("Actual Rows", 0) * n.get("Actual Loops", 1)
-            read += n.get("Rows Removed by Filter", 0) + n.get("Rows Removed by Index Recheck", 0)
-    return read
 
 
 async def test_a_board_and_the_unknown_code_check_read_one_department(res, tenant: Tenant) -> None:
@@ -61,5 +49,5 @@ async def test_a_board_and_the_unknown_code_check_read_one_department(res, tenan
         async with tenant_transaction(res.sessions, tenant.ctx()) as session:
             explained = await session.scalar(text("EXPLAIN (ANALYZE, FORMAT JSON) " + sql), params)
         plan = (json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
-        read = _rows_read(plan, "work_orders")
+        read = rows_read(plan, "work_orders")
         assert read <= 10, (sql[:40], params, read, json.dumps(plan, indent=1))

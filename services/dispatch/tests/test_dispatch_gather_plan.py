@@ -24,6 +24,7 @@ from propdesk.db.session import (
 )
 from propdesk.events import new_event
 from propdesk.settings import asyncpg_dsn
+from propdesk.testing.query_plans import rows_read
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -32,29 +33,11 @@ OTHER_COMPANY_STAFF = 5000
 OTHER_ORDERS = 3000
 
 
-def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    out = [plan]
-    for child in plan.get("Plans", []):
-        out += _nodes(child)
-    return out
-
-
 def _literal(value: Any) -> str:
     if isinstance(value, datetime):
         return f"'{value.isoformat()}'::timestamptz"
     text = str(value).replace("'", "''")
     return f"'{text}'::uuid" if isinstance(value, UUID) else f"'{text}'"
-
-
-def _rows_read(nodes: list[dict[str, Any]], table: str) -> float:
-    """Rows the plan's scans of `table` read: those returned and those thrown away."""
-    return sum(
-        n.get("Actual Rows", 0) * n.get("Actual Loops", 1)
-        + n.get("Rows Removed by Filter", 0)
-        + n.get("Rows Removed by Index Recheck", 0)
-        for n in nodes
-        if n.get("Relation Name") == table
-    )
 
 
 async def test_staff_and_order_lookups_do_not_scan_the_tenant(res, tenant: Tenant) -> None:
@@ -128,13 +111,12 @@ async def test_staff_and_order_lookups_do_not_scan_the_tenant(res, tenant: Tenan
                 department_id=tenant.engineering,
                 role=role,
             )
-        nodes = _nodes(plan)
-        staff_read = _rows_read(nodes, "staff")
+        staff_read = rows_read(plan, "staff")
         # In working hours the department's staff only; after hours the duty leaders are
         # looked for among the company's staff, never beyond it.
         limit = 10 if role is None else COMPANY_STAFF + 10
         assert staff_read <= limit, (role, plan_mode, json.dumps(plan, indent=1))
-        orders_read = _rows_read(nodes, "work_orders")
+        orders_read = rows_read(plan, "work_orders")
         assert orders_read <= 10, (role, plan_mode, orders_read, json.dumps(plan, indent=1))
         assert existing is None
         assert {c.staff_id for c in people.department_staff} == {
