@@ -97,6 +97,9 @@ async def test_a_worker_replica_serves_health_readiness_and_metrics(settings: Se
             health = await eventually(healthy, "the worker's /healthz", within=20)
             ready = await client.get("/readyz")
             metrics = await client.get("/metrics")
+            # The runner's server (`http_server.server_config`): bounds before the app.
+            too_long = await client.get("/healthz", params={"q": "a" * 20_000})
+            head = await client.head("/healthz")
     finally:
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -109,3 +112,7 @@ async def test_a_worker_replica_serves_health_readiness_and_metrics(settings: Se
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "propdesk_http_requests_total" in metrics.text
+    assert too_long.status_code == 414
+    assert too_long.headers["content-type"] == "application/problem+json"
+    assert too_long.json()["code"] == "uri-too-long"
+    assert head.status_code == 200 and head.content == b""

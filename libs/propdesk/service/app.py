@@ -15,7 +15,11 @@ from propdesk.auth.dependencies import Authenticator, BearerTokenAuthenticator
 from propdesk.auth.tokens import check_token_secret
 from propdesk.service.logging import configure_logging
 from propdesk.service.metrics import metrics_endpoint
-from propdesk.service.middleware import BodyLimitMiddleware, RequestMiddleware
+from propdesk.service.middleware import (
+    BodyLimitMiddleware,
+    HeadAsGetMiddleware,
+    RequestMiddleware,
+)
 from propdesk.service.problems import field_error, install_problem_handlers, problem_response
 from propdesk.service.query_params import READS_RAW_QUERY, checked_query
 from propdesk.service.readiness import ReadinessChecks, run_checks, verdict
@@ -78,7 +82,9 @@ def create_service_app(
         app.include_router(router)
 
     # add_middleware prepends: the last added runs first. Request ids and the access log
-    # wrap the body limit so a 413 is logged and carries the id too.
+    # wrap the body limit so a 413 is logged and carries the id too; HEAD becomes GET
+    # innermost, so everything outside the router still sees HEAD.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMiddleware, service=name)
     # Tracing: FastAPI's native OpenTelemetry support opens the server span outside the

@@ -178,3 +178,28 @@ class BodyLimitMiddleware:
             await send(message)
 
         await self.app(scope, limited_receive, guarded_send)
+
+
+class HeadAsGetMiddleware:
+    """HEAD answered as GET without its body (RFC 9110 §9.3.2: a general-purpose server
+    must support both). FastAPI routes a GET operation for GET only, and declaring HEAD on
+    each would give OpenAPI a second operation of the same id; so the router, mounted
+    inside this, sees GET, while the middleware outside it (access log, metrics, tracing)
+    sees HEAD. The server drops the body of a HEAD response (uvicorn reads the method from
+    its own scope) and keeps its Content-Length. A path with no GET answers 405 with its
+    Allow header, as for any other method."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        # A copy: the server's own scope must keep HEAD while the response is sent.
+        inner = {**scope, "method": "GET"}
+        try:
+            await self.app(inner, receive, send)
+        finally:
+            # What routing put there (the route, for the metrics' template) goes back out.
+            scope.update({k: v for k, v in inner.items() if k != "method"})

@@ -28,6 +28,7 @@ from propdesk.bus.consumer import ConsumerRunner
 from propdesk.bus.relay import Relay
 from propdesk.bus.retention import prune_inbox, prune_published
 from propdesk.bus.streams import BusNotProvisioned
+from propdesk.service.http_server import server_config
 from propdesk.service.readiness import CACHE_ONLY
 from propdesk.service.resources import ServiceResources
 from propdesk.service.spec import PeriodicTask, ServiceSpec
@@ -151,15 +152,12 @@ async def serve(
         # A replica without the API (`--no-api`, scaled by role) still answers probes and
         # scrapes on the same port and paths, so one Deployment spec fits every role.
         app = spec.create_app(res) if api else probe_app(spec.name, res)
-        config = uvicorn.Config(
+        config = server_config(
             app,
+            service=spec.name,
             host=settings.host,
             port=port or settings.port_for(spec.name),
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            proxy_headers=False,
-            timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
+            drain_seconds=HTTP_DRAIN_SECONDS,
         )
         server = uvicorn.Server(config)
         http = asyncio.create_task(server.serve(), name="http")

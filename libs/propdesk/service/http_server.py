@@ -1,0 +1,153 @@
+"""The HTTP server every service runs: uvicorn on httptools, with bounds on the request
+head and a problem+json answer for every request refused before the app sees it.
+
+uvicorn's httptools protocol puts no bound on header fields (a 20 MB header was read and
+handed to the app) and answers what it cannot parse, a request target over 65,535 bytes
+among them, with a plain-text `400 Invalid HTTP request received.`. Here:
+
+- a request target (path and query) over `MAX_TARGET_BYTES` is a 414 naming `url`;
+- header fields over `MAX_HEADER_BYTES` together (names, values and their separators, as
+  they came) are a 431 naming `headers` and the field that crossed the bound;
+- anything else the parser refuses (a malformed request line, a bad header character,
+  conflicting framing) is a 400 naming `request`;
+
+each as `application/problem+json` with a request id, then the connection is closed, as
+uvicorn does for its own 400 (the rest of the stream cannot be trusted). The bounds are
+those of common proxies (nginx reads a request line or header of up to 8 KiB by
+default): generous for any client of these APIs, small enough that a connection cannot
+make a worker hold megabytes. Open311's paths get the same body: the app's error format
+is not reached.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+import orjson
+import uvicorn
+from prometheus_client import Counter
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from propdesk.service.middleware import REQUEST_ID_HEADER
+from propdesk.service.problems import (
+    PROBLEM_CONTENT_TYPE,
+    FieldError,
+    field_error,
+    problem_type,
+)
+
+MAX_TARGET_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 32 * 1024
+
+REFUSED_BEFORE_APP = Counter(
+    "propdesk_http_refused_before_app",
+    "Requests the HTTP server refused before the app saw them (414, 431, 400 malformed).",
+    ["service", "status"],
+)
+
+
+class _HeadRefused(Exception):
+    """Raised from a parser callback: httptools stops and uvicorn answers with a 400, which
+    `send_400_response` turns into the refusal set before raising this."""
+
+
+class ProblemHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounds on the request head and problem+json
+    refusals. `service` labels the refusal counter (see `http_protocol`)."""
+
+    service: ClassVar[str] = "unknown"
+    _refusal: tuple[int, str, str, str, FieldError] | None = None
+    _header_bytes: int = 0
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._refusal = None
+        self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        if len(self.url) + len(url) > MAX_TARGET_BYTES:
+            self._refusal = (
+                414,
+                "URI Too Long",
+                "uri-too-long",
+                f"The request target (path and query) exceeds {MAX_TARGET_BYTES} bytes.",
+                field_error("url", "max_bytes", f"at most {MAX_TARGET_BYTES} bytes"),
+            )
+            raise _HeadRefused
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._header_bytes > MAX_HEADER_BYTES:
+            field = name.decode("latin-1")
+            self._refusal = (
+                431,
+                "Request Header Fields Too Large",
+                "request-header-fields-too-large",
+                f"The header fields exceed {MAX_HEADER_BYTES} bytes together "
+                f"(crossed at {field!r}).",
+                field_error("headers", "max_bytes", f"at most {MAX_HEADER_BYTES} bytes"),
+            )
+            raise _HeadRefused
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        status, title, code, detail, error = self._refusal or (
+            400,
+            "Malformed HTTP request",
+            "malformed-request",
+            "The request is not valid HTTP/1.1 and cannot be read.",
+            field_error("request", "http", "not a valid HTTP/1.1 request"),
+        )
+        REFUSED_BEFORE_APP.labels(self.service, str(status)).inc()
+        request_id = uuid.uuid4().hex
+        body = orjson.dumps(
+            {
+                "type": problem_type(code),
+                "title": title,
+                "status": status,
+                "code": code,
+                "detail": detail,
+                "errors": [error],
+                "request_id": request_id,
+            }
+        )
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.extend(
+            [
+                f"content-type: {PROBLEM_CONTENT_TYPE}\r\n".encode("latin-1"),
+                f"content-length: {len(body)}\r\n".encode("latin-1"),
+                f"{REQUEST_ID_HEADER.lower()}: {request_id}\r\n".encode("latin-1"),
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(head))
+        self.transport.close()
+
+
+def http_protocol(service: str) -> type[ProblemHttpToolsProtocol]:
+    """The protocol class for one service's server (its refusals counted under its name)."""
+    return type("ProblemHttpToolsProtocol", (ProblemHttpToolsProtocol,), {"service": service})
+
+
+def server_config(
+    app: Any, *, service: str, host: str, port: int, drain_seconds: float
+) -> uvicorn.Config:
+    """The uvicorn configuration every service runs with: logs through the service's own
+    (no uvicorn access log: the request middleware writes one line per request), no proxy
+    headers trusted, and a graceful drain of `drain_seconds` on shutdown."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=http_protocol(service),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+        timeout_graceful_shutdown=drain_seconds,
+    )

@@ -1,0 +1,216 @@
+"""The services' HTTP server (`propdesk.service.http_server`) on a real socket: requests
+refused before the app (a long request target, oversized header fields, bytes that are not
+HTTP) get problem+json; HEAD is answered as GET without a body."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+import uvicorn
+from fastapi import APIRouter
+from prometheus_client import REGISTRY
+
+from propdesk.devstack.ports import free_port
+from propdesk.service.app import create_service_app
+from propdesk.service.http_server import MAX_HEADER_BYTES, MAX_TARGET_BYTES, server_config
+from propdesk.service.query_params import READS_RAW_QUERY
+from propdesk.settings import Settings
+
+SERVICE = "httpsrv"
+HOST = "127.0.0.1"
+
+things = APIRouter()
+
+
+@things.get("/things", openapi_extra=READS_RAW_QUERY)
+async def list_things() -> dict[str, object]:
+    return {"items": ["a", "b"]}
+
+
+@things.post("/things", status_code=201)
+async def make_thing() -> dict[str, str]:
+    return {"id": "new"}
+
+
+@things.post("/submissions", status_code=201)
+async def submit() -> dict[str, str]:
+    return {"id": "new"}
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    app = create_service_app(SERVICE, settings=Settings(), routers=[things], configure_logs=False)
+    chosen = free_port()
+    server = uvicorn.Server(
+        server_config(app, service=SERVICE, host=HOST, port=chosen, drain_seconds=1)
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        assert not task.done(), task.exception()
+        await asyncio.sleep(0.02)
+    try:
+        yield chosen
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+
+
+async def exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `raw`, read until the server closes or a whole response has arrived."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        body = b""
+        if length and not raw.startswith(b"HEAD "):
+            body = await asyncio.wait_for(reader.readexactly(length), 10)
+        return status, headers, body
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+def request(target: str, *, method: str = "GET", headers: bytes = b"") -> bytes:
+    return f"{method} {target} HTTP/1.1\r\nHost: x\r\n".encode() + headers + b"\r\n"
+
+
+def refused(status: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "propdesk_http_refused_before_app_total", {"service": SERVICE, "status": status}
+    )
+    return value or 0.0
+
+
+async def test_a_request_target_over_the_bound_is_a_414_problem(port: int) -> None:
+    before = refused("414")
+    target = "/things?q=" + "a" * MAX_TARGET_BYTES
+    status, headers, body = await exchange(port, request(target))
+    assert status == 414
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["connection"] == "close"
+    problem = orjson.loads(body)
+    assert problem["code"] == "uri-too-long"
+    assert problem["errors"] == [
+        {"field": "url", "rule": "max_bytes", "message": f"at most {MAX_TARGET_BYTES} bytes"}
+    ]
+    assert problem["request_id"] == headers["x-request-id"]
+    assert refused("414") == before + 1
+
+
+async def test_beyond_httptools_own_url_limit_the_answer_is_still_a_problem(port: int) -> None:
+    # uvicorn alone answered a target over 65,535 bytes in plain text.
+    status, _, body = await exchange(port, request("/things?q=" + "a" * 70_000))
+    assert status == 414
+    assert orjson.loads(body)["code"] == "uri-too-long"
+
+
+async def test_a_target_within_the_bound_reaches_the_app(port: int) -> None:
+    target = "/things?q=" + "a" * (MAX_TARGET_BYTES - 200)
+    status, _, body = await exchange(port, request(target))
+    assert status == 200
+    assert orjson.loads(body) == {"items": ["a", "b"]}
+
+
+async def test_one_huge_header_is_a_431_naming_it(port: int) -> None:
+    big = b"X-Big: " + b"a" * MAX_HEADER_BYTES + b"\r\n"
+    status, headers, body = await exchange(port, request("/things", headers=big))
+    assert status == 431
+    assert headers["content-type"] == "application/problem+json"
+    problem = orjson.loads(body)
+    assert problem["code"] == "request-header-fields-too-large"
+    assert problem["errors"][0]["field"] == "headers"
+    assert "'x-big'" in problem["detail"].lower()
+
+
+async def test_many_headers_over_the_bound_together_are_a_431(port: int) -> None:
+    many = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(400))
+    status, _, body = await exchange(port, request("/things", headers=many))
+    assert status == 431
+    assert orjson.loads(body)["code"] == "request-header-fields-too-large"
+
+
+async def test_headers_within_the_bound_reach_the_app(port: int) -> None:
+    some = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(200))
+    status, _, _ = await exchange(port, request("/things", headers=some))
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"NONSENSE\r\n\r\n",
+        b"GET /things HTTP/1.1\r\nHost: x\r\nBad\x01Name: v\r\n\r\n",
+        b"POST /things HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nabc",
+    ],
+    ids=["request-line", "header-name", "two-framings"],
+)
+async def test_bytes_that_are_not_http_are_a_400_problem(port: int, raw: bytes) -> None:
+    status, headers, body = await exchange(port, raw)
+    assert status == 400
+    assert headers["content-type"] == "application/problem+json"
+    problem = orjson.loads(body)
+    assert problem["code"] == "malformed-request"
+    assert problem["errors"][0]["field"] == "request"
+
+
+async def test_head_is_answered_as_get_without_a_body(port: int) -> None:
+    _, get_headers, get_body = await exchange(port, request("/things"))
+    before = REGISTRY.get_sample_value(
+        "propdesk_http_requests_total",
+        {"service": SERVICE, "method": "HEAD", "route": "/things", "status": "200"},
+    )
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        # Two requests on one connection: the HEAD answer must carry no body, or the next
+        # answer would be read from the middle of it.
+        writer.write(request("/things", method="HEAD") + request("/things"))
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert f"content-length: {len(get_body)}".encode() in head.lower()
+        following = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert following.startswith(b"HTTP/1.1 200 ")
+        assert await reader.readexactly(len(get_body)) == get_body
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert get_headers["content-length"] == str(len(get_body))
+    # The metrics (outside the router) count it as HEAD.
+    after = REGISTRY.get_sample_value(
+        "propdesk_http_requests_total",
+        {"service": SERVICE, "method": "HEAD", "route": "/things", "status": "200"},
+    )
+    assert (after or 0) == (before or 0) + 1
+
+
+async def test_head_where_there_is_no_get_is_a_405(port: int) -> None:
+    status, headers, _ = await exchange(port, request("/submissions", method="HEAD"))
+    assert status == 405
+    assert headers["allow"] == "POST"
+    status, _, _ = await exchange(port, request("/nowhere", method="HEAD"))
+    assert status == 404
+
+
+async def test_the_openapi_document_lists_get_only(port: int) -> None:
+    _, _, body = await exchange(port, request("/openapi.json"))
+    assert set(orjson.loads(body)["paths"]["/things"]) == {"get", "post"}
