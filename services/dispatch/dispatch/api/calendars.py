@@ -144,8 +144,12 @@ async def put_hours(
             observe_public_holidays=body.observe_public_holidays,
         )
     except ValueError as exc:
+        # `rule` is machine-readable; the message says what is wrong with which period.
         raise invalid(
-            "body.periods", "HH:MM-HH:MM, ordered, not overlapping", str(exc), detail=str(exc)
+            "body.periods",
+            "format",
+            f"{exc} (periods are HH:MM-HH:MM, in order, not overlapping)",
+            detail=str(exc),
         ) from exc
     async with transaction(request, ctx) as session:
         if not await store.set_working_hours(session, project_id, hours):

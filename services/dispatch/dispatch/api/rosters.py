@@ -16,7 +16,7 @@ from dispatch.api.schemas import MAX_SHIFT, YEARS, ShiftIn, out_of_years
 from dispatch.store import directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
-from propdesk.service.problems import invalid
+from propdesk.service.problems import ProblemError, field_error, invalid
 from propdesk.tenancy import TenantContext
 
 router = APIRouter(prefix="/v1/rosters", tags=["rosters"])
@@ -73,6 +73,41 @@ async def add_shift(
                 "covers_project",
                 "not staff of this project",
                 detail=f"Staff member {body.staff_id} does not work for project {body.project_id}.",
+            )
+        # One person's shifts in a project do not overlap: a second one over the same hours
+        # says nothing new, and no endpoint removes it. Two requests at once for the same
+        # person queue on a lock, so the second sees the first.
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"dispatch.roster:{body.project_id}:{body.staff_id}"},
+        )
+        clash = (
+            await session.execute(
+                text(
+                    "SELECT id, starts_at, ends_at FROM dispatch.roster_shifts"
+                    " WHERE project_id = :p AND staff_id = :s"
+                    " AND starts_at < :b AND ends_at > :a ORDER BY starts_at, id LIMIT 1"
+                ),
+                {"p": body.project_id, "s": body.staff_id, "a": body.starts_at, "b": body.ends_at},
+            )
+        ).first()
+        if clash is not None:
+            raise ProblemError(
+                409,
+                "Conflict",
+                code="shift-overlap",
+                detail=(
+                    f"Staff member {body.staff_id} already has shift {clash.id} in this project"
+                    f" from {clash.starts_at.isoformat()} to {clash.ends_at.isoformat()}."
+                ),
+                errors=[
+                    field_error(
+                        "body.starts_at",
+                        "no_overlap",
+                        "overlaps another shift of the same staff member in this project",
+                    )
+                ],
+                extensions={"overlapping_shift_id": clash.id},
             )
         shift_id = (
             await session.execute(

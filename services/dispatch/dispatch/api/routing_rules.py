@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Annotated, Any
 from uuid import UUID
@@ -14,7 +15,8 @@ from starlette.responses import Response
 
 from dispatch.api.deps import transaction
 from dispatch.api.schemas import Body, CategoryName, GradeName, RoutingRuleIn
-from dispatch.domain.routing import RoutingInput, RoutingRule, route
+from dispatch.domain.ownership import StaffFacts
+from dispatch.domain.routing import RoutingInput, RoutingRule, resolve_department, route
 from dispatch.store import directory
 from dispatch.store import routing_rules as store
 from propdesk.auth.dependencies import require_staff, require_tenant_wide
@@ -90,10 +92,18 @@ async def _check_references(session: AsyncSession, body: RoutingRuleIn) -> None:
         )
         if name not in known
     ]
-    if body.handler_staff_id and not await _active_staff(session, body.handler_staff_id):
-        errors.append(
-            field_error("body.handler_staff_id", "reference", "no active staff member with this id")
-        )
+    if body.handler_staff_id:
+        member = await directory.staff_facts(session, body.handler_staff_id)
+        if member is None or not member.active:
+            errors.append(
+                field_error(
+                    "body.handler_staff_id", "reference", "no active staff member with this id"
+                )
+            )
+        elif not errors:
+            unfit = await _handler_unfit(session, body, member)
+            if unfit is not None:
+                errors.append(field_error("body.handler_staff_id", *unfit))
     if errors:
         raise ProblemError(
             422,
@@ -104,9 +114,31 @@ async def _check_references(session: AsyncSession, body: RoutingRuleIn) -> None:
         )
 
 
-async def _active_staff(session: AsyncSession, staff_id: UUID) -> bool:
-    member = await directory.staff_facts(session, staff_id)
-    return member is not None and member.active
+async def _handler_unfit(
+    session: AsyncSession, body: RoutingRuleIn, member: StaffFacts
+) -> tuple[str, str] | None:
+    """(rule, message) when the rule's named handler could never receive what it routes:
+    dispatch gives the order to the named handler only if he is staff of the department
+    the rule resolves to in the complaint's project, else it ignores him without a word.
+    A project's rule: he works on that project, in its department of that code or kind
+    (`covers_project`, `in_department`). A rule of every project: in the department it
+    resolves to in at least one of his projects (`in_department`)."""
+    if body.project_id is not None:
+        if body.project_id not in member.project_ids:
+            return "covers_project", "the handler does not work on the rule's project"
+        projects: Iterable[UUID] = (body.project_id,)
+    else:
+        projects = member.project_ids
+    for project_id in projects:
+        department = resolve_department(
+            body.department, project_id, await directory.departments_for(session, project_id)
+        )
+        if department is not None and department.id == member.department_id:
+            return None
+    return (
+        "in_department",
+        f"the handler is not staff of the department {body.department!r} routes to",
+    )
 
 
 # A rule without a project routes every project's complaints: only a credential for every

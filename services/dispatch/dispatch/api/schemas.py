@@ -6,7 +6,14 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from propdesk.auth.roles import Role
@@ -14,7 +21,13 @@ from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
 from propdesk.service.plain_dates import plain_date
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, has_nul
 
-Text = Field(min_length=1, max_length=4000)
+# Required text (a reason, a note, a resolution): surrounding whitespace is dropped, and
+# text that is only whitespace is too short (`string_too_short`), as intake's.
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+# A photo's reference (an upload id or a URL), never empty and never a whole document.
+PhotoRef = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+# A department's code or kind, as a routing rule's `department` and a board's path.
+DepartmentName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 # The years a calendar may hold (an operator-loaded year, a local day, a shift): the
 # platform's calendar data starts in 2000 and plans no further than 2100. Beyond them
@@ -66,26 +79,30 @@ def _holds_nul(value: Any) -> bool:
 
 
 class RejectIn(Body):
-    reason: str = Text
+    reason: Text
 
 
 class ProgressIn(Body):
-    note: str = Text
+    note: Text
     site_visit: bool = False
-    photo_refs: list[str] = Field(default_factory=list, max_length=50)
+    photo_refs: list[PhotoRef] = Field(default_factory=list, max_length=50)
 
 
 class CompensationIn(Body):
-    amount: str = Field(pattern=r"^\d+(\.\d{1,2})?$", description="in yuan, e.g. 200.00")
-    currency: str = "CNY"
-    description: str = Text
+    amount: str = Field(
+        pattern=r"^\d{1,12}(\.\d{1,2})?$", description="in yuan, e.g. 200.00 (at most 12 digits)"
+    )
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. CNY")
+    description: Text
 
 
 class ResolveIn(Body):
-    resolution: str = Text
+    resolution: Text
     compensation: CompensationIn | None = None
-    decisions: list[str] = Field(
-        default_factory=list, description="plan or finance decisions that need approval"
+    decisions: list[Text] = Field(
+        default_factory=list,
+        max_length=50,
+        description="plan or finance decisions that need approval",
     )
 
 
@@ -95,23 +112,23 @@ class SignOffIn(Body):
 
 class FeedbackIn(Body):
     channel: Literal["phone", "sms", "wechat", "visit", "letter", "email", "app"]
-    content: str = Text
+    content: Text
     commitment: str | None = Field(default=None, max_length=4000)
 
 
 class FollowUpIn(Body):
-    note: str = Text
+    note: Text
 
 
 class ReassignIn(Body):
-    department_code: str | None = None
+    department_code: DepartmentName | None = None
     handler_id: UUID | None = None
-    reason: str = Text
+    reason: Text
 
 
 class HandOverIn(Body):
     to_staff_id: UUID
-    reason: str = Text
+    reason: Text
 
 
 class CloseIn(Body):
@@ -122,8 +139,11 @@ class CloseIn(Body):
 
 
 class ReopenIn(Body):
-    reason: str = Text
+    reason: Text
 
+
+NOT_STAFF_ROLES = frozenset({Role.OPERATOR, Role.INTEGRATION})
+STAFF_ROLES = ", ".join(repr(r.value) for r in Role if r not in NOT_STAFF_ROLES)
 
 # What complaint events carry (a rule naming anything else could never match).
 CategoryName = Literal[CATEGORIES]  # type: ignore[valid-type]
@@ -139,9 +159,25 @@ class RoutingRuleIn(Body):
     project_id: UUID | None = None
     handler_role: Role | None = None
     handler_staff_id: UUID | None = None
-    inform: list[str] = Field(default_factory=list, max_length=20)
+    inform: list[DepartmentName] = Field(default_factory=list, max_length=20)
     priority: int = Field(default=0, ge=-1000, le=1000)
     note: str = Field(default="", max_length=1000)
+
+    @field_validator("handler_role", mode="after")
+    @classmethod
+    def _staff_role(cls, value: Role | None) -> Role | None:
+        """A role some staff member can have: no one on a department's roster is the
+        platform's operator or a partner system's key."""
+        if value in NOT_STAFF_ROLES:
+            raise PydanticCustomError("enum", f"Input should be a staff role: {STAFF_ROLES}")
+        return value
+
+    @field_validator("inform", mode="after")
+    @classmethod
+    def _inform_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("unique", "each department at most once")
+        return value
 
 
 class YearIn(Body):

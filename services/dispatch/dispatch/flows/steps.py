@@ -466,6 +466,14 @@ async def hand_over(
 
     def check(wo: WorkOrderRow) -> None:
         _guard(check_owner_or_supervisor, wo, me, ctx, my_department)
+        if to_staff_id == wo.owner_id:
+            # A hand-over changes the owner: to the owner himself it would change nothing
+            # but add "from X to X" to the owner chain.
+            raise InvalidStep(
+                "body.to_staff_id",
+                "not_owner",
+                f"staff member {to_staff_id} already owns this work order",
+            )
         unfit = assignee_unfit(target, to_staff_id, project_id=wo.project_id, department_id=None)
         if unfit is not None:
             raise InvalidStep("body.to_staff_id", unfit.rule, unfit.message)
