@@ -162,3 +162,36 @@ async def test_no_body_and_bodies_a_handler_reads_itself_are_left_alone(
     # Other errors than the body's keep their own answers.
     resp = await client.post("/points/extra", content=b"x", headers={"content-type": "text/plain"})
     assert resp.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/points", b'{"channel": "fax", "channel": "phone"}', "body.channel"),
+        ("/points", b'{"content": "a", "lat": 1, "content": "b"}', "body.content"),
+        # Deeper: the path names it, lists by index; the outermost repeat is named first.
+        ("/settings", b'{"a": {"x": 1, "x": 2}}', "body.a.x"),
+        ("/settings", b'{"a": [{"y": 1}, {"z": 1, "z": 2}]}', "body.a.1.z"),
+        ("/settings", b'{"b": {"x": 1, "x": 2}, "b": 1}', "body.b"),
+    ],
+    ids=["top", "apart", "nested", "in-list", "outer-first"],
+)
+async def test_a_member_given_twice_is_refused_not_read_as_the_last(
+    client: httpx.AsyncClient, path: str, raw: bytes, field: str
+) -> None:
+    method = "POST" if path == "/points" else "PUT"
+    resp = await client.request(method, path, content=raw, headers=JSON)
+    assert errors_of(resp, 422, "validation-failed") == [(field, "single")]
+
+
+async def test_members_repeated_only_across_objects_are_fine(client: httpx.AsyncClient) -> None:
+    raw = b'{"a": {"x": 1}, "b": {"x": 2}, "c": [{"x": 1}, {"x": 1}]}'
+    resp = await client.put("/settings", content=raw, headers=JSON)
+    assert resp.status_code == 200 and resp.json() == {"keys": 3}
+
+
+async def test_bodies_a_handler_reads_itself_are_its_own_business(
+    client: httpx.AsyncClient,
+) -> None:
+    resp = await client.post("/raw", content=b'{"x": 1, "x": 2}', headers=JSON)
+    assert resp.status_code == 200

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from propdesk.auth.dependencies import Authenticator, BearerTokenAuthenticator
 from propdesk.auth.tokens import check_token_secret
+from propdesk.service.json_members import single_json_members
 from propdesk.service.logging import configure_logging
 from propdesk.service.metrics import metrics_endpoint
 from propdesk.service.middleware import (
@@ -66,7 +67,8 @@ def create_service_app(
         telemetry=fastapi_telemetry_config(),
         # A query parameter the route does not take, or a single-valued one given twice,
         # is refused, not silently dropped or taken last (`query_params`).
-        dependencies=[Depends(checked_query)],
+        # Likewise a JSON body giving a member twice (`json_members`).
+        dependencies=[Depends(checked_query), Depends(single_json_members)],
     )
     app.state.service_name = name
     app.state.settings = settings
