@@ -27,10 +27,12 @@ from dispatch.flows.dispatching import dispatch_classified
 from dispatch.handlers import on_directory_event
 from dispatch.store import work_orders as orders
 from dispatch.testing import Tenant
+from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
 from propdesk.events import new_event
 from propdesk.events.contracts.tenant import DepartmentUpserted, ProjectUpserted, StaffUpserted
 from propdesk.service.resources import ServiceResources
+from propdesk.testing.admin_reads import admin_fetch
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -310,3 +312,25 @@ async def test_two_overlapping_shifts_at_once_store_one(tenant: Tenant, client) 
         *(client.post("/v1/rosters/shifts", headers=admin, json=body) for _ in range(4))
     )
     assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
+
+
+# ── holiday years ───────────────────────────────────────────────────────────────────────
+
+
+async def test_a_year_loaded_without_holidays_or_by_a_loose_number_is_refused(res, client) -> None:
+    op = {
+        "authorization": "Bearer "
+        + issue_token(res.settings, tenant_id=None, subject="op", roles=["operator"])
+    }
+    # Empty, it would count as covered and silence the warning that it is not.
+    r = await client.put("/v1/calendars/years/2098", headers=op, json={"holidays": {}})
+    assert r.status_code == 422 and _fields(r) == [("body.holidays", "too_short")], r.text
+    good = {"holidays": {"2098-01-01": "元旦"}}
+    for loose in ("2098.0", "+2098", "٢٠٩٨"):
+        r = await client.put(f"/v1/calendars/years/{loose}", headers=op, json=good)
+        assert r.status_code == 422, (loose, r.text)
+        assert _fields(r) == [("path.year", "int_parsing")], (loose, r.text)
+    stored = await admin_fetch(
+        res.settings, "SELECT count(*) AS n FROM dispatch.platform_calendar_years WHERE year = 2098"
+    )
+    assert stored[0]["n"] == 0

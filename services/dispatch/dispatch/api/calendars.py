@@ -79,6 +79,10 @@ def platform_dates(now: datetime) -> tuple[date, date]:
 async def load_year(
     request: Request, year: int, body: YearIn, ctx: TenantContext = require_operator()
 ) -> dict[str, Any]:
+    raw_year = request.path_params["year"]
+    if not (raw_year.isascii() and raw_year.isdigit()):
+        # The path's integer check is lax: it read `2099.0` as 2099.
+        raise invalid("path.year", "int_parsing", "a year of digits only, e.g. 2027")
     if not FIRST_YEAR <= year <= LAST_YEAR:
         raise invalid("path.year", "range", YEARS, detail=f"year {year} is out of range")
     try:

@@ -181,7 +181,11 @@ class RoutingRuleIn(Body):
 
 
 class YearIn(Body):
-    holidays: dict[PlainDate, DayName] = Field(description="date → holiday name (days off)")
+    # At least one: every year's schedule has holidays, and a year loaded empty would count
+    # as covered, silencing the warning that it is not.
+    holidays: dict[PlainDate, DayName] = Field(
+        min_length=1, description="date → holiday name (days off)"
+    )
     workdays: dict[PlainDate, DayName] = Field(
         default_factory=dict, description="date → name of make-up working days (调休上班)"
     )
