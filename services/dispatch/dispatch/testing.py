@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
+from dispatch.flows.dispatching import dispatch_classified
 from dispatch.handlers import on_directory_event
+from dispatch.store import work_orders as orders
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
 from propdesk.events import new_event
@@ -125,6 +128,13 @@ async def seed_tenant(res: ServiceResources) -> Tenant:
             roles=["affairs_assistant"],
         ),
     ]
+    await apply_directory(res, t, payloads)
+    return t
+
+
+async def apply_directory(res: ServiceResources, t: Tenant, payloads: list[Any]) -> None:
+    """Apply directory events (tenant, projects, departments, staff) of `t`, one by one, as
+    dispatch's consumer does."""
     for payload in payloads:
         env = new_event(
             payload,
@@ -135,4 +145,18 @@ async def seed_tenant(res: ServiceResources) -> Tenant:
         )
         async with tenant_transaction(res.sessions, t.ctx()) as session:
             await on_directory_event(session, env)
-    return t
+
+
+# Within the seeded project's working hours (Shanghai, a working Tuesday).
+TUESDAY_10 = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+async def engineering_order(res: ServiceResources, t: Tenant) -> tuple[str, UUID]:
+    """A facility complaint dispatched in working hours: (its URL, its engineer)."""
+    async with tenant_transaction(res.sessions, t.ctx()) as session:
+        wo = await dispatch_classified(session, t.tenant_id, t.classified(), now=TUESDAY_10)
+    assert wo is not None
+    async with tenant_transaction(res.sessions, t.ctx()) as session:
+        row = await orders.get(session, wo)
+    assert row is not None and row.handler_id in (t.handler_a, t.handler_b)
+    return f"/v1/work-orders/{wo}", row.handler_id

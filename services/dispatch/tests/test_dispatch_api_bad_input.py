@@ -49,6 +49,11 @@ def _fields(r) -> list[tuple[str, str]]:
         ({"department": "eng", "project_id": str(uuid4())}, "body.project_id", "exists"),
         ({"department": "eng", "note": "漏水\u0000"}, "body.note", "no_nul"),
         ({"department": "eng", "inform": ["cs\u0000"]}, "body.inform", "no_nul"),
+        # A role no staff member has, a department informed twice, an empty one.
+        ({"department": "eng", "handler_role": "operator"}, "body.handler_role", "enum"),
+        ({"department": "eng", "handler_role": "integration"}, "body.handler_role", "enum"),
+        ({"department": "eng", "inform": ["cs", "cs"]}, "body.inform", "unique"),
+        ({"department": "eng", "inform": [""]}, "body.inform.0", "string_too_short"),
     ],
 )
 async def test_a_rule_that_could_not_work_is_refused(

@@ -11,23 +11,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID, uuid4
-from zoneinfo import ZoneInfo
 
 import httpx
 
-from dispatch.flows.dispatching import dispatch_classified
-from dispatch.handlers import on_directory_event
-from dispatch.store import work_orders as orders
-from dispatch.testing import Tenant
+from dispatch.testing import Tenant, apply_directory, engineering_order
 from propdesk.auth.tokens import issue_token
-from propdesk.db.session import tenant_transaction
-from propdesk.events import new_event
 from propdesk.events.contracts.tenant import DepartmentUpserted, ProjectUpserted, StaffUpserted
 from propdesk.service.resources import ServiceResources
-
-TUESDAY_10 = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 @dataclass
@@ -86,24 +77,8 @@ async def seed_others(res: ServiceResources, t: Tenant) -> Others:
             skills=["facility_repair"],
         ),
     ]
-    for payload in payloads:
-        env = new_event(
-            payload, tenant_id=t.tenant_id, project_id=None, aggregate_id=uuid4(), producer="test"
-        )
-        async with tenant_transaction(res.sessions, t.ctx()) as session:
-            await on_directory_event(session, env)
+    await apply_directory(res, t, payloads)
     return o
-
-
-async def engineering_order(res: ServiceResources, t: Tenant) -> tuple[str, UUID]:
-    """A facility complaint dispatched in working hours: (its URL, its engineer)."""
-    async with tenant_transaction(res.sessions, t.ctx()) as session:
-        wo = await dispatch_classified(session, t.tenant_id, t.classified(), now=TUESDAY_10)
-    assert wo is not None
-    async with tenant_transaction(res.sessions, t.ctx()) as session:
-        row = await orders.get(session, wo)
-    assert row is not None and row.handler_id in (t.handler_a, t.handler_b)
-    return f"/v1/work-orders/{wo}", row.handler_id
 
 
 def head_of(t: Tenant, staff_id: UUID) -> dict[str, str]:
