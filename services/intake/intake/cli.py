@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from intake import apikey_cache, directory_cache
+from intake.api.schemas import ApiKeyIn
 from intake.onboarding.apply import apply_document
 from intake.onboarding.document import DocumentError, parse_document
 from intake.store import apikeys
@@ -222,6 +224,29 @@ def cmd_onboard(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_apikey_create(args: argparse.Namespace, settings: Settings) -> int:
+    # The bounds `POST /v1/api-keys` holds a key to (`ApiKeyIn`): a key of rate 0 or less
+    # would be refused on every request, a nameless one could not be told from another.
+    try:
+        body = ApiKeyIn(
+            name=args.name, projects=args.project, rate_limit_per_minute=args.rate_limit
+        )
+    except ValidationError as exc:
+        options = {
+            "name": "--name",
+            "projects": "--project",
+            "rate_limit_per_minute": "--rate-limit",
+        }
+        raise CliError(
+            "; ".join(
+                f"{options.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']} [{e['type']}]"
+                for e in exc.errors()
+            )
+        ) from None
+    repeated = sorted({c for c in body.projects or [] if (body.projects or []).count(c) > 1})
+    if repeated:
+        raise CliError(f"--project: {', '.join(repeated)} given more than once [unique]")
+    args.name = body.name
+
     async def work(sessions: Any) -> Any:
         tenant_id, project_ids = await _resolve(sessions, args.tenant, args.project or [])
         async with tenant_transaction(

@@ -22,6 +22,27 @@ def _known_time_zone(value: str) -> str:
 # An IANA time zone name the platform can compute in (`Asia/Shanghai`, `Asia/Urumqi`).
 TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
 
+# Files of a host's zone directory that load as zones but name none: `localtime` follows
+# the host's clock setting, `right/` counts leap seconds (UTC 27 s off), `posix/` copies
+# the others, `Factory` is "-00". What a person names a project's zone by is never one.
+_HOST_FILES = frozenset({"localtime", "posixrules", "Factory"})
+_HOST_PREFIXES = ("posix/", "right/")
+
+
+def _named_time_zone(value: str) -> str:
+    if value in _HOST_FILES or value.startswith(_HOST_PREFIXES):
+        raise ValueError(
+            f"{value!r} is a file of the host's zone directory, not a zone's name:"
+            " give the IANA name, e.g. Asia/Shanghai"
+        )
+    return _known_time_zone(value)
+
+
+# What input may name (an onboarding document's project): a zone's IANA name, not a file
+# of the host's zone directory. Events keep `TimeZoneName`, so what an earlier release
+# stored still applies.
+IanaTimeZoneName = Annotated[str, AfterValidator(_named_time_zone)]
+
 
 class TenantUpserted(EventPayload):
     event_type = "tenant.upserted"

@@ -68,6 +68,14 @@ async def create_key(
                         "unknown project",
                         detail=f"unknown project {ref!r}",
                     )
+                if found.id in project_ids:
+                    # By code and by id, or twice: a list of projects names each once.
+                    raise invalid(
+                        f"body.projects.{i}",
+                        "unique",
+                        "names a project listed before",
+                        detail=f"project {ref!r} is listed twice",
+                    )
                 project_ids.append(found.id)
         assert ctx.tenant_id is not None
         new = await apikeys.create_key(

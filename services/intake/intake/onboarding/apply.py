@@ -274,6 +274,8 @@ async def _apply(
             "department_id": department_id,
             "project_ids": member_projects,
             "active": m.active,
+            # Stored, so a change of skills alone is a change dispatch hears of.
+            "skills": list(m.skills),
         }
         sid = await _upsert(
             s,

@@ -13,6 +13,7 @@ fault. Shape (deploy/demo/company.yaml is one):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
 )
@@ -33,8 +35,8 @@ from pydantic_core import PydanticCustomError
 from intake.domain.rules import RulesError, TenantRules
 from intake.domain.vocabulary import Category, Grade
 from propdesk.auth.roles import Role
-from propdesk.events.contracts.tenant import TimeZoneName
-from propdesk.service.text import NoNul
+from propdesk.events.contracts.tenant import IanaTimeZoneName
+from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, NoNul
 
 
 def _code_from_scalar(value: Any) -> Any:
@@ -71,6 +73,10 @@ Name = Annotated[
 ]
 
 
+# What dispatch assigns by (a complaint's category among a handler's skills).
+Skill = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,7 +98,7 @@ class ProjectDoc(_Strict):
     code: ProjectCode
     name: Name
     city: str | None = None
-    time_zone: TimeZoneName = "Asia/Shanghai"
+    time_zone: IanaTimeZoneName = "Asia/Shanghai"
     calendar: str = Field(default="cn", min_length=1, max_length=64)
     buildings: list[BuildingDoc] = Field(default_factory=list, max_length=1000)
 
@@ -110,7 +116,7 @@ class StaffDoc(_Strict):
     roles: list[Role] = Field(min_length=1)
     department: Code | None = None
     projects: list[Code] = Field(default_factory=list)
-    skills: list[str] = Field(default_factory=list)
+    skills: list[Skill] = Field(default_factory=list, max_length=100)
     active: bool = True
 
     @field_validator("roles")
@@ -286,6 +292,86 @@ def _limit_error(mark: yaml.Mark, rule: str, message: str) -> DocumentError:
     return DocumentError([DocumentIssue("document", rule, message, mark.line + 1, mark.column + 1)])
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(root: yaml.Node | None) -> list[DocumentIssue]:
+    """Keys given twice in one mapping. YAML forbids them and PyYAML would keep the last in
+    silence (a second `tenant:` would onboard another company); a key given by a merge
+    (`<<: *base`) may still be overridden."""
+    issues: list[DocumentIssue] = []
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())] if root else []
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen_nodes:  # an alias: its node is checked where it is defined
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, (*loc, i)) for i, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                name: str | int = key.value if isinstance(key, yaml.ScalarNode) else "[key]"
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    earlier = first.setdefault((key.tag, key.value), key)
+                    if earlier is not key:
+                        issues.append(
+                            DocumentIssue(
+                                _path((*loc, key.value)),
+                                "duplicate_key",
+                                f"key {key.value!r} appears twice in this mapping (first on"
+                                f" line {earlier.start_mark.line + 1}): give it once",
+                                key.start_mark.line + 1,
+                                key.start_mark.column + 1,
+                            )
+                        )
+                stack.append((value, (*loc, name)))
+    return sorted(issues, key=lambda i: (i.line or 0, i.column or 0))
+
+
+def _json_value_issues(
+    value: Any, loc: tuple[str | int, ...], root: yaml.Node | None
+) -> list[DocumentIssue]:
+    """What JSON (and so the database's jsonb and the events) cannot carry in a free-form
+    mapping (`settings`, `rules`): YAML's dates, timestamps, binary, sets, .nan and .inf,
+    keys that are not strings, and the NUL character."""
+    if value is None or isinstance(value, bool | int):
+        return []
+    if isinstance(value, str):
+        if "\x00" in value:
+            return [_issue(root, loc, NO_NUL_RULE, NO_NUL_MESSAGE)]
+        return []
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return []
+        return [_issue(root, loc, "json_value", "must be a finite number (JSON has no NaN)")]
+    if isinstance(value, list):
+        return [
+            i for n, item in enumerate(value) for i in _json_value_issues(item, (*loc, n), root)
+        ]
+    if isinstance(value, dict):
+        issues: list[DocumentIssue] = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                issues.append(_issue(root, loc, "json_value", f"key {key!r} must be a string"))
+                continue
+            if "\x00" in key:
+                issues.append(_issue(root, (*loc, key), NO_NUL_RULE, NO_NUL_MESSAGE))
+                continue
+            issues += _json_value_issues(item, (*loc, key), root)
+        return issues
+    return [
+        _issue(
+            root,
+            loc,
+            "json_value",
+            f"a {type(value).__name__} is not a JSON value: quote it, or give a string,"
+            " number, true/false, null, list or mapping",
+        )
+    ]
+
+
 def parse_document(source: str | bytes) -> CompanyDocument:
     """Parse and validate an onboarding document; `DocumentError` names line and field."""
     text = source.decode("utf-8") if isinstance(source, bytes) else source
@@ -309,6 +395,9 @@ def parse_document(source: str | bytes) -> CompanyDocument:
         ) from None
     except yaml.YAMLError as exc:
         raise DocumentError([DocumentIssue("document", "yaml", str(exc))]) from None
+    duplicates = _duplicate_keys(root)
+    if duplicates:
+        raise DocumentError(duplicates)
     return validate_document(data, root)
 
 
@@ -325,10 +414,71 @@ def validate_document(data: Any, root: yaml.Node | None = None) -> CompanyDocume
             for err in exc.errors()
         ]
         raise DocumentError(issues) from None
+    issues = [
+        *_json_value_issues(doc.tenant.settings, ("tenant", "settings"), root),
+        *_json_value_issues(doc.tenant.rules, ("tenant", "rules"), root),
+    ]
+    if issues:
+        raise DocumentError(issues)
     issues = _cross_reference_issues(doc, root)
     if issues:
         raise DocumentError(issues)
     return doc
+
+
+# Roles no one on a department's roster has: a rule preferring them could never match.
+_NOT_STAFF_ROLES = frozenset({Role.OPERATOR, Role.INTEGRATION})
+
+
+def _department_for(
+    target: str, project: str, departments: Sequence[DepartmentDoc]
+) -> DepartmentDoc | None:
+    """The department a routing target names in `project`, as dispatch resolves it: by code,
+    then by kind; the project's own department before a company-wide one."""
+    serving = [d for d in departments if d.project in (project, None)]
+    for attr in ("code", "kind"):
+        found = [d for d in serving if getattr(d, attr) == target]
+        if found:
+            return min(found, key=lambda d: (d.project is None, d.code))
+    return None
+
+
+def _routing_issues(doc: CompanyDocument, i: int, root: yaml.Node | None) -> list[DocumentIssue]:
+    """What makes routing entry `i` (its references known) one dispatch could not follow:
+    a handler role no staff member has, a department informed twice, a named handler who
+    would never receive what it routes (dispatch hands an order to him only as staff of
+    the department the entry resolves to in the complaint's project, else ignores him)."""
+    r = doc.routing[i]
+    issues: list[DocumentIssue] = []
+    if r.handler_role in _NOT_STAFF_ROLES:
+        issues.append(
+            _issue(root, ("routing", i, "handler_role"), "enum", "must be a staff member's role")
+        )
+    if len(set(r.inform)) != len(r.inform):
+        issues.append(
+            _issue(root, ("routing", i, "inform"), "unique", "each department at most once")
+        )
+    if r.handler_staff is not None:
+        member = next(m for m in doc.staff if m.code == r.handler_staff)
+        where = ("routing", i, "handler_staff")
+        if r.project is not None and r.project not in member.projects:
+            issues.append(
+                _issue(root, where, "covers_project", f"{member.code} does not work on {r.project}")
+            )
+        elif not any(
+            (d := _department_for(r.department, p, doc.departments)) is not None
+            and d.code == member.department
+            for p in ([r.project] if r.project is not None else member.projects)
+        ):
+            issues.append(
+                _issue(
+                    root,
+                    where,
+                    "in_department",
+                    f"{member.code} is not staff of the department {r.department!r} routes to",
+                )
+            )
+    return issues
 
 
 def _cross_reference_issues(doc: CompanyDocument, root: yaml.Node | None) -> list[DocumentIssue]:
@@ -404,16 +554,14 @@ def _cross_reference_issues(doc: CompanyDocument, root: yaml.Node | None) -> lis
             (("inform", j), code, department_names, "departments` by code or kind")
             for j, code in enumerate(r.inform)
         ]
-        for where, code, known, listed in references:
-            if code is not None and code not in known:
-                issues.append(
-                    _issue(
-                        root,
-                        ("routing", i, *where),
-                        "reference",
-                        f"unknown {code!r} (not in `{listed})",
-                    )
-                )
+        unknown = [
+            _issue(
+                root, ("routing", i, *where), "reference", f"unknown {code!r} (not in `{listed})"
+            )
+            for where, code, known, listed in references
+            if code is not None and code not in known
+        ]
+        issues += unknown or _routing_issues(doc, i, root)
     try:
         TenantRules.from_overrides(doc.tenant.rules or None)
     except RulesError as exc:

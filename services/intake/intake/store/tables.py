@@ -94,6 +94,7 @@ staff = Table(
     Column("department_id", U),
     Column("project_ids", ARRAY(U), nullable=False),
     Column("active", Boolean, nullable=False),
+    Column("skills", ARRAY(Text), nullable=False, server_default="{}"),
 )
 
 api_keys = Table(
