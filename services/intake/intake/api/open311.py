@@ -56,6 +56,7 @@ from intake.open311.submission import flatten, parse_submission, repeated_fields
 from intake.store import tenants as directory
 from propdesk.auth.dependencies import authenticate, authorize, one_credential
 from propdesk.db.session import tenant_transaction
+from propdesk.service.json_members import repeated_member
 from propdesk.service.problems import PROBLEM_CONTENT_TYPE, PayloadTooLarge, ProblemError
 from propdesk.service.query_params import READS_RAW_QUERY
 from propdesk.service.request_context import bind_tenant
@@ -283,6 +284,10 @@ async def _submitted_fields(request: Request) -> dict[str, Any]:
             raise Open311Errors([Open311Error(400, f"body: not valid JSON ({exc})")]) from None
         if not isinstance(body, dict):
             raise Open311Errors([Open311Error(400, "body: must be a JSON object")])
+        if (path := repeated_member(await request.body())) is not None:
+            # orjson keeps the last of two: which would the caller mean?
+            name = ".".join(str(p) for p in path)
+            raise Open311Errors([Open311Error(400, f"{name}: {GIVE_ONCE}")])
         items.extend(body.items())
     elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         try:
