@@ -285,6 +285,11 @@ async def test_tenant_rules_change_the_received_at_limit(client, resources, comp
         # Given twice: Starlette took the last value silently.
         ({"limit": ["500", "1"]}, "query.limit"),
         ({"status": ["open", "closed"]}, "query.status"),
+        # A range given backwards listed nothing, as if nothing had come in.
+        (
+            {"received_from": "2026-11-02T00:00:00Z", "received_to": "2026-11-01T00:00:00Z"},
+            "query.received_from",
+        ),
     ],
 )
 async def test_odd_list_queries_are_4xx_naming_the_parameter(client, company_a, params, field):

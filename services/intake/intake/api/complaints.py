@@ -157,6 +157,15 @@ async def list_complaints(
     after = _decode_cursor(cursor) if cursor else None
     received_from = _aware(received_from, "query.received_from")
     received_to = _aware(received_to, "query.received_to")
+    if received_from is not None and received_to is not None and received_from > received_to:
+        # An empty list would read as "no complaints then", not as a range given backwards.
+        raise invalid(
+            "query.received_from",
+            "before_or_equal_to",
+            "must not be after received_to",
+            detail=f"received_from ({received_from.isoformat()}) is after received_to "
+            f"({received_to.isoformat()}).",
+        )
     async with tenant_transaction(sessions_of(request), ctx) as s:
         project_id = None
         if project is not None:
