@@ -194,8 +194,11 @@ def cmd_onboard(args: argparse.Namespace, settings: Settings) -> int:
             where = f"{path}:{issue.line}" if issue.line is not None else str(path)
             print(f"{where}: {issue.field}: {issue.message} [{issue.rule}]", file=sys.stderr)
         return 2
-    except UnicodeDecodeError:
-        raise CliError(f"{path}: not UTF-8") from None
+    except UnicodeDecodeError as exc:
+        line = source[: exc.start].count(b"\n") + 1
+        raise CliError(
+            f"{path}:{line}: not UTF-8: byte 0x{source[exc.start]:02x} at offset {exc.start}"
+        ) from None
 
     async def work(sessions: Any) -> Any:
         nc = await _announcer(settings, directory_cache.CACHE, directory_cache.TTL_SECONDS)

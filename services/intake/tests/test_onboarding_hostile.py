@@ -129,6 +129,24 @@ def test_a_handler_of_the_department_by_kind_or_on_every_project_is_fine():
     assert parse_document(by_kind).routing[0].handler_staff == "S001"
 
 
+def test_a_document_over_the_bound_is_refused_before_it_is_parsed():
+    from intake.onboarding.document import MAX_DOCUMENT_BYTES
+
+    padded = GOOD + "#" + "x" * MAX_DOCUMENT_BYTES + "\n"
+    started = time.monotonic()
+    assert _issues(padded) == [("document", "max_bytes", None)]
+    assert time.monotonic() - started < 1.0  # parsing 5 MB would take about 100 s
+
+
+def test_cli_names_the_line_and_byte_of_a_file_that_is_not_utf8(tmp_path, capsys):
+    from intake.cli import main
+
+    path = tmp_path / "company.yaml"
+    path.write_bytes(GOOD.encode().replace("示范".encode(), b"\xff\xfe", 1))
+    assert main(["onboard", str(path)]) == 2
+    assert f"{path}:1: not UTF-8: byte 0xff at offset" in capsys.readouterr().err
+
+
 def test_blank_skills_are_refused():
     source = GOOD.replace("projects: [SUNRISE]}", 'projects: [SUNRISE], skills: [fees, "  "]}')
     assert _issues(source) == [("staff[0].skills[1]", "string_too_short", 8)]

@@ -21,7 +21,6 @@ from propdesk.service.problems import ProblemError, utf8_error
 from propdesk.service.request_context import bind_tenant
 
 router = APIRouter(prefix="/v1", tags=["onboarding"])
-MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 
 
 @router.post(

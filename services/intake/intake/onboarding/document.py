@@ -219,6 +219,9 @@ def _issue(
     return DocumentIssue(_path(loc) or "document", rule, message, line, column)
 
 
+# The largest document parsed (`propdesk onboard`; the API's body limit, 256 KiB by
+# default, comes first there).
+MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 # Levels of mappings and sequences, an alias counting as what it stands for (a real
 # document needs 7: projects, a project, buildings, a building, units, a unit). PyYAML
 # composes and constructs a level per call: a deeper document would exhaust the stack, and
@@ -374,6 +377,19 @@ def _json_value_issues(
 
 def parse_document(source: str | bytes) -> CompanyDocument:
     """Parse and validate an onboarding document; `DocumentError` names line and field."""
+    size = len(source) if isinstance(source, bytes) else len(source.encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        # The parser is pure Python (about 20 s a megabyte): a bound, not a wait of minutes.
+        raise DocumentError(
+            [
+                DocumentIssue(
+                    "document",
+                    "max_bytes",
+                    f"{size} bytes: a document holds at most {MAX_DOCUMENT_BYTES}"
+                    " (split a larger company into several documents of its projects)",
+                )
+            ]
+        )
     text = source.decode("utf-8") if isinstance(source, bytes) else source
     try:
         # The tree is composed on its own, for line numbers: constructing merges `<<` into it.
