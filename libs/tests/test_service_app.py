@@ -246,6 +246,10 @@ async def test_a_query_parameter_the_route_does_not_take_is_422(client: httpx.As
     assert [(e["field"], e["rule"]) for e in body["errors"]] == [("query.until", "extra_forbidden")]
     body = assert_problem(await client.get("/boom?x=1"), 422, "validation-failed")
     assert body["errors"][0]["message"] == "unknown; takes no query parameters"
+    # A credential in the query (Open311's way) is told where it goes.
+    body = assert_problem(await client.get("/boom?api_key=pdk_x"), 422, "validation-failed")
+    assert body["errors"][0]["field"] == "query.api_key"
+    assert "X-API-Key header" in body["errors"][0]["message"]
     resp = await client.get("/raw?anything=1&anything=2&limit=3")
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"limit": 3, "anything": ["1", "2"]}

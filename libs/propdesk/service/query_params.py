@@ -45,6 +45,11 @@ _CACHED = "_propdesk_query_names"  # on the route: routes are not hashable
 RAW_QUERY_EXTENSION = "x-propdesk-reads-raw-query"
 READS_RAW_QUERY = {RAW_QUERY_EXTENSION: True}
 _MANY = (list, tuple, set, frozenset, Sequence, Set)
+# Where what a client put in the query belongs (Open311's habit, taken to the native API).
+_MISPLACED = {
+    "api_key": " (an API key goes in the X-API-Key header; only Open311 reads it here)",
+    "access_token": " (a token goes in the Authorization header: Bearer <token>)",
+}
 
 
 def takes_many(annotation: Any) -> bool:
@@ -137,7 +142,11 @@ async def checked_query(request: Request) -> None:
                 detail=f"Unknown query parameter {', '.join(unknown)}: this endpoint takes "
                 f"{takes}.",
                 errors=[
-                    field_error(f"query.{name}", "extra_forbidden", f"unknown; takes {takes}")
+                    field_error(
+                        f"query.{name}",
+                        "extra_forbidden",
+                        f"unknown; takes {takes}{_MISPLACED.get(name, '')}",
+                    )
                     for name in unknown
                 ],
             )
