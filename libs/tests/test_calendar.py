@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -213,6 +214,47 @@ def test_working_hours_validation() -> None:
     hours = WorkingHours.parse(["08:30-12:00", "13:30-17:30"], weekdays=[0, 1, 2, 3, 4, 5])
     assert hours.as_strings() == ["08:30-12:00", "13:30-17:30"]
     assert 5 in hours.weekdays
+
+
+@pytest.mark.parametrize(
+    "period",
+    [
+        "08:00-05:00-12:00",  # read as a time with a UTC offset: a 500 when compared
+        "08:00+08:00-12:00+08:00",
+        "08-12",
+        "0800-1200",
+        "T08:00-T12:00",
+        "08:00:00.5-12:00",
+        "08:60-09:00",
+        "24:00-24:00",
+        "12:00-24:30",
+    ],
+)
+def test_a_period_is_hh_mm_dash_hh_mm_and_nothing_looser(period: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(period)):
+        WorkingHours.parse([period])
+
+
+def test_a_period_may_end_at_24_00_and_the_day_has_no_gap() -> None:
+    round_the_clock = WorkingHours.parse(["00:00-24:00"], weekdays=range(7))
+    assert round_the_clock.as_strings() == ["00:00-24:00"]
+    cal = WorkCalendar(
+        hours=WorkingHours.parse(["00:00-24:00"], weekdays=range(7), observe_public_holidays=False)
+    )
+    late = sh(2026, 11, 24, 23, 59, 59) + timedelta(microseconds=999_999)
+    assert is_working_time(cal, late)
+    assert is_working_time(cal, sh(2026, 11, 25, 0, 0))
+    # Working time runs on through midnight: a day is 24 hours of it.
+    assert working_seconds_between(cal, sh(2026, 11, 24, 12, 0), sh(2026, 11, 25, 12, 0)) == 86400
+    evening = WorkCalendar(
+        hours=WorkingHours.parse(["18:00-24:00"], weekdays=range(7), observe_public_holidays=False)
+    )
+    assert next_working_start(evening, sh(2026, 11, 24, 12, 0)) == sh(2026, 11, 24, 18, 0)
+    assert not is_working_time(evening, sh(2026, 11, 25, 0, 0))
+    assert (
+        working_seconds_between(evening, sh(2026, 11, 24, 23, 0), sh(2026, 11, 25, 19, 0))
+        == 2 * 3600
+    )
 
 
 def test_calendar_with_no_working_days_stops() -> None:

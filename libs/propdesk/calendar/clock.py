@@ -7,10 +7,10 @@ real time line (UTC), so a zone with daylight saving still counts real seconds.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from propdesk.calendar.days import coverage, is_working_day
-from propdesk.calendar.model import WorkCalendar
+from propdesk.calendar.model import END_OF_DAY, WorkCalendar
 
 # A calendar with no working day in three years is misconfigured; stop rather than spin.
 MAX_SEARCH_DAYS = 3 * 366
@@ -30,9 +30,13 @@ def working_periods(cal: WorkCalendar, first_day: date) -> Iterator[tuple[dateti
     for _ in range(MAX_SEARCH_DAYS):
         if is_working_day(cal, d):
             for start, end in cal.hours.periods:
+                # A period to 24:00 ends at the next midnight.
+                last = datetime.combine(d + _ONE_DAY, time.min, tzinfo=zone)
                 yield (
                     datetime.combine(d, start, tzinfo=zone).astimezone(UTC),
-                    datetime.combine(d, end, tzinfo=zone).astimezone(UTC),
+                    (
+                        last if end == END_OF_DAY else datetime.combine(d, end, tzinfo=zone)
+                    ).astimezone(UTC),
                 )
         d += _ONE_DAY
     raise ValueError(f"no working time within {MAX_SEARCH_DAYS} days of {first_day}")
@@ -43,7 +47,7 @@ def is_working_time(cal: WorkCalendar, instant: datetime) -> bool:
     if not is_working_day(cal, local.date()):
         return False
     t = local.time()
-    return any(start <= t < end for start, end in cal.hours.periods)
+    return any(start <= t and (t < end or end == END_OF_DAY) for start, end in cal.hours.periods)
 
 
 def next_working_start(cal: WorkCalendar, instant: datetime) -> datetime:

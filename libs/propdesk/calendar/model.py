@@ -17,6 +17,7 @@ and report the gap itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
@@ -110,6 +111,13 @@ def _check_year(d: date, year: int) -> None:
 EMPTY = HolidayOverrides()
 
 
+# "HH:MM-HH:MM", spaces around the dash allowed: what `as_strings` writes, nothing looser
+# (`time.fromisoformat` also took "08", "0800", "T08:00" and times with a UTC offset).
+_PERIOD = re.compile(r"\s*(\d{2}):(\d{2})\s*-\s*(\d{2}):(\d{2})\s*")
+# A period's end "24:00": the day's last instant, read by the clock as the next midnight.
+END_OF_DAY = time.max
+
+
 @dataclass(frozen=True, slots=True)
 class WorkingHours:
     """The working periods of a working day, in the project's local time.
@@ -146,11 +154,17 @@ class WorkingHours:
         weekdays: Iterable[int] = (0, 1, 2, 3, 4),
         observe_public_holidays: bool = True,
     ) -> WorkingHours:
-        """From strings such as "08:30-12:00"."""
+        """From strings such as "08:30-12:00" (ValueError for anything else); a period may
+        end at "24:00", the end of the day (`END_OF_DAY`)."""
         parsed = []
         for p in periods:
-            start, _, end = p.partition("-")
-            parsed.append((time.fromisoformat(start.strip()), time.fromisoformat(end.strip())))
+            found = _PERIOD.fullmatch(p)
+            if found is None:
+                raise ValueError(f"period {p!r} is not HH:MM-HH:MM")
+            sh, sm, eh, em = (int(g) for g in found.groups())
+            if sh > 23 or sm > 59 or em > 59 or eh > 24 or (eh == 24 and em != 0):
+                raise ValueError(f"period {p!r} names a time of day that does not exist")
+            parsed.append((time(sh, sm), END_OF_DAY if eh == 24 else time(eh, em)))
         return cls(
             periods=tuple(parsed),
             weekdays=frozenset(weekdays),
@@ -158,7 +172,9 @@ class WorkingHours:
         )
 
     def as_strings(self) -> list[str]:
-        return [f"{s:%H:%M}-{e:%H:%M}" for s, e in self.periods]
+        return [
+            f"{s:%H:%M}-{'24:00' if e == END_OF_DAY else f'{e:%H:%M}'}" for s, e in self.periods
+        ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,7 +216,17 @@ async def test_strings_inside_lists_and_objects_have_limits(
 # ── calendars and rosters ───────────────────────────────────────────────────────────────
 
 
-@pytest.mark.parametrize("periods", [["8-17"], ["17:00-08:00"], ["08:00-12:00", "11:00-17:00"]])
+@pytest.mark.parametrize(
+    "periods",
+    [
+        ["8-17"],
+        ["17:00-08:00"],
+        ["08:00-12:00", "11:00-17:00"],
+        # Read as a time with a UTC offset, then compared with one without: a 500.
+        ["08:00-05:00-12:00"],
+        ["0800-1200"],
+    ],
+)
 async def test_working_periods_that_do_not_parse_name_a_machine_readable_rule(
     tenant: Tenant, client, periods: list[str]
 ) -> None:
@@ -226,6 +236,24 @@ async def test_working_periods_that_do_not_parse_name_a_machine_readable_rule(
     )
     assert r.status_code == 422, r.text
     assert _fields(r) == [("body.periods", "format")]
+
+
+async def test_a_round_the_clock_project_has_working_hours_to_24_00(tenant: Tenant, client) -> None:
+    admin = tenant.token(uuid4(), "tenant_admin")
+    r = await client.put(
+        f"/v1/calendars/{tenant.project_id}/hours",
+        headers=admin,
+        json={
+            "periods": ["00:00-24:00"],
+            "weekdays": [0, 1, 2, 3, 4, 5, 6],
+            "observe_public_holidays": False,  # so "now" is working time on any date
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["hours"]["periods"] == ["00:00-24:00"]
+    read = (await client.get(f"/v1/calendars/{tenant.project_id}", headers=admin)).json()
+    assert read["hours"]["periods"] == ["00:00-24:00"]
+    assert read["now"]["working_time"] is True
 
 
 def _shift(tenant: Tenant, starts: str, ends: str) -> dict[str, str]:
