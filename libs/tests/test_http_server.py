@@ -147,6 +147,61 @@ async def test_many_headers_over_the_bound_together_are_a_431(port: int) -> None
     assert orjson.loads(body)["code"] == "request-header-fields-too-large"
 
 
+async def test_an_endless_header_is_refused_early_and_stalls_no_one(port: int) -> None:
+    """httptools gathers a header's value itself and hands it over at the line's end: a
+    header sent in pieces and never ended must be refused by what it has taken so far."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    sent = 0
+    try:
+        writer.write(b"GET /things HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        answer = b""
+        for _ in range(64):  # up to 4 MiB, 64 KiB at a time, never ending the line
+            try:
+                writer.write(b"a" * 65536)
+                await writer.drain()
+                sent += 65536
+            except ConnectionError:
+                break
+            try:
+                answer = await asyncio.wait_for(reader.read(4096), 0.05)
+            except TimeoutError:
+                continue
+            if answer:
+                break
+        # Meanwhile another client is served at once.
+        started = asyncio.get_running_loop().time()
+        status, _, _ = await exchange(port, request("/things"))
+        assert status == 200
+        assert asyncio.get_running_loop().time() - started < 1.0
+        if not answer:
+            answer = await asyncio.wait_for(reader.read(4096), 5)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"request-header-fields-too-large" in answer
+    assert sent <= 4 * 65536, sent  # refused at about 48 KiB, not after megabytes
+
+
+async def test_a_refusal_pipelined_behind_a_request_waits_for_its_answer(port: int) -> None:
+    big = b"X-Big: " + b"a" * (MAX_HEADER_BYTES + 10) + b"\r\n"
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(request("/things") + request("/things", headers=big))
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        assert orjson.loads(await reader.readexactly(length)) == {"items": ["a", "b"]}
+        second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert second.startswith(b"HTTP/1.1 431 "), second
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
 async def test_headers_within_the_bound_reach_the_app(port: int) -> None:
     some = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(200))
     status, _, _ = await exchange(port, request("/things", headers=some))

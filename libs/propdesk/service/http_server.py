@@ -7,12 +7,15 @@ among them, with a plain-text `400 Invalid HTTP request received.`. Here:
 
 - a request target (path and query) over `MAX_TARGET_BYTES` is a 414 naming `url`;
 - header fields over `MAX_HEADER_BYTES` together (names, values and their separators, as
-  they came) are a 431 naming `headers` and the field that crossed the bound;
+  they came) are a 431 naming `headers` and the field that crossed the bound; a head still
+  open after `HEAD_BUDGET` bytes (one endless header, sent piece by piece) is a 431 as it
+  arrives, not once its line ends;
 - anything else the parser refuses (a malformed request line, a bad header character,
   conflicting framing) is a 400 naming `request`;
 
 each as `application/problem+json` with a request id, then the connection is closed, as
-uvicorn does for its own 400 (the rest of the stream cannot be trusted). The bounds are
+uvicorn does for its own 400 (the rest of the stream cannot be trusted). A refusal
+pipelined behind requests still being answered is sent after their answers. The bounds are
 those of common proxies (nginx reads a request line or header of up to 8 KiB by
 default): generous for any client of these APIs, small enough that a connection cannot
 make a worker hold megabytes. Open311's paths get the same body: the app's error format
@@ -52,18 +55,64 @@ class _HeadRefused(Exception):
     `send_400_response` turns into the refusal set before raising this."""
 
 
+# What a request head may take in all before its headers are complete: the two bounds and
+# the request line's method, version and line ends. httptools gathers a header's value
+# itself and hands it over only at the line's end, so `on_header` alone would let one
+# endless header fill memory (a copy of all of it per packet) before any check ran.
+HEAD_BUDGET = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024
+
+Refusal = tuple[int, str, str, str, FieldError]
+
+_HEADERS_TOO_LARGE = (
+    431,
+    "Request Header Fields Too Large",
+    "request-header-fields-too-large",
+)
+
+
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounds on the request head and problem+json
     refusals. `service` labels the refusal counter (see `http_protocol`)."""
 
     service: ClassVar[str] = "unknown"
-    _refusal: tuple[int, str, str, str, FieldError] | None = None
+    _refusal: Refusal | None = None
     _header_bytes: int = 0
+    # Bytes fed to the parser since the current request began, while its head is open.
+    _head_open: bool = True
+    _head_bytes: int = 0
+    # A refusal waiting for the responses before it (pipelined requests) to be sent.
+    _deferred: bytes | None = None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._refusal = None
         self._header_bytes = 0
+        self._head_open = True
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and not self.transport.is_closing() and self._deferred is None:
+            if not self._head_open:
+                super().data_received(bytes(view))
+                return
+            allowance = HEAD_BUDGET - self._head_bytes
+            if allowance <= 0:
+                self._refusal = (
+                    *_HEADERS_TOO_LARGE,
+                    f"The request head exceeds {HEAD_BUDGET} bytes.",
+                    field_error("headers", "max_bytes", f"at most {MAX_HEADER_BYTES} bytes"),
+                )
+                self.send_400_response("request head too large")
+                return
+            piece, view = view[:allowance], view[allowance:]
+            # Counted before feeding: a request that begins inside this piece resets it.
+            self._head_bytes += len(piece)
+            super().data_received(bytes(piece))
 
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > MAX_TARGET_BYTES:
@@ -82,9 +131,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         if self._header_bytes > MAX_HEADER_BYTES:
             field = name.decode("latin-1")
             self._refusal = (
-                431,
-                "Request Header Fields Too Large",
-                "request-header-fields-too-large",
+                *_HEADERS_TOO_LARGE,
                 f"The header fields exceed {MAX_HEADER_BYTES} bytes together "
                 f"(crossed at {field!r}).",
                 field_error("headers", "max_bytes", f"at most {MAX_HEADER_BYTES} bytes"),
@@ -93,6 +140,30 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def send_400_response(self, msg: str) -> None:
+        if self._deferred is not None:
+            return  # answered once, after the responses before it
+        answer = self._refusal_bytes()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # Pipelined behind a request still being answered: written now, the refusal
+            # would stand in for that answer. It waits for it and for those queued.
+            self._deferred = answer
+            return
+        self.transport.write(answer)
+        self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if (
+            self._deferred is not None
+            and not self.pipeline
+            and self.cycle is not None
+            and self.cycle.response_complete
+            and not self.transport.is_closing()
+        ):
+            self.transport.write(self._deferred)
+            self.transport.close()
+
+    def _refusal_bytes(self) -> bytes:
         status, title, code, detail, error = self._refusal or (
             400,
             "Malformed HTTP request",
@@ -125,8 +196,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
                 body,
             ]
         )
-        self.transport.write(b"".join(head))
-        self.transport.close()
+        return b"".join(head)
 
 
 def http_protocol(service: str) -> type[ProblemHttpToolsProtocol]:
