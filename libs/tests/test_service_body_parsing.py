@@ -195,3 +195,16 @@ async def test_bodies_a_handler_reads_itself_are_its_own_business(
 ) -> None:
     resp = await client.post("/raw", content=b'{"x": 1, "x": 2}', headers=JSON)
     assert resp.status_code == 200
+
+
+async def test_no_depth_lets_a_repeated_member_through(client: httpx.AsyncClient) -> None:
+    """The check parses deeper in the stack than FastAPI: at the depths where only FastAPI
+    could read the body, the answer is FastAPI's own refusal, never the last member."""
+    answers = set()
+    for depth in range(800, 1100, 3):
+        raw = b'{"a": 1, "a": 2, "b": ' + b"[" * depth + b"]" * depth + b"}"
+        resp = await client.put("/settings", content=raw, headers=JSON)
+        assert resp.status_code in (400, 422), (depth, resp.text)
+        problem = resp.json()
+        answers.add((resp.status_code, problem["errors"][0]["field"], problem["errors"][0]["rule"]))
+    assert answers <= {(422, "body.a", "single"), (400, "body", "max_depth")}, answers
