@@ -147,6 +147,32 @@ def test_cli_names_the_line_and_byte_of_a_file_that_is_not_utf8(tmp_path, capsys
     assert f"{path}:1: not UTF-8: byte 0xff at offset" in capsys.readouterr().err
 
 
+def test_libyaml_parses_when_pyyaml_has_it():
+    import yaml
+
+    from intake.onboarding import document
+
+    # Pure Python took about 20 s a megabyte: a large company's document, minutes.
+    assert (document._Events is not document._PythonEvents) == yaml.__with_libyaml__
+
+
+def test_the_pure_python_parser_gives_the_same_documents_and_refusals(monkeypatch):
+    from intake.onboarding import document
+
+    parsed = parse_document(GOOD)
+    alias_bomb = "tenant: {code: DEMO, name: x}\n" + "".join(
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10) if i else 'x'}]\n" for i in range(9)
+    )
+    twice = GOOD.replace("kind: customer_service,", "kind: customer_service, kind: finance,")
+    refusals = [_issues(alias_bomb), _issues(twice)]
+    monkeypatch.setattr(
+        document, "_BoundedLoader", document._bounded_loader(document._PythonEvents)
+    )
+    assert parse_document(GOOD) == parsed
+    assert [_issues(alias_bomb), _issues(twice)] == refusals
+    assert refusals[0][0][1] == "max_aliased_nodes" and refusals[1][0][1] == "duplicate_key"
+
+
 def test_blank_skills_are_refused():
     source = GOOD.replace("projects: [SUNRISE]}", 'projects: [SUNRISE], skills: [fees, "  "]}')
     assert _issues(source) == [("staff[0].skills[1]", "string_too_short", 8)]

@@ -41,9 +41,9 @@ async def onboard(request: Request) -> Response:
     # admin of some projects must not change the others.
     require_tenant_wide(ctx, "Onboarding")
     raw = await request.body()
-    # YAML is a superset of JSON: one parser serves both and keeps line numbers. It is
-    # pure Python (seconds for the largest body taken): in a worker thread, so the event
-    # loop goes on serving every other request (complaints are recorded in seconds) meanwhile.
+    # YAML is a superset of JSON: one parser serves both and keeps line numbers. Composing
+    # and validating are Python (a second or so for the largest body taken): in a worker
+    # thread, so the event loop goes on serving every other request meanwhile.
     try:
         doc = await run_in_threadpool(parse_document, raw)
     except UnicodeDecodeError as exc:

@@ -236,12 +236,28 @@ MAX_DEPTH = 32
 MAX_ALIASED_NODES = 1_000_000
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses, while composing and so before any deep recursion, a
-    document nested deeper than MAX_DEPTH or whose aliases expand beyond MAX_ALIASED_NODES."""
+class _PythonEvents(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+    """PyYAML's own scanner and parser (pure Python: about 20 s a megabyte)."""
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+
+
+if getattr(yaml, "__with_libyaml__", False):
+    from yaml._yaml import CParser as _Events  # libyaml's (C), the same events
+else:  # a PyYAML built without libyaml
+    _Events = _PythonEvents
+
+
+class _Bounds(yaml.composer.Composer):
+    """Composing that refuses, before any deep recursion, a document nested deeper than
+    MAX_DEPTH or whose aliases expand beyond MAX_ALIASED_NODES. Composed in Python
+    whichever parser made the events: the bounds hook into composing."""
+
+    def __init__(self) -> None:
+        yaml.composer.Composer.__init__(self)
         self._level = 0
         self._aliased = 0
         # Per composed node (by id; the tree keeps them alive): its height and its size,
@@ -287,6 +303,21 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._level -= 1
 
+
+def _bounded_loader(events: type) -> type:
+    """A safe loader composing with `_Bounds` from the events of `events`."""
+
+    class BoundedLoader(_Bounds, events, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc,valid-type]
+        def __init__(self, stream: str) -> None:
+            events.__init__(self, stream)
+            _Bounds.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    return BoundedLoader
+
+
+_BoundedLoader = _bounded_loader(_Events)
 
 _DEPTH_MESSAGE = f"mappings and sequences may nest at most {MAX_DEPTH} deep"
 
@@ -379,7 +410,8 @@ def parse_document(source: str | bytes) -> CompanyDocument:
     """Parse and validate an onboarding document; `DocumentError` names line and field."""
     size = len(source) if isinstance(source, bytes) else len(source.encode("utf-8"))
     if size > MAX_DOCUMENT_BYTES:
-        # The parser is pure Python (about 20 s a megabyte): a bound, not a wait of minutes.
+        # Composing and validating are Python (seconds a megabyte, minutes without libyaml):
+        # a bound, not a wait.
         raise DocumentError(
             [
                 DocumentIssue(
@@ -392,11 +424,23 @@ def parse_document(source: str | bytes) -> CompanyDocument:
         )
     text = source.decode("utf-8") if isinstance(source, bytes) else source
     try:
-        # The tree is composed on its own, for line numbers: constructing merges `<<` into it.
-        root = yaml.compose(text, Loader=_BoundedLoader)
-        data = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader
+        # Composed once: the tree gives line numbers; duplicate keys are looked for before
+        # constructing, which merges each `<<` into its mapping's keys.
+        loader = _BoundedLoader(text)
+        try:
+            root = loader.get_single_node()
+            duplicates = _duplicate_keys(root)
+            if duplicates:
+                raise DocumentError(duplicates)
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and "maximum nesting depth" in (exc.problem or ""):
+            # libyaml scans ahead and stops at its own bound (1,000 levels) before the
+            # composer reaches MAX_DEPTH: the same refusal.
+            raise _limit_error(mark, "max_depth", _DEPTH_MESSAGE) from None
         raise DocumentError(
             [
                 DocumentIssue(
@@ -411,9 +455,6 @@ def parse_document(source: str | bytes) -> CompanyDocument:
         ) from None
     except yaml.YAMLError as exc:
         raise DocumentError([DocumentIssue("document", "yaml", str(exc))]) from None
-    duplicates = _duplicate_keys(root)
-    if duplicates:
-        raise DocumentError(duplicates)
     return validate_document(data, root)
 
 
