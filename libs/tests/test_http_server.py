@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import orjson
@@ -113,6 +114,21 @@ async def test_a_request_target_over_the_bound_is_a_414_problem(port: int) -> No
     ]
     assert problem["request_id"] == headers["x-request-id"]
     assert refused("414") == before + 1
+
+
+async def test_a_refusal_is_logged_as_what_it_is(
+    port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    status, headers, _ = await exchange(port, request("/things?q=" + "a" * MAX_TARGET_BYTES))
+    assert status == 414
+    said = [r for r in caplog.records if r.name == "propdesk.http"]
+    assert [(r.status, r.code, r.request_id) for r in said] == [  # type: ignore[attr-defined]
+        (414, "uri-too-long", headers["x-request-id"])
+    ]
+    assert "from 127.0.0.1:" in said[0].getMessage()
+    # uvicorn's own line said "Invalid HTTP request received." for every one of them.
+    assert not [r for r in caplog.records if "Invalid HTTP request" in r.getMessage()]
 
 
 async def test_beyond_httptools_own_url_limit_the_answer_is_still_a_problem(port: int) -> None:

@@ -24,6 +24,7 @@ is not reached.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, ClassVar
 
@@ -42,6 +43,8 @@ from propdesk.service.problems import (
 
 MAX_TARGET_BYTES = 16 * 1024
 MAX_HEADER_BYTES = 32 * 1024
+
+log = logging.getLogger("propdesk.http")
 
 REFUSED_BEFORE_APP = Counter(
     "propdesk_http_refused_before_app",
@@ -173,6 +176,15 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         )
         REFUSED_BEFORE_APP.labels(self.service, str(status)).inc()
         request_id = uuid.uuid4().hex
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown"
+        log.warning(
+            "refused before the app: %d %s from %s (%s)",
+            status,
+            code,
+            client,
+            detail,
+            extra={"status": status, "code": code, "client": client, "request_id": request_id},
+        )
         body = orjson.dumps(
             {
                 "type": problem_type(code),
@@ -204,12 +216,24 @@ def http_protocol(service: str) -> type[ProblemHttpToolsProtocol]:
     return type("ProblemHttpToolsProtocol", (ProblemHttpToolsProtocol,), {"service": service})
 
 
+class _ParserWarningSaidBetter(logging.Filter):
+    """uvicorn logs "Invalid HTTP request received." for every request its parser stops,
+    a 414 or a 431 of ours included: `propdesk.http` says which, with the client."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."
+
+
+_PARSER_WARNING_FILTER = _ParserWarningSaidBetter()
+
+
 def server_config(
     app: Any, *, service: str, host: str, port: int, drain_seconds: float
 ) -> uvicorn.Config:
     """The uvicorn configuration every service runs with: logs through the service's own
     (no uvicorn access log: the request middleware writes one line per request), no proxy
     headers trusted, and a graceful drain of `drain_seconds` on shutdown."""
+    logging.getLogger("uvicorn.error").addFilter(_PARSER_WARNING_FILTER)  # once: a set
     return uvicorn.Config(
         app,
         host=host,
