@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -18,6 +20,7 @@ from prometheus_client import REGISTRY
 from propdesk.devstack.ports import free_port
 from propdesk.service.app import create_service_app
 from propdesk.service.http_server import MAX_HEADER_BYTES, MAX_TARGET_BYTES, server_config
+from propdesk.service.logging import configure_logging
 from propdesk.service.query_params import READS_RAW_QUERY
 from propdesk.settings import Settings
 
@@ -120,7 +123,17 @@ async def test_a_refusal_is_logged_as_what_it_is(
     port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    status, headers, _ = await exchange(port, request("/things?q=" + "a" * MAX_TARGET_BYTES))
+    stream = io.StringIO()
+    handler = configure_logging(SERVICE, Settings(log_json=True), stream=stream)
+    try:
+        status, headers, _ = await exchange(port, request("/things?q=" + "a" * MAX_TARGET_BYTES))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    # The service's JSON line carries the id the client got (no request context to give it).
+    assert [(ln["logger"], ln["request_id"]) for ln in lines if ln["level"] == "warning"] == [
+        ("propdesk.http", headers["x-request-id"])
+    ]
     assert status == 414
     said = [r for r in caplog.records if r.name == "propdesk.http"]
     assert [(r.status, r.code, r.request_id) for r in said] == [  # type: ignore[attr-defined]

@@ -43,7 +43,8 @@ class ContextFilter(logging.Filter):
         record.service = self.service
         info = current_request()
         ctx: TenantContext | None = current_context() or (info.tenant if info else None)
-        record.request_id = info.request_id if info else None
+        # Outside a request a line may name one itself (`extra`: a refusal before the app).
+        record.request_id = info.request_id if info else getattr(record, "request_id", None)
         if ctx is not None:
             record.tenant_id = str(ctx.tenant_id) if ctx.tenant_id else None
             record.project_ids = (
