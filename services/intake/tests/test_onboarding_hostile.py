@@ -147,6 +147,17 @@ def test_cli_names_the_line_and_byte_of_a_file_that_is_not_utf8(tmp_path, capsys
     assert f"{path}:1: not UTF-8: byte 0xff at offset" in capsys.readouterr().err
 
 
+def test_an_error_in_a_key_that_overrides_a_merge_names_the_overriding_line():
+    # Constructing merges `<<` into the mapping (the merged pairs first): the error is in
+    # the mapping's own `code`, on line 2, not in the merged valid one on line 1.
+    merged = GOOD.replace(
+        "tenant: {code: DEMO, name: 示范物业有限公司, settings: {}}",
+        "b: &b {code: DEMO, name: x}\ntenant: {<<: *b, code: 'bad code!'}",
+    )
+    issues = _issues(merged)
+    assert ("tenant.code", "string_pattern_mismatch", 2) in issues, issues
+
+
 def test_libyaml_parses_when_pyyaml_has_it():
     import yaml
 
@@ -156,7 +167,9 @@ def test_libyaml_parses_when_pyyaml_has_it():
     assert (document._Events is not document._PythonEvents) == yaml.__with_libyaml__
 
 
-def test_the_pure_python_parser_gives_the_same_documents_and_refusals(monkeypatch):
+def test_the_pure_python_parser_gives_the_same_document_and_bound_refusals(monkeypatch):
+    """(Not every syntax error alike: libyaml takes a tab as spacing, as YAML 1.2 and JSON
+    do, where PyYAML's scanner refuses it; a tab that indents is refused by both.)"""
     from intake.onboarding import document
 
     parsed = parse_document(GOOD)

@@ -192,12 +192,20 @@ def _path(loc: Sequence[str | int]) -> str:
 
 
 def _node_at(root: yaml.Node | None, loc: Sequence[str | int]) -> yaml.Node | None:
-    """The deepest node of the composed YAML tree along `loc` (for its line number)."""
+    """The deepest node of the composed YAML tree along `loc` (for its line number).
+
+    Constructing the document merges each `<<` into its mapping in place, the merged pairs
+    first: the last pair of a key is the one the document holds (a mapping's own key over
+    a merged one), so the search runs from the end."""
     node = root
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             nxt = next(
-                (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part),
+                (
+                    v
+                    for k, v in reversed(node.value)
+                    if isinstance(k, yaml.ScalarNode) and k.value == part
+                ),
                 None,
             )
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
