@@ -14,12 +14,18 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 import uvicorn
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client import REGISTRY
 
 from propdesk.devstack.ports import free_port
 from propdesk.service.app import create_service_app
-from propdesk.service.http_server import MAX_HEADER_BYTES, MAX_TARGET_BYTES, server_config
+from propdesk.service.http_server import (
+    HEAD_BUDGET,
+    HEAD_PIECE,
+    MAX_HEADER_BYTES,
+    MAX_TARGET_BYTES,
+    server_config,
+)
 from propdesk.service.logging import configure_logging
 from propdesk.service.query_params import READS_RAW_QUERY
 from propdesk.settings import Settings
@@ -38,6 +44,11 @@ async def list_things() -> dict[str, object]:
 @things.post("/things", status_code=201)
 async def make_thing() -> dict[str, str]:
     return {"id": "new"}
+
+
+@things.post("/echo", openapi_extra=READS_RAW_QUERY)
+async def echo(request: Request) -> dict[str, int]:
+    return {"size": len(await request.body())}
 
 
 @things.post("/submissions", status_code=201)
@@ -229,6 +240,71 @@ async def test_a_refusal_pipelined_behind_a_request_waits_for_its_answer(port: i
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+BROKEN_CHUNKED = (
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+)
+
+
+async def _answers(raw: bytes, port: int, within: float = 5.0) -> list[int]:
+    """The statuses of the answers to `raw`, in order, until the server closes."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    statuses = []
+    try:
+        writer.write(raw)
+        await writer.drain()
+        while True:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), within)
+            except asyncio.IncompleteReadError:
+                return statuses  # closed
+            statuses.append(int(head.split(b" ")[1]))
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_a_body_that_breaks_is_answered_at_once(port: int) -> None:
+    """The parser stops inside the body of the request being answered: its app, waiting
+    for the rest, hears of the end, and the client gets the 400 (it waited for ever)."""
+    assert await _answers(BROKEN_CHUNKED, port) == [400]
+
+
+async def test_a_body_that_breaks_behind_a_request_is_answered_after_it(port: int) -> None:
+    assert await _answers(request("/things") + BROKEN_CHUNKED, port) == [200, 400]
+
+
+async def test_the_head_bound_holds_for_every_request_of_a_connection(port: int) -> None:
+    """The second request of a connection, its first bytes in a read of their own: its
+    head is counted from its first byte (it was let through one whole read unbounded)."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    sent = 0
+    try:
+        writer.write(request("/things"))
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(b"GET /things HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        answer = b""
+        while sent < 1024 * 1024 and not answer:
+            with contextlib.suppress(ConnectionError):
+                writer.write(b"a" * 65536)
+                await writer.drain()
+                sent += 65536
+            with contextlib.suppress(TimeoutError):
+                answer = await asyncio.wait_for(reader.read(4096), 0.2)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    assert sent < HEAD_BUDGET + HEAD_PIECE + 65536, sent  # one write in flight at most
 
 
 async def test_headers_within_the_bound_reach_the_app(port: int) -> None:

@@ -31,7 +31,11 @@ from typing import Any, ClassVar
 import orjson
 import uvicorn
 from prometheus_client import Counter
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from propdesk.service.middleware import REQUEST_ID_HEADER
 from propdesk.service.problems import (
@@ -63,6 +67,8 @@ class _HeadRefused(Exception):
 # itself and hands it over only at the line's end, so `on_header` alone would let one
 # endless header fill memory (a copy of all of it per packet) before any check ran.
 HEAD_BUDGET = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024
+# The head is fed to the parser in pieces of at most this.
+HEAD_PIECE = 8 * 1024
 
 Refusal = tuple[int, str, str, str, FieldError]
 
@@ -80,28 +86,37 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     service: ClassVar[str] = "unknown"
     _refusal: Refusal | None = None
     _header_bytes: int = 0
-    # Bytes fed to the parser since the current request began, while its head is open.
+    # Between one request's end and the next one's headers: the bytes fed meanwhile.
     _head_open: bool = True
     _head_bytes: int = 0
     # A refusal waiting for the responses before it (pipelined requests) to be sent.
     _deferred: bytes | None = None
+    # The request whose app runs (uvicorn starts one at a time, the others queue).
+    _running: RequestResponseCycle | None = None
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._refusal = None
         self._header_bytes = 0
-        self._head_open = True
-        self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._head_open = False
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_open = True  # what comes next is the next request's head
+        self._head_bytes = 0
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
     def data_received(self, data: bytes) -> None:
         view = memoryview(data)
         while view and not self.transport.is_closing() and self._deferred is None:
             if not self._head_open:
-                super().data_received(bytes(view))
+                super().data_received(data if len(view) == len(data) else bytes(view))
                 return
             allowance = HEAD_BUDGET - self._head_bytes
             if allowance <= 0:
@@ -112,8 +127,9 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
                 )
                 self.send_400_response("request head too large")
                 return
-            piece, view = view[:allowance], view[allowance:]
-            # Counted before feeding: a request that begins inside this piece resets it.
+            # In pieces, counted before they are fed: a request ending inside one leaves at
+            # most the rest of that piece uncounted for the next.
+            piece, view = view[: min(allowance, HEAD_PIECE)], view[min(allowance, HEAD_PIECE) :]
             self._head_bytes += len(piece)
             super().data_received(bytes(piece))
 
@@ -146,25 +162,43 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         if self._deferred is not None:
             return  # answered once, after the responses before it
         answer = self._refusal_bytes()
-        if self.cycle is not None and not self.cycle.response_complete:
-            # Pipelined behind a request still being answered: written now, the refusal
-            # would stand in for that answer. It waits for it and for those queued.
-            self._deferred = answer
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self._write_and_close(answer)
             return
-        self.transport.write(answer)
-        self.transport.close()
+        if not self._head_open and cycle.more_body:
+            # The bytes that broke are this request's body: its app waits for the rest,
+            # which will never come. It hears of the end now.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            queued = next((entry for entry in self.pipeline if entry[0] is cycle), None)
+            if queued is not None:
+                # Not started: it is answered after the request before it, by the refusal.
+                self.pipeline.remove(queued)
+                self._deferred = answer
+            elif not cycle.response_started:
+                self._write_and_close(answer)
+            else:
+                self.transport.close()  # half an answer is out: only the end can follow
+            return
+        # A later request's head, pipelined behind one still being answered: written now,
+        # the refusal would stand in for that answer. It waits for it and those queued.
+        self._deferred = answer
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # starts the next queued request, if any
+        running = self._running
         if (
             self._deferred is not None
             and not self.pipeline
-            and self.cycle is not None
-            and self.cycle.response_complete
+            and (running is None or running.response_complete)
             and not self.transport.is_closing()
         ):
-            self.transport.write(self._deferred)
-            self.transport.close()
+            self._write_and_close(self._deferred)
+
+    def _write_and_close(self, answer: bytes) -> None:
+        self.transport.write(answer)
+        self.transport.close()
 
     def _refusal_bytes(self) -> bytes:
         status, title, code, detail, error = self._refusal or (
