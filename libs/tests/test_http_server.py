@@ -78,29 +78,39 @@ async def port() -> AsyncIterator[int]:
             await asyncio.wait_for(task, 10)
 
 
-async def exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send `raw`, read until the server closes or a whole response has arrived."""
+@contextlib.asynccontextmanager
+async def connected(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        writer.write(raw)
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        headers = {}
-        for line in lines[1:]:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        body = b""
-        if length and not raw.startswith(b"HEAD "):
-            body = await asyncio.wait_for(reader.readexactly(length), 10)
-        return status, headers, body
+        yield reader, writer
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+async def read_answer(
+    reader: asyncio.StreamReader, *, body: bool = True, within: float = 10
+) -> tuple[int, dict[str, str], bytes]:
+    """One response: status, headers (lower-case names), body (none for a HEAD's)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), within)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    content = await asyncio.wait_for(reader.readexactly(length), within) if body else b""
+    return int(lines[0].split(" ")[1]), headers, content
+
+
+async def exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `raw` on a new connection and read the first answer."""
+    async with connected(port) as (reader, writer):
+        writer.write(raw)
+        await writer.drain()
+        return await read_answer(reader, body=not raw.startswith(b"HEAD "))
 
 
 def request(target: str, *, method: str = "GET", headers: bytes = b"") -> bytes:
@@ -187,59 +197,60 @@ async def test_many_headers_over_the_bound_together_are_a_431(port: int) -> None
     assert orjson.loads(body)["code"] == "request-header-fields-too-large"
 
 
+async def drip_until_answered(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, wait: float
+) -> tuple[int, bytes]:
+    """Send an endless header value, 64 KiB a write, until the server answers (at most
+    4 MiB): the bytes sent and the answer's first bytes."""
+    sent, answer = 0, b""
+    while sent < 4 * 1024 * 1024 and not answer:
+        try:
+            writer.write(b"a" * 65536)
+            await writer.drain()
+            sent += 65536
+        except ConnectionError:
+            break
+        with contextlib.suppress(TimeoutError):
+            answer = await asyncio.wait_for(reader.read(4096), wait)
+    return sent, answer
+
+
 async def test_an_endless_header_is_refused_early_and_stalls_no_one(port: int) -> None:
     """httptools gathers a header's value itself and hands it over at the line's end: a
     header sent in pieces and never ended must be refused by what it has taken so far."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    sent = 0
-    try:
+    async with connected(port) as (reader, writer):
         writer.write(b"GET /things HTTP/1.1\r\nHost: x\r\nX-Big: ")
-        answer = b""
-        for _ in range(64):  # up to 4 MiB, 64 KiB at a time, never ending the line
-            try:
-                writer.write(b"a" * 65536)
-                await writer.drain()
-                sent += 65536
-            except ConnectionError:
-                break
-            try:
-                answer = await asyncio.wait_for(reader.read(4096), 0.05)
-            except TimeoutError:
-                continue
-            if answer:
-                break
+        sent, answer = await drip_until_answered(reader, writer, wait=0.05)
         # Meanwhile another client is served at once.
         started = asyncio.get_running_loop().time()
         status, _, _ = await exchange(port, request("/things"))
         assert status == 200
         assert asyncio.get_running_loop().time() - started < 1.0
-        if not answer:
-            answer = await asyncio.wait_for(reader.read(4096), 5)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        answer = answer or await asyncio.wait_for(reader.read(4096), 5)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b"request-header-fields-too-large" in answer
     assert sent <= 4 * 65536, sent  # refused at about 48 KiB, not after megabytes
 
 
+async def test_the_head_bound_holds_for_every_request_of_a_connection(port: int) -> None:
+    """The second request of a connection, its first bytes in a read of their own: its
+    head is counted from its first byte (it was let through one whole read unbounded)."""
+    async with connected(port) as (reader, writer):
+        writer.write(request("/things"))
+        assert (await read_answer(reader))[0] == 200
+        writer.write(b"GET /things HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent, answer = await drip_until_answered(reader, writer, wait=0.2)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    assert sent < HEAD_BUDGET + HEAD_PIECE + 65536, sent  # one write in flight at most
+
+
 async def test_a_refusal_pipelined_behind_a_request_waits_for_its_answer(port: int) -> None:
     big = b"X-Big: " + b"a" * (MAX_HEADER_BYTES + 10) + b"\r\n"
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
+    async with connected(port) as (reader, writer):
         writer.write(request("/things") + request("/things", headers=big))
-        await writer.drain()
-        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        assert first.startswith(b"HTTP/1.1 200 "), first
-        length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        assert orjson.loads(await reader.readexactly(length)) == {"items": ["a", "b"]}
-        second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        assert second.startswith(b"HTTP/1.1 431 "), second
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        status, _, body = await read_answer(reader)
+        assert status == 200 and orjson.loads(body) == {"items": ["a", "b"]}
+        assert (await read_answer(reader))[0] == 431
 
 
 BROKEN_CHUNKED = (
@@ -248,63 +259,25 @@ BROKEN_CHUNKED = (
 )
 
 
-async def _answers(raw: bytes, port: int, within: float = 5.0) -> list[int]:
+async def statuses(port: int, raw: bytes) -> list[int]:
     """The statuses of the answers to `raw`, in order, until the server closes."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    statuses = []
-    try:
+    found = []
+    async with connected(port) as (reader, writer):
         writer.write(raw)
-        await writer.drain()
-        while True:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), within)
-            except asyncio.IncompleteReadError:
-                return statuses  # closed
-            statuses.append(int(head.split(b" ")[1]))
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                found.append((await read_answer(reader, within=5))[0])
+    return found
 
 
 async def test_a_body_that_breaks_is_answered_at_once(port: int) -> None:
     """The parser stops inside the body of the request being answered: its app, waiting
     for the rest, hears of the end, and the client gets the 400 (it waited for ever)."""
-    assert await _answers(BROKEN_CHUNKED, port) == [400]
+    assert await statuses(port, BROKEN_CHUNKED) == [400]
 
 
 async def test_a_body_that_breaks_behind_a_request_is_answered_after_it(port: int) -> None:
-    assert await _answers(request("/things") + BROKEN_CHUNKED, port) == [200, 400]
-
-
-async def test_the_head_bound_holds_for_every_request_of_a_connection(port: int) -> None:
-    """The second request of a connection, its first bytes in a read of their own: its
-    head is counted from its first byte (it was let through one whole read unbounded)."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    sent = 0
-    try:
-        writer.write(request("/things"))
-        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        assert first.startswith(b"HTTP/1.1 200 ")
-        length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        await reader.readexactly(length)
-        writer.write(b"GET /things HTTP/1.1\r\nHost: x\r\nX-Big: ")
-        answer = b""
-        while sent < 1024 * 1024 and not answer:
-            with contextlib.suppress(ConnectionError):
-                writer.write(b"a" * 65536)
-                await writer.drain()
-                sent += 65536
-            with contextlib.suppress(TimeoutError):
-                answer = await asyncio.wait_for(reader.read(4096), 0.2)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
-    assert sent < HEAD_BUDGET + HEAD_PIECE + 65536, sent  # one write in flight at most
+    assert await statuses(port, request("/things") + BROKEN_CHUNKED) == [200, 400]
 
 
 async def test_headers_within_the_bound_reach_the_app(port: int) -> None:
@@ -338,22 +311,14 @@ async def test_head_is_answered_as_get_without_a_body(port: int) -> None:
         "propdesk_http_requests_total",
         {"service": SERVICE, "method": "HEAD", "route": "/things", "status": "200"},
     )
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
+    async with connected(port) as (reader, writer):
         # Two requests on one connection: the HEAD answer must carry no body, or the next
         # answer would be read from the middle of it.
         writer.write(request("/things", method="HEAD") + request("/things"))
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        assert head.startswith(b"HTTP/1.1 200 ")
-        assert f"content-length: {len(get_body)}".encode() in head.lower()
-        following = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        assert following.startswith(b"HTTP/1.1 200 ")
-        assert await reader.readexactly(len(get_body)) == get_body
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        status, headers, _ = await read_answer(reader, body=False)
+        assert status == 200 and headers["content-length"] == str(len(get_body))
+        status, _, body = await read_answer(reader)
+        assert status == 200 and body == get_body
     assert get_headers["content-length"] == str(len(get_body))
     # The metrics (outside the router) count it as HEAD.
     after = REGISTRY.get_sample_value(
