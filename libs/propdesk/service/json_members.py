@@ -22,7 +22,13 @@ from typing import Any
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 
-from propdesk.service.problems import ProblemError, field_error, invalid, is_json_media_type
+from propdesk.service.problems import (
+    NESTED_TOO_DEEPLY,
+    field_error,
+    invalid,
+    is_json_media_type,
+    malformed_json,
+)
 
 
 class _Repeated(dict):  # type: ignore[type-arg]
@@ -96,13 +102,7 @@ async def single_json_members(request: Request) -> None:
     try:
         path = repeated_member(raw)
     except RecursionError:
-        raise ProblemError(
-            400,
-            "Malformed JSON",
-            code="malformed-json",
-            detail="The request body cannot be read: arrays and objects nest too deeply.",
-            errors=[field_error("body", "max_depth", "arrays and objects nest too deeply")],
-        ) from None
+        raise malformed_json(field_error("body", "max_depth", NESTED_TOO_DEEPLY)) from None
     if path is not None:
         field = ".".join(["body", *(str(p) for p in path)])
         raise invalid(field, "single", "given twice in one object; send each member once")

@@ -207,18 +207,33 @@ def body_parse_problem(exc: StarletteHTTPException, instance: str | None) -> Res
             errors=[error],
         )
     if isinstance(cause, RecursionError):
-        error = field_error("body", "max_depth", "arrays and objects nest too deeply")
+        error = field_error("body", "max_depth", NESTED_TOO_DEEPLY)
     elif isinstance(cause, ValueError) and "integer string conversion" in str(cause):
         limit = sys.get_int_max_str_digits()
         error = field_error("body", "max_digits", f"a number may have at most {limit} digits")
     else:
         error = field_error("body", "json", "the body could not be read as JSON")
+    problem = malformed_json(error)
     return problem_response(
+        problem.status,
+        problem.title,
+        code=problem.code,
+        detail=problem.detail,
+        instance=instance,
+        errors=problem.errors,
+    )
+
+
+NESTED_TOO_DEEPLY = "arrays and objects nest too deeply"
+
+
+def malformed_json(error: FieldError) -> ProblemError:
+    """The 400 `malformed-json` problem of a body that cannot be read, for `error`."""
+    return ProblemError(
         400,
         "Malformed JSON",
         code="malformed-json",
         detail=f"The request body cannot be read: {error['message']}.",
-        instance=instance,
         errors=[error],
     )
 
