@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from propdesk import routing_targets
+
 # Department codes the defaults name. Onboarding creates departments with these codes or
 # kinds; `resolve_department` matches either.
 MANAGEMENT = "management"
@@ -182,14 +184,15 @@ def resolve_department(
     target: str, project_id: UUID, departments: Iterable[Department]
 ) -> Department | None:
     """The department a routing target names: by code, then by kind; the project's own
-    department before a tenant-wide one."""
-    candidates = [d for d in departments if d.project_id in (project_id, None)]
-    for attr in ("code", "kind"):
-        found = [d for d in candidates if getattr(d, attr) == target]
-        if found:
-            found.sort(key=lambda d: (d.project_id is None, d.code))
-            return found[0]
-    return None
+    department before a tenant-wide one (`propdesk.routing_targets`, which intake's
+    onboarding checks use too)."""
+    return routing_targets.resolve_department(
+        target, project_id, departments, serves=_department_project
+    )
+
+
+def _department_project(department: Department) -> UUID | None:
+    return department.project_id
 
 
 @dataclass(frozen=True, slots=True)

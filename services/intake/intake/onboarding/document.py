@@ -36,6 +36,7 @@ from intake.domain.rules import RulesError, TenantRules
 from intake.domain.vocabulary import Category, Grade
 from propdesk.auth.roles import Role
 from propdesk.events.contracts.tenant import IanaTimeZoneName
+from propdesk.routing_targets import resolve_department
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, NoNul
 
 
@@ -498,14 +499,12 @@ _NOT_STAFF_ROLES = frozenset({Role.OPERATOR, Role.INTEGRATION})
 def _department_for(
     target: str, project: str, departments: Sequence[DepartmentDoc]
 ) -> DepartmentDoc | None:
-    """The department a routing target names in `project`, as dispatch resolves it: by code,
-    then by kind; the project's own department before a company-wide one."""
-    serving = [d for d in departments if d.project in (project, None)]
-    for attr in ("code", "kind"):
-        found = [d for d in serving if getattr(d, attr) == target]
-        if found:
-            return min(found, key=lambda d: (d.project is None, d.code))
-    return None
+    """The department a routing target names in `project`, as dispatch resolves it."""
+    return resolve_department(target, project, departments, serves=_department_project)
+
+
+def _department_project(department: DepartmentDoc) -> str | None:
+    return department.project
 
 
 def _routing_issues(doc: CompanyDocument, i: int, root: yaml.Node | None) -> list[DocumentIssue]:
