@@ -79,6 +79,7 @@ async def test_the_operator_provisions_and_a_service_only_checks(
         await nc.close()
 
 
+@pytest.mark.usefixtures("settings")  # the real stack, else skipped
 def test_the_provision_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "propdesk.bus.cli", "provision"],
@@ -91,6 +92,7 @@ def test_the_provision_command() -> None:
     assert "dispatch-complaints" in done.stdout and "reporting-activity" in done.stdout
 
 
+@pytest.mark.usefixtures("settings")  # the real stack, else skipped
 def test_a_deployed_service_without_its_stream_exits_saying_what_to_run() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "propdesk.service.runner", "sla", "--port", "0"],
