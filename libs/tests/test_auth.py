@@ -340,6 +340,34 @@ async def test_missing_credential_is_401_with_challenges(client: httpx.AsyncClie
     assert resp.status_code == 401
 
 
+async def test_a_credential_this_service_does_not_read_is_named() -> None:
+    """A service of staff tokens alone (dispatch, reporting) told an API key, or another
+    Authorization scheme, says that this credential is not taken here, not that none came."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=make_app()), base_url="http://testserver"
+    ) as tokens_only:
+        resp = await tokens_only.get("/anyone", headers={"X-API-Key": "k-clerk"})
+        assert resp.status_code == 401
+        body = resp.json()
+        assert body["code"] == "unauthenticated"
+        assert "API keys are not accepted" in body["detail"], body
+        assert body["errors"] == [
+            {
+                "field": "header.X-API-Key",
+                "rule": "accepted_credential",
+                "message": "API keys are not accepted by this service",
+            }
+        ]
+        assert resp.headers["www-authenticate"] == 'Bearer realm="propdesk"'
+        resp = await tokens_only.get("/anyone", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+        assert resp.status_code == 401
+        assert resp.json()["errors"][0]["field"] == "header.Authorization"
+        assert "'Basic'" in resp.json()["detail"]
+        resp = await tokens_only.get("/anyone")
+        assert resp.json()["detail"] == "This endpoint needs a credential."
+        assert "errors" not in resp.json() or not resp.json()["errors"]
+
+
 async def test_bad_tokens_are_401_with_the_reason(client: httpx.AsyncClient) -> None:
     expired = clerk_token(ttl=10, now=time.time() - 3600)
     resp = await client.get("/clerk", headers=bearer(expired))

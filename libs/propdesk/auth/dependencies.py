@@ -19,7 +19,7 @@ from starlette.requests import Request
 
 from propdesk.auth.roles import Role
 from propdesk.auth.tokens import TokenError, verify_token
-from propdesk.service.problems import ProblemError, field_error
+from propdesk.service.problems import FieldError, ProblemError, field_error
 from propdesk.service.request_context import bind_tenant
 from propdesk.settings import Settings
 from propdesk.tenancy import TenantContext
@@ -38,13 +38,16 @@ class Authenticator(Protocol):
         ...
 
 
-def unauthenticated(detail: str, challenge: str | None = None) -> ProblemError:
+def unauthenticated(
+    detail: str, challenge: str | None = None, errors: list[FieldError] | None = None
+) -> ProblemError:
     return ProblemError(
         401,
         "Authentication required",
         code="unauthenticated",
         detail=detail,
         headers={"WWW-Authenticate": challenge or BEARER_REALM},
+        errors=errors,
     )
 
 
@@ -117,7 +120,27 @@ async def authenticate(request: Request) -> TenantContext:
         if ctx is not None:
             return ctx
     challenges = ", ".join(a.challenge for a in authenticators) or BEARER_REALM
-    raise unauthenticated("This endpoint needs a credential.", challenges)
+    unread = _unread_credential(request)
+    if unread is None:
+        raise unauthenticated("This endpoint needs a credential.", challenges)
+    header, why = unread
+    raise unauthenticated(
+        f"{why}: this endpoint takes {challenges}.",
+        challenges,
+        [field_error(f"header.{header}", "accepted_credential", why)],
+    )
+
+
+def _unread_credential(request: Request) -> tuple[str, str] | None:
+    """A credential header the request carries that no authenticator here read: an API key
+    sent to a service of staff tokens (only intake takes keys), or an Authorization scheme
+    other than Bearer. None when the request carries none."""
+    if request.headers.get("x-api-key") is not None:
+        return "X-API-Key", "API keys are not accepted by this service"
+    if (authorization := request.headers.get("authorization")) is not None:
+        scheme = authorization.partition(" ")[0] or "(empty)"
+        return "Authorization", f"the Authorization scheme {scheme!r} is not accepted here"
+    return None
 
 
 def authorize(ctx: TenantContext, roles: tuple[str, ...]) -> None:
