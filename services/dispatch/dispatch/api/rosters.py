@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter
@@ -16,6 +16,7 @@ from dispatch.api.schemas import MAX_SHIFT, YEARS, ShiftIn, out_of_years
 from dispatch.store import directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
+from propdesk.service.input_types import Iso8601
 from propdesk.service.problems import ProblemError, field_error, invalid
 from propdesk.tenancy import TenantContext
 
@@ -134,7 +135,8 @@ async def add_shift(
 async def on_duty_now(
     request: Request,
     project_id: UUID,
-    at: AwareDatetime | None = None,  # a time without a UTC offset is refused (422)
+    # ISO 8601 text, never a number (`iso8601`); without a UTC offset: `timezone_aware`.
+    at: Annotated[AwareDatetime, Iso8601] | None = None,
     ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
 ) -> dict[str, Any]:
     if at is not None and out_of_years(at):

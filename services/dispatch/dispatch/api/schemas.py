@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from propdesk.auth.roles import Role
 from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
+from propdesk.service.input_types import Iso8601, JsonBool
 from propdesk.service.plain_dates import plain_date
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, has_nul
 
@@ -84,7 +85,7 @@ class RejectIn(Body):
 
 class ProgressIn(Body):
     note: Text
-    site_visit: bool = False
+    site_visit: JsonBool = False
     photo_refs: list[PhotoRef] = Field(default_factory=list, max_length=50)
 
 
@@ -200,7 +201,7 @@ class HoursIn(Body):
     weekdays: list[int] = Field(
         default=[0, 1, 2, 3, 4], min_length=1, description="0 (Monday) to 6 (Sunday), each once"
     )
-    observe_public_holidays: bool = True
+    observe_public_holidays: JsonBool = True
 
     @field_validator("weekdays", mode="after")
     @classmethod
@@ -215,14 +216,19 @@ class HoursIn(Body):
 class LocalDayIn(Body):
     kind: Literal["holiday", "workday"]
     name: DayName = ""
-    tenant_wide: bool = False
+    tenant_wide: JsonBool = False
+
+
+# ISO 8601 text (or a datetime), never a number (`iso8601`); one without a UTC offset is the
+# handler's to refuse (rule `timezone`, as before).
+ShiftTime = Annotated[datetime, Iso8601]
 
 
 class ShiftIn(Body):
     staff_id: UUID
     project_id: UUID
-    starts_at: datetime = Field(description=f"with a UTC offset, a year {YEARS}")
-    ends_at: datetime = Field(
+    starts_at: ShiftTime = Field(description=f"with a UTC offset, a year {YEARS}")
+    ends_at: ShiftTime = Field(
         description=f"with a UTC offset, after starts_at, at most {MAX_SHIFT.days} days later"
     )
     note: str | None = Field(default=None, max_length=1000)

@@ -30,6 +30,7 @@ from dispatch.store import directory
 from dispatch.store import work_orders as orders
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
+from propdesk.service.input_types import QueryBool
 from propdesk.service.problems import ProblemError, invalid
 from propdesk.service.text import NoNul
 from propdesk.tenancy import TenantContext
@@ -58,7 +59,7 @@ def _out(wo: orders.WorkOrderRow) -> dict[str, Any]:
 @router.get("/work-orders/mine")
 async def my_work_orders(
     request: Request,
-    include_closed: bool = False,
+    include_closed: QueryBool = False,
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     me = steps.actor_staff_id(ctx)

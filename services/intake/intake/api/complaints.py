@@ -32,6 +32,7 @@ from intake.store import complaints as store
 from intake.store import tenants as directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.db.session import tenant_transaction
+from propdesk.service.input_types import Instant
 from propdesk.service.problems import invalid
 from propdesk.service.text import NoNul
 from propdesk.tenancy import TenantContext
@@ -148,8 +149,8 @@ async def list_complaints(
     grade: Grade | None = None,
     category: Category | None = None,
     channel: Channel | None = None,
-    received_from: datetime | None = None,
-    received_to: datetime | None = None,
+    received_from: Instant | None = None,
+    received_to: Instant | None = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200), NoNul] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -39,6 +39,7 @@ from intake.store import directory as store
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
 from propdesk.db.session import tenant_transaction
+from propdesk.service.input_types import QueryBool
 from propdesk.service.problems import ProblemError, invalid
 from propdesk.service.text import NoNul
 from propdesk.tenancy import TenantContext
@@ -293,7 +294,7 @@ async def list_staff(
     project: ProjectQuery = None,
     department: DepartmentQuery = None,
     role: Annotated[Role | None, Query(description="Members holding this role.")] = None,
-    active: bool | None = None,
+    active: QueryBool | None = None,
     cursor: Cursor = None,
     limit: Limit = 200,
 ) -> Response:

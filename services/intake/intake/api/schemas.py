@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from intake.domain.vocabulary import CALLBACK_FORWARDERS, Category, Channel, Grade
+from propdesk.service.input_types import Instant, JsonBool
 from propdesk.service.text import NoNul
 
 MAX_CONTENT = 4000
@@ -86,10 +87,11 @@ class ComplaintIn(_In):
     content: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CONTENT), NoNul
     ]
-    received_at: datetime | None = Field(
+    # ISO 8601 with a UTC offset; a number is refused (`iso8601`), not read as a Unix time.
+    received_at: Instant | None = Field(
         default=None, description="When the complaint was received; defaults to now"
     )
-    occurred_at: datetime | None = None
+    occurred_at: Instant | None = None
     complainant: ComplainantIn | None = None
     unit: UnitIn | None = None
     place: Short | None = None
@@ -106,7 +108,7 @@ class ComplaintIn(_In):
     category: Category | None = None
     # 二次投诉: the caller says the complainant was unhappy with the handling of an earlier
     # complaint on this matter; `previous_case` names it (reference or id) when known.
-    second_complaint: bool = False
+    second_complaint: JsonBool = False
     previous_case: Short | None = None
     # A callback result forwarded by the call center, group or quality department; their
     # "dissatisfied" is itself a major complaint (DOMAIN.md, grade "Major").
