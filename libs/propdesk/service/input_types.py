@@ -12,9 +12,8 @@ pydantic's error type into the `rule`):
   (`2026-11-27T09:30:00+08:00`, `...Z`), or a datetime object (Python callers). A number,
   a numeric string or any other text is rule `iso8601`; a time without a UTC offset is rule
   `timezone_required`. Body fields and query parameters alike.
-- `Iso8601`: the first half of `Instant` alone, as Annotated metadata for a datetime whose
-  missing offset is someone else's to refuse (pydantic's `AwareDatetime`, rule
-  `timezone_aware`, or a handler's own check): `Annotated[AwareDatetime, Iso8601]`.
+- `Iso8601`: the first half of `Instant` alone, as Annotated metadata for any datetime
+  type (`Instant` is `Annotated[datetime, Iso8601, <offset required>]`).
 - `JsonBool`: a JSON body's boolean: `true` or `false` (a Python bool), nothing else;
   rule `bool_type`.
 - `QueryBool`: a query parameter's boolean: the text `true` or `false` (in any letter case:

@@ -123,7 +123,7 @@ async def test_on_duty_at_a_time_without_offset_is_a_422(tenant: Tenant, client)
         params={"project_id": str(tenant.project_id), "at": "2026-11-24T10:00:00"},
     )
     assert r.status_code == 422, r.text
-    assert ("query.at", "timezone_aware") in _fields(r)
+    assert ("query.at", "timezone_required") in _fields(r)
     r = await client.get(
         "/v1/rosters/on-duty",
         headers=head,

@@ -39,10 +39,17 @@ async def test_a_shift_instant_is_iso8601_text_never_a_unix_time(tenant: Tenant,
     r = await client.post("/v1/rosters/shifts", headers=admin, json=shift)
     assert r.status_code == 201, r.text
     assert r.json()["starts_at"] == "2026-11-24T00:00:00+08:00"
-    # A time without an offset keeps its rule (the handler's).
+    # A time without an offset is `timezone_required`, on the field that lacks it.
     naive = {**shift, "starts_at": "2026-11-26T00:00:00", "ends_at": "2026-11-27T00:00:00"}
     r = await client.post("/v1/rosters/shifts", headers=admin, json=naive)
-    assert _fields(r) == [("body.starts_at", "timezone")]
+    assert _fields(r) == [
+        ("body.starts_at", "timezone_required"),
+        ("body.ends_at", "timezone_required"),
+    ]
+    r = await client.post(
+        "/v1/rosters/shifts", headers=admin, json={**shift, "ends_at": "2026-11-25T00:00:00"}
+    )
+    assert _fields(r) == [("body.ends_at", "timezone_required")]
 
 
 async def test_on_duty_at_is_iso8601_text_never_a_unix_time(tenant: Tenant, client) -> None:
@@ -66,7 +73,7 @@ async def test_on_duty_at_is_iso8601_text_never_a_unix_time(tenant: Tenant, clie
     r = await client.get(
         "/v1/rosters/on-duty", headers=head, params={**on_duty, "at": "2026-11-24T10:00:00"}
     )
-    assert _fields(r) == [("query.at", "timezone_aware")]  # its rule, as before
+    assert _fields(r) == [("query.at", "timezone_required")]
 
 
 async def test_calendar_booleans_are_json_true_or_false(tenant: Tenant, client) -> None:

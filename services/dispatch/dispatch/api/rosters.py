@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime
 from sqlalchemy import text
 from starlette.requests import Request
 
@@ -16,7 +15,7 @@ from dispatch.api.schemas import MAX_SHIFT, YEARS, ShiftIn, out_of_years
 from dispatch.store import directory
 from propdesk.auth.dependencies import require_staff
 from propdesk.auth.roles import Role
-from propdesk.service.input_types import Iso8601
+from propdesk.service.input_types import Instant
 from propdesk.service.problems import ProblemError, field_error, invalid
 from propdesk.tenancy import TenantContext
 
@@ -28,13 +27,6 @@ EDITORS = (Role.TENANT_ADMIN, Role.DIRECTOR, Role.CS_SUPERVISOR, Role.DEPARTMENT
 async def add_shift(
     request: Request, body: ShiftIn, ctx: TenantContext = require_staff(*EDITORS)
 ) -> dict[str, Any]:
-    if body.starts_at.tzinfo is None or body.ends_at.tzinfo is None:
-        raise invalid(
-            "body.starts_at",
-            "timezone",
-            "include a UTC offset",
-            detail="Shift times need a UTC offset.",
-        )
     if body.ends_at <= body.starts_at:
         raise invalid(
             "body.ends_at",
@@ -135,8 +127,9 @@ async def add_shift(
 async def on_duty_now(
     request: Request,
     project_id: UUID,
-    # ISO 8601 text, never a number (`iso8601`); without a UTC offset: `timezone_aware`.
-    at: Annotated[AwareDatetime, Iso8601] | None = None,
+    # ISO 8601 text with a UTC offset: never a number (`iso8601`), never without an offset
+    # (`timezone_required`).
+    at: Instant | None = None,
     ctx: TenantContext = require_staff(*(r for r in Role if r is not Role.OPERATOR)),
 ) -> dict[str, Any]:
     if at is not None and out_of_years(at):

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from propdesk.auth.roles import Role
 from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
-from propdesk.service.input_types import Iso8601, JsonBool
+from propdesk.service.input_types import Instant, JsonBool
 from propdesk.service.plain_dates import plain_date
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, has_nul
 
@@ -219,16 +219,11 @@ class LocalDayIn(Body):
     tenant_wide: JsonBool = False
 
 
-# ISO 8601 text (or a datetime), never a number (`iso8601`); one without a UTC offset is the
-# handler's to refuse (rule `timezone`, as before).
-ShiftTime = Annotated[datetime, Iso8601]
-
-
 class ShiftIn(Body):
     staff_id: UUID
     project_id: UUID
-    starts_at: ShiftTime = Field(description=f"with a UTC offset, a year {YEARS}")
-    ends_at: ShiftTime = Field(
+    starts_at: Instant = Field(description=f"with a UTC offset, a year {YEARS}")
+    ends_at: Instant = Field(
         description=f"with a UTC offset, after starts_at, at most {MAX_SHIFT.days} days later"
     )
     note: str | None = Field(default=None, max_length=1000)
