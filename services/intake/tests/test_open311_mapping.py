@@ -173,6 +173,13 @@ class TestSubmission:
         ComplaintIn.model_validate({**c, "project": "SUNRISE"})
         assert "second_complaint" not in submit(**{"attribute[second_complaint]": "false"})
 
+    def test_a_json_submission_gives_a_yes_no_attribute_as_a_json_boolean(self) -> None:
+        assert submit(attribute={"second_complaint": True})["second_complaint"] is True
+        assert "second_complaint" not in submit(attribute={"second_complaint": False})
+        # Only there: a boolean is no text, no time.
+        with pytest.raises(Open311Errors, match=r"attribute\[building\]: must be a string"):
+            submit(attribute={"building": True})
+
     @pytest.mark.parametrize(
         ("fields", "code", "needle"),
         [

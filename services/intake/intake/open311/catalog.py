@@ -108,6 +108,10 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 )
 
 ATTRIBUTE_CODES = frozenset(a.code for a in ATTRIBUTES)
+# Attributes whose list is true/false: a JSON submission may give them as JSON booleans.
+YES_NO_ATTRIBUTE_CODES = frozenset(
+    a.code for a in ATTRIBUTES if {key for key, _ in a.values} == {"true", "false"}
+)
 
 
 def service_code_of(category: Category) -> str:

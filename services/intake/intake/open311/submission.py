@@ -32,7 +32,7 @@ from typing import Any
 from uuid import UUID
 
 from intake.domain.vocabulary import CALLBACK_FORWARDERS, Channel
-from intake.open311.catalog import ATTRIBUTE_CODES, category_of
+from intake.open311.catalog import ATTRIBUTE_CODES, YES_NO_ATTRIBUTE_CODES, category_of
 from intake.open311.errors import Open311Error, Open311Errors, bad_request
 from propdesk.service.text import NO_NUL_MESSAGE, has_nul
 
@@ -203,6 +203,8 @@ def parse_submission(data: Mapping[str, Any]) -> Submission:
                 errors.append(bad_request(f"attribute[{code}]: takes a single value"))
                 continue
             value = value[0]
+        if isinstance(value, bool) and code in YES_NO_ATTRIBUTE_CODES:
+            value = "true" if value else "false"  # JSON's own true/false, as the list's keys
         if value is None or isinstance(value, bool) or not isinstance(value, str | int | float):
             errors.append(bad_request(f"attribute[{code}]: must be a string"))
             continue
