@@ -15,7 +15,14 @@ from fastapi import APIRouter, FastAPI
 from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from propdesk.service import create_service_app
-from propdesk.service.input_types import Instant, Iso8601, JsonBool, QueryBool
+from propdesk.service.input_types import (
+    Instant,
+    Iso8601,
+    JsonBool,
+    JsonInt,
+    JsonNumber,
+    QueryBool,
+)
 from propdesk.service.problems import PROBLEM_CONTENT_TYPE
 from propdesk.settings import Settings
 
@@ -155,10 +162,38 @@ def test_nothing_else_is_a_query_bool(value: Any) -> None:
     assert error_types(QUERY_BOOL, value) == ["bool_parsing"]
 
 
+JSON_INT = TypeAdapter(JsonInt)
+JSON_NUMBER = TypeAdapter(JsonNumber)
+
+
+def test_a_json_integer_is_a_number_without_a_fraction() -> None:
+    assert JSON_INT.validate_python(72) == 72
+    assert JSON_INT.validate_python(72.0) == 72
+    assert JSON_INT.validate_json("-3") == -3
+    assert error_types(JSON_INT, 72.5) == ["int_from_float"]
+
+
+@pytest.mark.parametrize("value", [True, False, "72", " 72", "7.2e1", None, [72]], ids=repr)
+def test_nothing_else_is_a_json_integer(value: Any) -> None:
+    assert error_types(JSON_INT, value) == ["int_type"]
+
+
+def test_a_json_number_is_an_integer_or_a_float() -> None:
+    assert JSON_NUMBER.validate_python(31) == 31.0
+    assert JSON_NUMBER.validate_json("31.25") == 31.25
+
+
+@pytest.mark.parametrize("value", [True, "31.2", "nan", None, {"lat": 31}], ids=repr)
+def test_nothing_else_is_a_json_number(value: Any) -> None:
+    assert error_types(JSON_NUMBER, value) == ["float_type"]
+
+
 def test_the_schemas_keep_their_types() -> None:
     assert INSTANT.json_schema() == {"type": "string", "format": "date-time"}
     assert JSON_BOOL.json_schema() == {"type": "boolean"}
     assert QUERY_BOOL.json_schema() == {"type": "boolean"}
+    assert JSON_INT.json_schema() == {"type": "integer"}
+    assert JSON_NUMBER.json_schema() == {"type": "number"}
 
 
 # Through a service app: the pydantic error type is the problem's `rule`, on the field.

@@ -1,12 +1,12 @@
-"""Instants and booleans every propdesk API takes: what the API says, and nothing pydantic
-would guess instead.
+"""Instants, booleans and numbers every propdesk API takes: what the API says, and nothing
+pydantic would guess instead.
 
 Pydantic's lax mode reads a number as a Unix time (`1764300000`, in seconds; `1764300000000`,
 in milliseconds; the string `"1764300000"` too) where the API promises ISO 8601 with a UTC
-offset, and reads `"yes"`, `"on"`, `"1"`, `1`, `0`, `"f"` ... as booleans where a JSON body
-has `true` and `false`. The caller meant something, and was silently answered something
-else. These types refuse them with a 422 naming the field (propdesk.service.problems turns
-pydantic's error type into the `rule`):
+offset, reads `"yes"`, `"on"`, `"1"`, `1`, `0`, `"f"` ... as booleans where a JSON body
+has `true` and `false`, and `true` or `"72"` as numbers. The caller meant something, and
+was silently answered something else. These types refuse them with a 422 naming the field
+(propdesk.service.problems turns pydantic's error type into the `rule`):
 
 - `Instant`: an aware datetime, given as an ISO 8601 string with a UTC offset
   (`2026-11-27T09:30:00+08:00`, `...Z`), or a datetime object (Python callers). A number,
@@ -16,6 +16,10 @@ pydantic's error type into the `rule`):
   type (`Instant` is `Annotated[datetime, Iso8601, <offset required>]`).
 - `JsonBool`: a JSON body's boolean: `true` or `false` (a Python bool), nothing else;
   rule `bool_type`.
+- `JsonInt`: a JSON body's integer: a JSON number without a fraction (`72`, `72.0`), not
+  `true` (pydantic's lax mode reads it as 1) nor the text `"72"`; rule `int_type`.
+- `JsonNumber`: a JSON body's number (`31.2`, `31`), not `true` nor the text `"31.2"`;
+  rule `float_type`.
 - `QueryBool`: a query parameter's boolean: the text `true` or `false` (in any letter case:
   Python's `requests` sends `True`), nothing else; rule `bool_parsing`.
 
@@ -41,6 +45,10 @@ TIMEZONE_RULE = "timezone_required"
 TIMEZONE_MESSAGE = "must include a UTC offset"
 JSON_BOOL_RULE = "bool_type"
 JSON_BOOL_MESSAGE = "Input should be a JSON boolean: true or false"
+JSON_INT_RULE = "int_type"
+JSON_INT_MESSAGE = "Input should be a JSON integer, not text or a boolean"
+JSON_NUMBER_RULE = "float_type"
+JSON_NUMBER_MESSAGE = "Input should be a JSON number, not text or a boolean"
 QUERY_BOOL_RULE = "bool_parsing"
 QUERY_BOOL_MESSAGE = "Input should be true or false"
 
@@ -75,6 +83,22 @@ def json_bool(value: Any) -> bool:
     raise PydanticCustomError(JSON_BOOL_RULE, JSON_BOOL_MESSAGE)
 
 
+def json_int(value: Any) -> Any:
+    """The before-validator behind `JsonInt`: a number (pydantic then refuses a fraction,
+    rule `int_from_float`); a bool or text is rule `int_type`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise PydanticCustomError(JSON_INT_RULE, JSON_INT_MESSAGE)
+
+
+def json_number(value: Any) -> Any:
+    """The before-validator behind `JsonNumber`: an int or a float; a bool or text is rule
+    `float_type`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise PydanticCustomError(JSON_NUMBER_RULE, JSON_NUMBER_MESSAGE)
+
+
 def query_bool(value: Any) -> bool:
     """The before-validator behind `QueryBool`: a bool, or the text true/false in any
     letter case; rule `bool_parsing`."""
@@ -91,4 +115,6 @@ def query_bool(value: Any) -> bool:
 Iso8601 = BeforeValidator(iso8601_text)
 Instant = Annotated[datetime, Iso8601, AfterValidator(require_offset)]
 JsonBool = Annotated[bool, BeforeValidator(json_bool)]
+JsonInt = Annotated[int, BeforeValidator(json_int)]
+JsonNumber = Annotated[float, BeforeValidator(json_number)]
 QueryBool = Annotated[bool, BeforeValidator(query_bool)]

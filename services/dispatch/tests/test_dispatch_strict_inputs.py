@@ -1,4 +1,4 @@
-"""Instants and booleans the dispatch API takes are what docs/api.md says: ISO 8601 with a
+"""Instants, booleans and integers the dispatch API takes are what docs/api.md says: ISO 8601 with a
 UTC offset (a number is not a Unix time) and JSON true/false (not "yes", "on", 1); query
 booleans are true/false. Anything else is a 422 problem naming the field and the rule."""
 
@@ -123,3 +123,23 @@ async def test_a_query_boolean_is_true_or_false(res, tenant: Tenant, client) -> 
     for value in ("true", "false", "True"):
         r = await client.get("/v1/work-orders/mine", headers=me, params={"include_closed": value})
         assert r.status_code == 200 and r.json()["count"] == 1, r.text
+
+
+async def test_integers_are_json_integers_never_text_or_booleans(tenant: Tenant, client) -> None:
+    admin = tenant.token(uuid4(), "tenant_admin")
+    rule = {"department": "eng", "category": "noise"}
+    for value in ("5", True):
+        r = await client.post("/v1/routing-rules", headers=admin, json={**rule, "priority": value})
+        assert _fields(r) == [("body.priority", "int_type")], value
+    r = await client.post("/v1/routing-rules", headers=admin, json={**rule, "priority": 5})
+    assert r.status_code == 201 and r.json()["priority"] == 5, r.text
+    hours = f"/v1/calendars/{tenant.project_id}/hours"
+    for value in (True, "1"):
+        r = await client.put(
+            hours, headers=admin, json={"periods": ["08:30-17:30"], "weekdays": [0, value]}
+        )
+        assert _fields(r) == [("body.weekdays.1", "int_type")], value
+    r = await client.put(
+        hours, headers=admin, json={"periods": ["08:30-17:30"], "weekdays": [0, 1]}
+    )
+    assert r.status_code == 200, r.text

@@ -125,3 +125,25 @@ async def test_a_query_boolean_is_true_or_false(client, company) -> None:
         assert r.status_code == 200 and "S001" in [s["code"] for s in r.json()["items"]], r.text
     r = await client.get("/v1/staff", headers=admin, params={"active": "false"})
     assert r.status_code == 200 and "S001" not in [s["code"] for s in r.json()["items"]], r.text
+
+
+async def test_numbers_are_json_numbers_never_text_or_booleans(client, company) -> None:
+    clerk = company.token("intake_clerk")
+    for value in ("31.2", True, "31"):
+        r = await client.post("/v1/complaints", headers=clerk, json=_complaint(lat=value, long=121))
+        assert _errors(r) == [("body.lat", "float_type")], value
+    r = await client.post("/v1/complaints", headers=clerk, json=_complaint(lat=31, long=121.47))
+    assert r.status_code == 201, r.text
+    admin = company.token("tenant_admin")
+    for value in ("60", True, 60.5):
+        r = await client.post(
+            "/v1/api-keys",
+            headers=admin,
+            json={"name": f"desk {uuid4().hex[:6]}", "rate_limit_per_minute": value},
+        )
+        rule = "int_from_float" if isinstance(value, float) else "int_type"
+        assert _errors(r) == [("body.rate_limit_per_minute", rule)], value
+    r = await client.post(
+        "/v1/api-keys", headers=admin, json={"name": "desk", "rate_limit_per_minute": 60.0}
+    )
+    assert r.status_code == 201 and r.json()["rate_limit_per_minute"] == 60, r.text

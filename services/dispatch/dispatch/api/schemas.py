@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from propdesk.auth.roles import Role
 from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
-from propdesk.service.input_types import Instant, JsonBool
+from propdesk.service.input_types import Instant, JsonBool, JsonInt
 from propdesk.service.plain_dates import plain_date
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, has_nul
 
@@ -161,7 +161,7 @@ class RoutingRuleIn(Body):
     handler_role: Role | None = None
     handler_staff_id: UUID | None = None
     inform: list[DepartmentName] = Field(default_factory=list, max_length=20)
-    priority: int = Field(default=0, ge=-1000, le=1000)
+    priority: JsonInt = Field(default=0, ge=-1000, le=1000)
     note: str = Field(default="", max_length=1000)
 
     @field_validator("handler_role", mode="after")
@@ -198,7 +198,7 @@ class HoursIn(Body):
     # At least one: with no working day the next working start never comes (the calendar
     # gives up after three years), so after-hours orders would wait for a hand-over to the
     # service center forever and the calendar's own view could not say when work resumes.
-    weekdays: list[int] = Field(
+    weekdays: list[JsonInt] = Field(
         default=[0, 1, 2, 3, 4], min_length=1, description="0 (Monday) to 6 (Sunday), each once"
     )
     observe_public_holidays: JsonBool = True
