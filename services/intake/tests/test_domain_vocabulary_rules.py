@@ -124,6 +124,28 @@ def test_invalid_overrides_are_rejected_naming_the_field(
     assert all(e["message"] for e in errors)
 
 
+def test_written_rules_give_numbers_as_numbers_and_stored_ones_still_load() -> None:
+    for written in ({"group_window_hours": "72"}, {"group_threshold_households": "5"}):
+        with pytest.raises(RulesError) as info:
+            TenantRules.from_written_overrides(written)
+        (name,) = written
+        assert info.value.as_field_errors() == [
+            {
+                "field": f"rules.{name}",
+                "rule": "int_type",
+                "message": "must be a JSON integer, not text or a boolean",
+            }
+        ]
+        # Rules a tenant saved before the check still apply as they did.
+        assert getattr(TenantRules.from_overrides(written), name) == int(written[name])
+    with pytest.raises(RulesError, match="JSON number"):
+        TenantRules.from_written_overrides({"content_similarity_threshold": "0.5"})
+    rules = TenantRules.from_written_overrides(
+        {"group_window_hours": 48, "content_similarity_threshold": 1}
+    )
+    assert (rules.group_window_hours, rules.content_similarity_threshold) == (48, 1.0)
+
+
 def test_non_object_overrides_rejected() -> None:
     with pytest.raises(RulesError) as info:
         TenantRules.from_overrides([1, 2])  # type: ignore[arg-type]

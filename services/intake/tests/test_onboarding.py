@@ -129,6 +129,13 @@ def test_demo_company_file_parses_if_present():
             "routing[0].handler_staff_id",
             "extra_forbidden",
         ),
+        (
+            # A number given as text: pydantic would read "48" as 48.
+            GOOD.replace("settings: {}}", 'settings: {}, rules: {group_window_hours: "48"}}'),
+            1,
+            "tenant.rules.group_window_hours",
+            "int_type",
+        ),
     ],
 )
 def test_a_bad_file_names_the_line_and_field(source, line, field, rule):

@@ -75,6 +75,9 @@ async def test_read_replace_and_apply(client, resources, db_rows):
         ({"category_keywords": {"other": ["x"]}}, "body.category_keywords"),
         ({"colour": "red"}, "body.colour"),
         ({"repeat_major_round": 1}, "body.repeat_major_round"),
+        # Numbers as JSON numbers: pydantic's lax mode read these as 72 and 1.0.
+        ({"group_window_hours": "72"}, "body.group_window_hours"),
+        ({"content_similarity_threshold": True}, "body.content_similarity_threshold"),
     ],
 )
 async def test_bad_rules_name_the_field(client, company_a, rules, field):

@@ -65,7 +65,7 @@ async def put_rules(
     # the others.
     require_tenant_wide(ctx, "Changing the rules")
     try:
-        TenantRules.from_overrides(body)
+        TenantRules.from_written_overrides(body)
     except RulesError as exc:
         errors = [
             {**e, "field": "body" + e["field"].removeprefix("rules")} for e in exc.as_field_errors()

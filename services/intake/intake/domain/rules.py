@@ -222,6 +222,30 @@ class TenantRules(BaseModel):
         except ValidationError as exc:
             raise RulesError.from_validation(exc) from None
 
+    @classmethod
+    def from_written_overrides(cls, overrides: Mapping[str, Any] | None) -> Self:
+        """`from_overrides` for rules being written (`PUT /v1/rules`, onboarding): a number
+        must also be a number as written, not text or a boolean (`"72"`, `true`), which
+        pydantic's lax mode would read. Rules stored before this check load as they were."""
+        if isinstance(overrides, Mapping):
+            written_as_text = [
+                RuleViolation(
+                    f"rules.{name}",
+                    "float_type" if kind is float else "int_type",
+                    f"must be a JSON {'number' if kind is float else 'integer'}, not text or "
+                    "a boolean",
+                )
+                for name, kind in _NUMBER_FIELDS.items()
+                if name in overrides
+                and (
+                    isinstance(overrides[name], bool)
+                    or not isinstance(overrides[name], int | float)
+                )
+            ]
+            if written_as_text:
+                raise RulesError(written_as_text)
+        return cls.from_overrides(overrides)
+
     def to_overrides(self) -> dict[str, Any]:
         """The JSON form of these rules (every field, so it round-trips through
         `from_overrides`)."""
@@ -259,4 +283,10 @@ class RulesError(ValueError):
         return [v.as_field_error() for v in self.violations]
 
 
+# The rules' numeric settings and their kind (int or float).
+_NUMBER_FIELDS: dict[str, type] = {
+    name: field.annotation
+    for name, field in TenantRules.model_fields.items()
+    if field.annotation in (int, float)
+}
 DEFAULT_RULES = TenantRules()

@@ -627,7 +627,7 @@ def _cross_reference_issues(doc: CompanyDocument, root: yaml.Node | None) -> lis
         ]
         issues += unknown or _routing_issues(doc, i, root)
     try:
-        TenantRules.from_overrides(doc.tenant.rules or None)
+        TenantRules.from_written_overrides(doc.tenant.rules or None)
     except RulesError as exc:
         for v in exc.violations:
             # v.field is "rules.<field>..."; point at the rules mapping's own key when we can.
