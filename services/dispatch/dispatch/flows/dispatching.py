@@ -273,13 +273,14 @@ async def _correct(
     """Set `changes` (grade, category) on the complaint's work order with one step; False
     when it already has them (a redelivery)."""
     now = now or datetime.now(UTC)
-    wo = await orders.by_complaint(session, complaint_id)
+    # Locked before the values are compared: two corrections to the same value at once
+    # (a regrade and a staff override, on two replicas) would otherwise both see the old
+    # value, and the second would record a step changing the grade to what it already was.
+    wo = await orders.by_complaint(session, complaint_id, lock=True)
     if wo is None:
         raise WorkOrderNotYetCreated(complaint_id)
     if all(getattr(wo, name) == value for name, value in changes.items()):
         return False
-    wo = await orders.get(session, wo.id, lock=True)
-    assert wo is not None
     previous = {name: getattr(wo, name) for name in changes}
     for name, value in changes.items():
         setattr(wo, name, value)

@@ -114,11 +114,13 @@ async def insert(session: AsyncSession, wo: WorkOrderRow) -> bool:
 
 
 async def get(
-    session: AsyncSession, work_order_id: UUID, *, lock: bool = False
+    session: AsyncSession, work_order_id: UUID, *, lock: bool = False, share: bool = False
 ) -> WorkOrderRow | None:
     # FOR UPDATE serialises concurrent steps on one order: the second waits, then sees the
-    # state the first left and is refused with 409 if its step no longer applies.
-    suffix = " FOR UPDATE" if lock else ""
+    # state the first left and is refused with 409 if its step no longer applies. FOR
+    # SHARE (a reader of the order with its history) waits for a step in flight and keeps
+    # the next one out until the reader's transaction ends.
+    suffix = " FOR UPDATE" if lock else " FOR SHARE" if share else ""
     r = (
         await session.execute(
             text(f"SELECT {_COLUMNS} FROM dispatch.work_orders WHERE id = :id{suffix}"),
@@ -128,10 +130,13 @@ async def get(
     return _row(r) if r else None
 
 
-async def by_complaint(session: AsyncSession, complaint_id: UUID) -> WorkOrderRow | None:
+async def by_complaint(
+    session: AsyncSession, complaint_id: UUID, *, lock: bool = False
+) -> WorkOrderRow | None:
+    suffix = " FOR UPDATE" if lock else ""
     r = (
         await session.execute(
-            text(f"SELECT {_COLUMNS} FROM dispatch.work_orders WHERE complaint_id = :c"),
+            text(f"SELECT {_COLUMNS} FROM dispatch.work_orders WHERE complaint_id = :c{suffix}"),
             {"c": complaint_id},
         )
     ).first()
