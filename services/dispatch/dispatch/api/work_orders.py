@@ -81,9 +81,7 @@ async def get_work_order(
     request: Request, work_order_id: UUID, ctx: TenantContext = require_staff(*ANY_STAFF)
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
-        wo = await steps.load(session, work_order_id, lock=False)
-        history = await orders.steps(session, work_order_id)
-        owners = await orders.owners(session, work_order_id)
+        wo, history, owners = await steps.with_history(session, work_order_id)
     return {**_out(wo), "steps": history, "owners": owners}
 
 

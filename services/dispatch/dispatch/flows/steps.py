@@ -67,6 +67,24 @@ async def load(session: AsyncSession, work_order_id: UUID, *, lock: bool) -> Wor
     return wo
 
 
+async def with_history(
+    session: AsyncSession, work_order_id: UUID
+) -> tuple[WorkOrderRow, list[dict], list[dict]]:
+    """The order, its steps and its chain of owners, as of one moment. Every step and owner
+    change is written under the order's row lock, so the row is read FOR SHARE: a step in
+    flight is waited for, and none commits before the history is read. Read without it,
+    a step committing between the statements showed a `dispatched` order whose steps
+    already held its `accept` (and an owner chain ahead of `owner_id`)."""
+    wo = await orders.get(session, work_order_id, share=True)
+    if wo is None:
+        raise WorkOrderNotFound(str(work_order_id))
+    return (
+        wo,
+        await orders.steps(session, work_order_id),
+        await orders.owners(session, work_order_id),
+    )
+
+
 EventBuilder = Callable[[WorkOrderRow], Envelope]
 Mutation = Callable[[WorkOrderRow, datetime], tuple[list[EventBuilder], dict[str, Any]]]
 
