@@ -110,6 +110,8 @@ async def test_lifecycle_over_http(res, tenant: Tenant, client: httpx.AsyncClien
 
     r = await client.post(f"{url}/accept", headers=tenant.handler(other))
     assert r.status_code == 403
+    # Whose step it is, so a handler whose order was reassigned while he acted knows why.
+    assert (r.json()["current_state"], r.json()["expected_actor"]) == ("dispatched", str(me))
     mine = await client.get("/v1/work-orders/mine", headers=h)
     assert wo in {UUID(i["id"]) for i in mine.json()["items"]}
     assert (await client.post(f"{url}/accept", headers=h)).status_code == 200

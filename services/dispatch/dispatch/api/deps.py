@@ -74,8 +74,14 @@ async def _not_closed(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NotAllowed)
     return problem_response(
-        403, "Forbidden", code="forbidden", detail=str(exc), instance=request.url.path
+        403,
+        "Forbidden",
+        code="forbidden",
+        detail=str(exc),
+        instance=request.url.path,
+        extensions=exc.facts or None,
     )
 
 

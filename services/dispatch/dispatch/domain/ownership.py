@@ -106,7 +106,13 @@ def owner_change_on_accept(
 
 
 class NotAllowed(Exception):
-    """The actor may not take this step on this order (a 403 naming why)."""
+    """The actor may not take this step on this order (a 403 naming why). `facts`: what
+    the order is now, where that tells the actor why (an order reassigned while his step
+    waited: whose step it is now)."""
+
+    def __init__(self, message: str, facts: dict[str, str | None] | None = None) -> None:
+        super().__init__(message)
+        self.facts = facts or {}
 
 
 def heads_department(
@@ -135,8 +141,13 @@ def check_handler(
         return
     if heads_department(roles, actor_department, acting_department(order)):
         return
+    expected = expected_actor(order)
     raise NotAllowed(
-        "only the assigned handler, the head of the order's department or a supervisor may do this"
+        "only the assigned handler, the head of the order's department or a supervisor may do this",
+        {
+            "current_state": order.state.value,
+            "expected_actor": str(expected) if expected is not None else None,
+        },
     )
 
 
