@@ -32,6 +32,7 @@ from propdesk.service.readiness import nats_check, postgres_check, redis_check
 from propdesk.settings import Settings, async_url
 from propdesk.telemetry import install_test_exporter
 from propdesk.tenancy import TenantContext
+from propdesk.testing.asgi_client import asgi_client
 
 LIMIT = 64
 TENANT = uuid.UUID("11111111-1111-4111-8111-111111111111")
@@ -156,10 +157,7 @@ def make_app(settings: Settings, **kwargs) -> FastAPI:
 
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-        base_url="http://testserver",
-    )
+    return asgi_client(app)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from propdesk.service import create_service_app
 from propdesk.service.problems import PROBLEM_CONTENT_TYPE
 from propdesk.settings import Settings
+from propdesk.testing.asgi_client import asgi_client
 
 router = APIRouter()
 
@@ -54,10 +55,7 @@ def app() -> FastAPI:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-        base_url="http://testserver",
-    ) as c:
+    async with asgi_client(app) as c:
         yield c
 
 

@@ -25,6 +25,7 @@ from propdesk.service.input_types import (
 )
 from propdesk.service.problems import PROBLEM_CONTENT_TYPE
 from propdesk.settings import Settings
+from propdesk.testing.asgi_client import asgi_client
 
 SHANGHAI = timezone(timedelta(hours=8))
 
@@ -228,10 +229,7 @@ def app() -> FastAPI:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-        base_url="http://testserver",
-    ) as c:
+    async with asgi_client(app) as c:
         yield c
 
 
