@@ -363,6 +363,15 @@ async def test_a_credential_this_service_does_not_read_is_named() -> None:
         assert resp.status_code == 401
         assert resp.json()["errors"][0]["field"] == "header.Authorization"
         assert "'Basic'" in resp.json()["detail"]
+        resp = await tokens_only.get("/anyone", headers={"Authorization": "ApiKey k-clerk"})
+        assert "API keys are not accepted" in resp.json()["errors"][0]["message"], resp.text
+        # A token or key sent without its scheme is never echoed back.
+        secret = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzZWNyZXQifQ.SIGNATURE"
+        for header in (secret, f"Bearer\t{secret}", f"{secret} more", ""):
+            resp = await tokens_only.get("/anyone", headers={"Authorization": header})
+            assert resp.status_code == 401, header
+            assert resp.json()["errors"][0]["field"] == "header.Authorization"
+            assert "SIGNATURE" not in resp.text and "<scheme> <credentials>" in resp.text
         resp = await tokens_only.get("/anyone")
         assert resp.json()["detail"] == "This endpoint needs a credential."
         assert "errors" not in resp.json() or not resp.json()["errors"]
@@ -414,6 +423,21 @@ async def test_any_staff_endpoint(client: httpx.AsyncClient) -> None:
     resp = await client.get("/anyone", headers=bearer(clerk_token(roles=[Role.QUALITY])))
     assert resp.json() == {"actor": "clerk-1"}
     assert (await client.get("/anyone")).status_code == 401
+
+
+async def test_a_key_sent_as_an_authorization_scheme_is_told_its_header(
+    client: httpx.AsyncClient,
+) -> None:
+    resp = await client.get("/clerk", headers={"Authorization": "ApiKey k-clerk"})
+    assert resp.status_code == 401
+    assert resp.json()["errors"] == [
+        {
+            "field": "header.Authorization",
+            "rule": "accepted_credential",
+            "message": "an API key goes in the X-API-Key header, not Authorization",
+        }
+    ]
+    assert "k-clerk" not in resp.text
 
 
 async def test_plugged_in_api_keys(client: httpx.AsyncClient) -> None:

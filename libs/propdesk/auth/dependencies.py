@@ -11,6 +11,7 @@ with `app.state.authenticators.append(...)` and no change here.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Protocol, runtime_checkable
 
 from fastapi import Depends
@@ -120,7 +121,7 @@ async def authenticate(request: Request) -> TenantContext:
         if ctx is not None:
             return ctx
     challenges = ", ".join(a.challenge for a in authenticators) or BEARER_REALM
-    unread = _unread_credential(request)
+    unread = _unread_credential(request, takes_keys="X-API-Key" in challenges)
     if unread is None:
         raise unauthenticated("This endpoint needs a credential.", challenges)
     header, why = unread
@@ -131,16 +132,30 @@ async def authenticate(request: Request) -> TenantContext:
     )
 
 
-def _unread_credential(request: Request) -> tuple[str, str] | None:
+def _unread_credential(request: Request, *, takes_keys: bool) -> tuple[str, str] | None:
     """A credential header the request carries that no authenticator here read: an API key
     sent to a service of staff tokens (only intake takes keys), or an Authorization scheme
     other than Bearer. None when the request carries none."""
     if request.headers.get("x-api-key") is not None:
         return "X-API-Key", "API keys are not accepted by this service"
     if (authorization := request.headers.get("authorization")) is not None:
-        scheme = authorization.partition(" ")[0] or "(empty)"
-        return "Authorization", f"the Authorization scheme {scheme!r} is not accepted here"
+        # `<scheme> <credentials>` (RFC 9110 §11.4): the scheme is named back only when the
+        # header has that shape, never a bare token or key sent without its scheme.
+        scheme, space, _ = authorization.partition(" ")
+        if space and scheme.lower() in ("apikey", "api-key", "key"):
+            return "Authorization", (
+                "an API key goes in the X-API-Key header, not Authorization"
+                if takes_keys
+                else "API keys are not accepted by this service"
+            )
+        if space and _AUTH_SCHEME.fullmatch(scheme):
+            return "Authorization", f"the Authorization scheme {scheme!r} is not accepted here"
+        return "Authorization", "the Authorization header is not `<scheme> <credentials>`"
     return None
+
+
+# An auth-scheme is an RFC 9110 token; real ones are short (Bearer, Basic, Digest, ApiKey).
+_AUTH_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,31}")
 
 
 def authorize(ctx: TenantContext, roles: tuple[str, ...]) -> None:
