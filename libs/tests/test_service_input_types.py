@@ -12,9 +12,15 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
-from pydantic import AwareDatetime, BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from propdesk.service import create_service_app
+from propdesk.service.input_types import (
+    JSON_INT as JSON_INT_CHECK,
+)
+from propdesk.service.input_types import (
+    JSON_NUMBER as JSON_NUMBER_CHECK,
+)
 from propdesk.service.input_types import (
     Instant,
     Iso8601,
@@ -187,6 +193,19 @@ def test_a_json_number_is_an_integer_or_a_float() -> None:
 @pytest.mark.parametrize("value", [True, "31.2", "nan", None, {"lat": 31}], ids=repr)
 def test_nothing_else_is_a_json_number(value: Any) -> None:
     assert error_types(JSON_NUMBER, value) == ["float_type"]
+
+
+def test_bounds_before_the_json_check_stay_on_the_numbers_schema() -> None:
+    latitude = TypeAdapter(
+        Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False), JSON_NUMBER_CHECK]
+    )
+    assert latitude.json_schema() == {"type": "number", "minimum": -90, "maximum": 90}
+    assert error_types(latitude, float("nan")) == ["finite_number"]
+    assert error_types(latitude, "31.2") == ["float_type"]
+    priority = TypeAdapter(Annotated[int, Field(ge=-1000, le=1000), JSON_INT_CHECK])
+    assert priority.json_schema() == {"type": "integer", "minimum": -1000, "maximum": 1000}
+    assert error_types(priority, True) == ["int_type"]
+    assert error_types(priority, 1001) == ["less_than_equal"]
 
 
 def test_the_schemas_keep_their_types() -> None:

@@ -115,6 +115,12 @@ def query_bool(value: Any) -> bool:
 Iso8601 = BeforeValidator(iso8601_text)
 Instant = Annotated[datetime, Iso8601, AfterValidator(require_offset)]
 JsonBool = Annotated[bool, BeforeValidator(json_bool)]
-JsonInt = Annotated[int, BeforeValidator(json_int)]
-JsonNumber = Annotated[float, BeforeValidator(json_number)]
+# As Annotated metadata after a number's bounds, so the bounds stay on the number's own
+# schema (OpenAPI `minimum`/`maximum`, `allow_inf_nan`): Annotated[int, Field(ge=1), JSON_INT].
+# Bounds given after it (a field's `Field(ge=...)` on `JsonInt`) would be checked, but
+# published as pydantic's own `ge`/`le` keywords, and `allow_inf_nan` lost.
+JSON_INT = BeforeValidator(json_int)
+JSON_NUMBER = BeforeValidator(json_number)
+JsonInt = Annotated[int, JSON_INT]
+JsonNumber = Annotated[float, JSON_NUMBER]
 QueryBool = Annotated[bool, BeforeValidator(query_bool)]

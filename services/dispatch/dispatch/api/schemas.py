@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from propdesk.auth.roles import Role
 from propdesk.events.contracts.vocabulary import CATEGORIES, GRADES
-from propdesk.service.input_types import Instant, JsonBool, JsonInt
+from propdesk.service.input_types import JSON_INT, Instant, JsonBool, JsonInt
 from propdesk.service.plain_dates import plain_date
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, has_nul
 
@@ -161,7 +161,7 @@ class RoutingRuleIn(Body):
     handler_role: Role | None = None
     handler_staff_id: UUID | None = None
     inform: list[DepartmentName] = Field(default_factory=list, max_length=20)
-    priority: JsonInt = Field(default=0, ge=-1000, le=1000)
+    priority: Annotated[int, Field(ge=-1000, le=1000), JSON_INT] = 0
     note: str = Field(default="", max_length=1000)
 
     @field_validator("handler_role", mode="after")

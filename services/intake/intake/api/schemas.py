@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from intake.domain.vocabulary import CALLBACK_FORWARDERS, Category, Channel, Grade
-from propdesk.service.input_types import Instant, JsonBool, JsonInt, JsonNumber
+from propdesk.service.input_types import JSON_INT, JSON_NUMBER, Instant, JsonBool
 from propdesk.service.text import NoNul
 
 MAX_CONTENT = 4000
@@ -96,9 +96,9 @@ class ComplaintIn(_In):
     unit: UnitIn | None = None
     place: Short | None = None
     # WGS84 degrees; give both or neither.
-    lat: JsonNumber | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
-    long: JsonNumber | None = Field(
-        default=None, ge=-180, le=180, allow_inf_nan=False, validate_default=True
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False), JSON_NUMBER] | None = None
+    long: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False), JSON_NUMBER] | None = Field(
+        default=None, validate_default=True
     )
     demand: Text | None = None
     receiver: Short | None = None
@@ -165,7 +165,7 @@ class ApiKeyIn(_In):
         description="Project codes or ids; omit for every project (an empty list would be a "
         "key for none)",
     )
-    rate_limit_per_minute: JsonInt = Field(default=6000, ge=1, le=1_000_000)
+    rate_limit_per_minute: Annotated[int, Field(ge=1, le=1_000_000), JSON_INT] = 6000
 
 
 class ComplaintOut(BaseModel):
