@@ -133,13 +133,20 @@ def test_written_rules_give_numbers_as_numbers_and_stored_ones_still_load() -> N
             {
                 "field": f"rules.{name}",
                 "rule": "int_type",
-                "message": "must be a JSON integer, not text or a boolean",
+                "message": "must be a JSON integer such as 72, not text or a boolean",
             }
         ]
         # Rules a tenant saved before the check still apply as they did.
         assert getattr(TenantRules.from_overrides(written), name) == int(written[name])
     with pytest.raises(RulesError, match="JSON number"):
         TenantRules.from_written_overrides({"content_similarity_threshold": "0.5"})
+    # Every fault of a write at once, the text one and pydantic's own.
+    with pytest.raises(RulesError) as info:
+        TenantRules.from_written_overrides({"group_window_hours": "72", "colour": "red"})
+    assert [v.field for v in info.value.violations] == [
+        "rules.group_window_hours",
+        "rules.colour",
+    ]
     rules = TenantRules.from_written_overrides(
         {"group_window_hours": 48, "content_similarity_threshold": 1}
     )

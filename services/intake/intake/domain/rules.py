@@ -226,25 +226,19 @@ class TenantRules(BaseModel):
     def from_written_overrides(cls, overrides: Mapping[str, Any] | None) -> Self:
         """`from_overrides` for rules being written (`PUT /v1/rules`, onboarding): a number
         must also be a number as written, not text or a boolean (`"72"`, `true`), which
-        pydantic's lax mode would read. Rules stored before this check load as they were."""
-        if isinstance(overrides, Mapping):
-            written_as_text = [
-                RuleViolation(
-                    f"rules.{name}",
-                    "float_type" if kind is float else "int_type",
-                    f"must be a JSON {'number' if kind is float else 'integer'}, not text or "
-                    "a boolean",
-                )
-                for name, kind in _NUMBER_FIELDS.items()
-                if name in overrides
-                and (
-                    isinstance(overrides[name], bool)
-                    or not isinstance(overrides[name], int | float)
-                )
-            ]
-            if written_as_text:
-                raise RulesError(written_as_text)
-        return cls.from_overrides(overrides)
+        pydantic's lax mode would read. Rules stored before this check load as they were.
+        Every violation is reported at once."""
+        as_text = _numbers_written_as_text(overrides) if isinstance(overrides, Mapping) else []
+        try:
+            rules = cls.from_overrides(overrides)
+        except RulesError as exc:
+            named = {v.field for v in as_text}
+            raise RulesError(
+                [*as_text, *(v for v in exc.violations if v.field not in named)]
+            ) from None
+        if as_text:
+            raise RulesError(as_text)
+        return rules
 
     def to_overrides(self) -> dict[str, Any]:
         """The JSON form of these rules (every field, so it round-trips through
@@ -289,4 +283,26 @@ _NUMBER_FIELDS: dict[str, type] = {
     for name, field in TenantRules.model_fields.items()
     if field.annotation in (int, float)
 }
+
+
+def _numbers_written_as_text(overrides: Mapping[str, Any]) -> list[RuleViolation]:
+    """The numeric settings given as text or a boolean (null is pydantic's to refuse)."""
+    out = []
+    for name, kind in _NUMBER_FIELDS.items():
+        value = overrides.get(name)
+        if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            continue
+        what = "number" if kind is float else "integer"
+        out.append(
+            RuleViolation(
+                f"rules.{name}",
+                "float_type" if kind is float else "int_type",
+                # YAML reads 1e-1 (no dot) as text: the example says how to write it.
+                f"must be a JSON {what} such as {'0.5' if kind is float else '72'}, not text or"
+                " a boolean",
+            )
+        )
+    return out
+
+
 DEFAULT_RULES = TenantRules()
