@@ -10,8 +10,9 @@ was silently answered something else. These types refuse them with a 422 naming 
 
 - `Instant`: an aware datetime, given as an ISO 8601 string with a UTC offset
   (`2026-11-27T09:30:00+08:00`, `...Z`), or a datetime object (Python callers). A number,
-  a numeric string or any other text is rule `iso8601`; a time without a UTC offset is rule
-  `timezone_required`. Body fields and query parameters alike.
+  a numeric string or text not starting as a date (`YYYY-MM-DD`) is rule `iso8601` (text
+  that starts so and does not parse is pydantic's `datetime_parsing`); a time without a
+  UTC offset is rule `timezone_required`. Body fields and query parameters alike.
 - `Iso8601`: the first half of `Instant` alone, as Annotated metadata for any datetime
   type (`Instant` is `Annotated[datetime, Iso8601, <offset required>]`).
 - `JsonBool`: a JSON body's boolean: `true` or `false` (a Python bool), nothing else;
