@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from starlette.requests import Request
 
 from dispatch.api.deps import transaction
+from dispatch.api.preconditions import IfMatch, etag, if_match
 from dispatch.api.schemas import (
     AcceptIn,
     CloseIn,
@@ -78,10 +79,15 @@ async def my_work_orders(
 
 @router.get("/work-orders/{work_order_id}")
 async def get_work_order(
-    request: Request, work_order_id: UUID, ctx: TenantContext = require_staff(*ANY_STAFF)
+    request: Request,
+    response: Response,
+    work_order_id: UUID,
+    ctx: TenantContext = require_staff(*ANY_STAFF),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
         wo, history, owners = await steps.with_history(session, work_order_id)
+    # What a step's If-Match names to apply only to the order as read (api/preconditions).
+    response.headers["ETag"] = etag(wo.seq)
     return {**_out(wo), "steps": history, "owners": owners}
 
 
@@ -100,10 +106,12 @@ async def find_work_orders(
 async def accept(
     request: Request,
     work_order_id: UUID,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     body: AcceptIn | None = None,  # none, or `{}`: junk is a 400 or 422 as everywhere
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         return _out(await steps.accept(session, ctx, work_order_id))
 
 
@@ -112,9 +120,11 @@ async def reject(
     request: Request,
     work_order_id: UUID,
     body: RejectIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         return _out(await steps.reject(session, ctx, work_order_id, body.reason))
 
 
@@ -123,9 +133,11 @@ async def progress(
     request: Request,
     work_order_id: UUID,
     body: ProgressIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         wo = await steps.progress(
             session,
             ctx,
@@ -142,9 +154,11 @@ async def resolve(
     request: Request,
     work_order_id: UUID,
     body: ResolveIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         wo = await steps.resolve(
             session,
             ctx,
@@ -161,9 +175,11 @@ async def sign_off(
     request: Request,
     work_order_id: UUID,
     body: SignOffIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HEADS),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         return _out(await steps.sign_off(session, ctx, work_order_id, body.comment))
 
 
@@ -172,9 +188,11 @@ async def feedback(
     request: Request,
     work_order_id: UUID,
     body: FeedbackIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         wo = await steps.give_feedback(
             session,
             ctx,
@@ -191,9 +209,11 @@ async def follow_up(
     request: Request,
     work_order_id: UUID,
     body: FollowUpIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         return _out(await steps.follow_up(session, ctx, work_order_id, body.note))
 
 
@@ -202,6 +222,7 @@ async def reassign(
     request: Request,
     work_order_id: UUID,
     body: ReassignIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*REASSIGNING),
 ) -> dict[str, Any]:
     if body.department_code is None and body.handler_id is None:
@@ -212,6 +233,7 @@ async def reassign(
             detail="Name a department_code, a handler_id or both.",
         )
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         wo = await steps.reassign(
             session,
             ctx,
@@ -228,9 +250,11 @@ async def hand_over(
     request: Request,
     work_order_id: UUID,
     body: HandOverIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         wo = await steps.hand_over(
             session, ctx, work_order_id, to_staff_id=body.to_staff_id, reason=body.reason
         )
@@ -242,9 +266,11 @@ async def close(
     request: Request,
     work_order_id: UUID,
     body: CloseIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         wo = await steps.close(
             session, ctx, work_order_id, callback_result=body.callback_result, note=body.note
         )
@@ -256,9 +282,11 @@ async def reopen(
     request: Request,
     work_order_id: UUID,
     body: ReopenIn,
+    precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session:
+        await precondition.check(session, work_order_id)
         return _out(await steps.reopen(session, ctx, work_order_id, body.reason))
 
 
