@@ -130,6 +130,19 @@ def test_demo_company_file_parses_if_present():
             "extra_forbidden",
         ),
         (
+            # A boolean or a number given as text (quoted): pydantic would read them.
+            GOOD.replace("projects: [SUNRISE]}", 'projects: [SUNRISE], active: "no"}'),
+            8,
+            "staff[0].active",
+            "bool_type",
+        ),
+        (
+            GOOD.replace("routing: []", 'routing:\n  - {department: cs, priority: "5"}'),
+            10,
+            "routing[0].priority",
+            "int_type",
+        ),
+        (
             # A number given as text: pydantic would read "48" as 48.
             GOOD.replace("settings: {}}", 'settings: {}, rules: {group_window_hours: "48"}}'),
             1,

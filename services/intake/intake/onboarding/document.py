@@ -37,6 +37,7 @@ from intake.domain.vocabulary import Category, Grade
 from propdesk.auth.roles import Role
 from propdesk.events.contracts.tenant import IanaTimeZoneName
 from propdesk.routing_targets import resolve_department
+from propdesk.service.input_types import JSON_INT, JsonBool
 from propdesk.service.text import NO_NUL_MESSAGE, NO_NUL_RULE, NoNul
 
 
@@ -118,7 +119,7 @@ class StaffDoc(_Strict):
     department: Code | None = None
     projects: list[Code] = Field(default_factory=list)
     skills: list[Skill] = Field(default_factory=list, max_length=100)
-    active: bool = True
+    active: JsonBool = True  # true/false, not "yes" in quotes (text)
 
     @field_validator("roles")
     @classmethod
@@ -143,7 +144,7 @@ class RoutingDoc(_Strict):
     handler_role: Role | None = None
     handler_staff: Code | None = None
     inform: list[Code] = Field(default_factory=list, max_length=20)
-    priority: int = Field(default=0, ge=-1000, le=1000)
+    priority: Annotated[int, Field(ge=-1000, le=1000), JSON_INT] = 0
     note: str = Field(default="", max_length=1000)
 
     def as_stored(self) -> dict[str, Any]:
