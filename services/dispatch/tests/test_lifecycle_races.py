@@ -34,7 +34,7 @@ from propdesk.events.contracts.complaint import ComplaintOverridden, ComplaintRe
 from propdesk.service.resources import ServiceResources
 from propdesk.settings import asyncpg_dsn
 from propdesk.tenancy import TenantContext
-from propdesk.testing.waiting import eventually
+from propdesk.testing.lock_waits import until_waiting
 
 SH = ZoneInfo("Asia/Shanghai")
 NIGHT = datetime(2026, 11, 24, 23, 0, tzinfo=SH)  # a Tuesday, after hours
@@ -143,41 +143,6 @@ async def waiting_room(res: ServiceResources) -> AsyncIterator[asyncpg.Connectio
         await holder.close()
 
 
-async def until_waiting(
-    res: ServiceResources, holder: asyncpg.Connection, n: int, what: str
-) -> None:
-    """Until `n` backends wait behind `holder`'s locks (or behind those `holder` waits for),
-    directly or in a queue behind one that does (a second contender for a row waits on the
-    first one's tuple lock). Other
-    backends waiting on locks of their own (a service's job, another test's) do not count,
-    so the contenders are released only once they really wait. `n` 0: until `holder`
-    itself waits (its lock queued behind someone else's)."""
-    watch = await asyncpg.connect(asyncpg_dsn(res.settings.database_url))
-    holder_pid = holder.get_server_pid()
-    try:
-
-        async def blocked() -> bool:
-            rows = await watch.fetch(
-                "SELECT pid, pg_blocking_pids(pid) AS by FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            if n == 0:
-                return any(r["pid"] == holder_pid for r in rows)
-            # Behind the holder, or behind whoever the holder itself waits for.
-            seeds = {holder_pid, *(p for r in rows if r["pid"] == holder_pid for p in r["by"])}
-            behind = set(seeds)
-            grew = True
-            while grew:
-                new = {r["pid"] for r in rows if r["pid"] not in behind and behind & set(r["by"])}
-                behind |= new
-                grew = bool(new)
-            return len(behind - seeds) >= n
-
-        await eventually(blocked, what, within=10)
-    finally:
-        await watch.close()
-
-
 async def all_at_once(
     res: ServiceResources, wo_id: UUID, contenders: list[Callable[[], Awaitable[Any]]]
 ) -> list[Any]:
@@ -189,7 +154,10 @@ async def all_at_once(
         await holder.execute("SELECT 1 FROM dispatch.work_orders WHERE id = $1 FOR UPDATE", wo_id)
         tasks = [asyncio.create_task(c()) for c in contenders]
         await until_waiting(
-            res, holder, len(tasks), f"{len(tasks)} contenders waiting for the order"
+            res.settings.database_url,
+            holder,
+            len(tasks),
+            f"{len(tasks)} contenders waiting for the order",
         )
         await hold.rollback()
         return await asyncio.gather(*tasks)
@@ -285,9 +253,11 @@ async def test_an_order_read_while_a_step_commits_agrees_with_its_history(
             queued = asyncio.create_task(
                 holder.execute("LOCK TABLE dispatch.work_order_steps IN ACCESS EXCLUSIVE MODE")
             )
-            await until_waiting(res, holder, 0, "the table lock queued behind the accept")
+            await until_waiting(
+                res.settings.database_url, holder, 0, "the table lock queued behind the accept"
+            )
             read = asyncio.create_task(client.get(url, headers=reader))
-            await until_waiting(res, holder, 1, "the reader waiting")
+            await until_waiting(res.settings.database_url, holder, 1, "the reader waiting")
         await queued  # the accept committed
         await hold.rollback()
         r = await read
@@ -435,7 +405,9 @@ async def test_the_overnight_job_passes_over_an_order_being_accepted(
         await hold.start()
         await holder.execute("SELECT 1 FROM dispatch.work_orders WHERE id = $1 FOR UPDATE", wo_id)
         accepting = asyncio.create_task(client.post(f"{url}/accept", headers=leader, json={}))
-        await until_waiting(res, holder, 1, "the duty leader's accept waiting")
+        await until_waiting(
+            res.settings.database_url, holder, 1, "the duty leader's accept waiting"
+        )
         # Skips it (locked); a job that waited for it would wait for ever here.
         await asyncio.wait_for(run_overnight_handover(res.sessions, now=MORNING), 10)
         await hold.rollback()

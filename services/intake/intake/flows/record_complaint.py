@@ -235,6 +235,12 @@ async def _record_with_retries(
                     if attempt == DEADLOCK_ATTEMPTS:
                         raise
                     log.warning("recording deadlocked (attempt %d), retrying", attempt)
+                except recording.CaseMoved as moved:
+                    # A case of the matter was closed or invalidated (row lock, not the
+                    # project's) between the matter read and its lock: read it again.
+                    if attempt == DEADLOCK_ATTEMPTS:
+                        raise _busy() from moved
+                    log.info("recording: %s (attempt %d), recording again", moved, attempt)
         except _KeyTaken:
             assert key is not None
             span.set_attribute("propdesk.idempotent_replay", True)
@@ -257,6 +263,16 @@ async def _record_with_retries(
 
 
 DEADLOCK_ATTEMPTS = 3
+
+
+def _busy() -> ProblemError:
+    return ProblemError(
+        409,
+        "Conflict",
+        code="case-changing",
+        detail="The cases on this matter kept changing while the complaint was recorded;"
+        " send it again.",
+    )
 
 
 async def _record_once(
@@ -867,6 +883,10 @@ async def _regroup_members(
     updates: list[recording.MemberUpdate] = []
     entries: list[history.Entry] = []
     notes: list[dict[str, Any]] = []
+    if any(m.validity == "invalid" for m in locked.values()):
+        # Invalidated since the matter was read: it no longer counts as a household, and
+        # the group (if any) is another one. Decide again on what is there now.
+        raise recording.CaseMoved("a group member was invalidated")
     for row in changing:
         now = locked[row["id"]]
         if not changes(now.grade, now.group_case_id):

@@ -41,7 +41,7 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from intake.domain.case_status import HANDLED_STATUSES
+from intake.domain.case_status import HANDLED_STATUSES, OPEN_STATUSES
 from intake.store.bulk_values import (
     OUTBOX_COLUMNS,
     TIMELINE_COLUMNS,
@@ -91,6 +91,14 @@ _HANDLED = sorted(s.value for s in HANDLED_STATUSES)
 
 class SessionNeeded(Exception):
     """This step needs SQLAlchemy: run the recording again in a `session_transaction`."""
+
+
+class CaseMoved(Exception):
+    """A case `read_matters` read changed before this transaction locked it, in a way that
+    changes what the recording decided (the open case a repeat joins was closed or
+    invalidated; a group member was invalidated): roll back and record again, reading the
+    matter anew. Work-order steps and validity decisions lock the case row, not the
+    project, so the project lock alone does not keep them out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +236,8 @@ async def read_matters(
 
 
 _LOCK_MEMBERS = (
-    "SELECT id, version, grade, grade_reasons, group_case_id, status FROM intake.complaints"
-    " WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
+    "SELECT id, version, grade, grade_reasons, group_case_id, status, validity"
+    " FROM intake.complaints WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"
 )
 
 
@@ -242,13 +250,14 @@ class LockedMember:
     grade_reasons: list[str]
     group_case_id: UUID | None
     status: str  # the work-order consumer moves it; the member's timeline rows record it
+    validity: str  # an approved invalidation makes it `invalid`: no longer a member
 
 
 async def lock_members(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, LockedMember]:
     """Lock the group members this complaint changes (in id order, as every multi-row
     locker here does) and read what others change without the project lock: the
     work-order consumer moves the version and the status, a staff override the grade and
-    its reasons."""
+    its reasons, an approved invalidation the validity."""
     rows = await conn.fetch(_LOCK_MEMBERS, list(ids))
     return {
         r["id"]: LockedMember(
@@ -257,6 +266,7 @@ async def lock_members(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UU
             list(r["grade_reasons"]),
             r["group_case_id"],
             r["status"],
+            r["validity"],
         )
         for r in rows
     }
@@ -266,17 +276,23 @@ _COUNT_CALL = (
     "UPDATE intake.complaints c SET calls = c.calls + 1, version = c.version + 1,"
     " last_call_at = greatest(c.last_call_at, $2), updated_at = now()"
     " FROM intake.projects p WHERE c.id = $1 AND p.id = c.project_id"
+    " AND c.status = ANY($3::text[]) AND c.validity <> 'invalid'"
     " RETURNING c.*, p.code AS project_code"
 )
+_OPEN = sorted(s.value for s in OPEN_STATUSES)
 
 
 async def count_call(
     conn: asyncpg.Connection, complaint_id: UUID, received_at: datetime
 ) -> dict[str, Any]:
     """One more call from the household about this open case: the case after it, with
-    `project_code` (the UPDATE locks the row; returning it saves reading it again)."""
-    row = await conn.fetchrow(_COUNT_CALL, complaint_id, received_at)
-    assert row is not None  # found by this transaction's matter read
+    `project_code` (the UPDATE locks the row; returning it saves reading it again).
+    `CaseMoved` when the case is no longer open under the row lock: closed or invalidated
+    since the matter was read (the UPDATE waits for such a change and checks the row it
+    left)."""
+    row = await conn.fetchrow(_COUNT_CALL, complaint_id, received_at, _OPEN)
+    if row is None:  # found open by this transaction's matter read: moved since
+        raise CaseMoved(f"case {complaint_id} is no longer open")
     case = dict(row)
     if isinstance(case["attachments"], str | bytes):
         case["attachments"] = orjson.loads(case["attachments"])
