@@ -66,13 +66,25 @@ async def test_if_match_forms(res, tenant: Tenant, client) -> None:
     # A weak tag never matches (strong comparison), even the order's own.
     r = await client.post(f"{url}/accept", headers={**me, "If-Match": f'W/"{seq}"'}, json={})
     _problem(r, 412, "precondition-failed")
-    for malformed in (str(seq), "", '"1" junk', "W/1"):
+    # A tag may hold a comma: one tag, not two, and not this order's.
+    r = await client.post(f"{url}/accept", headers={**me, "If-Match": '"1,2"'}, json={})
+    _problem(r, 412, "precondition-failed")
+    for malformed in (str(seq), "", '"1" junk', "W/1", f'*, "{seq}"', '"1" "2"'):
         r = await client.post(f"{url}/accept", headers={**me, "If-Match": malformed}, json={})
         body = _problem(r, 400, "malformed-precondition")
         assert [(e["field"], e["rule"]) for e in body["errors"]] == [
             ("header.If-Match", "entity_tag")
         ], malformed
     assert await _steps(client, url, me) == ["dispatch"]
+    # A request refused anyway keeps its own answer (RFC 9110 §13.2.1): no credential is
+    # a 401, another handler's step a 403, whatever the header says.
+    r = await client.post(f"{url}/accept", headers={"If-Match": "1"}, json={})
+    _problem(r, 401, "unauthenticated")
+    other = tenant.handler_b if engineer == tenant.handler_a else tenant.handler_a
+    r = await client.post(
+        f"{url}/accept", headers={**tenant.handler(other), "If-Match": '"99"'}, json={}
+    )
+    _problem(r, 403, "forbidden")
     # `*`: any version of an order that exists; no header: as before.
     r = await client.post(f"{url}/accept", headers={**me, "If-Match": "*"}, json={})
     assert r.status_code == 200, r.text

@@ -5,15 +5,23 @@ Steps on one order are serialised by its row lock, and a step that waited behind
 applies to what the other left wherever it still may: a supervisor's accept queued behind
 a reassignment accepts for the new handler. A client that must not act on a changed order
 sends the order's entity tag, `ETag: "<seq>"` on `GET /v1/work-orders/{id}` (`seq` counts
-the order's steps, in every work-order body too): if a step has been taken since, the
-answer is `412 precondition-failed` with the order's current `seq` and state, and
-nothing changes. Without the header steps apply as before. `If-Match: *` asks only that
-the order exist. Entity tags are strong: a weak one (`W/"3"`) never matches.
+the order's steps and is in every work-order body): if a step has been taken since (a
+person's, or one intake's events made: a repeat call, a regrade), the answer is `412
+precondition-failed` with the order's current `seq` and state, and nothing changes.
+Without the header steps apply as before. `If-Match: *` asks only that the order exist.
+Entity tags are strong: a weak one (`W/"3"`) never matches.
+
+The tag is read under the order's row lock, before the step, in the step's transaction;
+it is judged after the step, so that a step refused anyway keeps its own answer (404,
+403, 409, 422), as RFC 9110 §13.2.1 has it, and a step on a changed order is rolled back
+with its events. The header is parsed there too, after the credential is checked.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
@@ -24,8 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.store import work_orders as orders
 from propdesk.service.problems import ProblemError, field_error
 
-# One entity tag of a list (RFC 9110 §8.8.3): optional W/, then a quoted opaque tag.
-_ENTITY_TAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
+# One member of an If-Match list (RFC 9110 §8.8.3, §13.1.1): `*`, or an entity tag
+# (optional W/, then a quoted opaque tag, which may hold a comma).
+_MEMBER = re.compile(r'(\*|(W/)?"[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:,|\Z)')
 
 
 def etag(seq: int) -> str:
@@ -35,30 +44,33 @@ def etag(seq: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IfMatch:
-    """The request's If-Match: None without one; `any_tag` for `*`; else its strong tags."""
+    """The request's If-Match header lines, as sent (none: no precondition)."""
 
-    tags: frozenset[str] | None = None
-    any_tag: bool = False
+    values: tuple[str, ...] = ()
 
-    async def check(self, session: AsyncSession, work_order_id: UUID) -> None:
-        """Lock the order (the step then runs under the same lock) and refuse the step with
-        412 unless its tag is one the client sent. An order the caller cannot see is left
-        to the step's own 404."""
-        if self.tags is None and not self.any_tag:
+    @asynccontextmanager
+    async def holds(self, session: AsyncSession, work_order_id: UUID) -> AsyncIterator[None]:
+        """Around a step on `work_order_id`, in its transaction: 412 after it (rolling it
+        back) when the order's tag before it was none the client sent."""
+        if not self.values:
+            yield
             return
-        wo = await orders.get(session, work_order_id, lock=True)
-        if wo is None or self.any_tag or (self.tags and etag(wo.seq) in self.tags):
+        any_tag, strong = _parse(self.values)
+        # Locked as the step will lock it: no step of another can come in between.
+        before = await orders.get(session, work_order_id, lock=True)
+        yield
+        if before is None or any_tag or etag(before.seq) in strong:
             return
         raise ProblemError(
             412,
             "Precondition Failed",
             code="precondition-failed",
             detail=(
-                f"The work order has changed since it was read: it is at step {wo.seq}, "
-                f"{wo.state}. Read it again (GET) before deciding."
+                f"The work order has changed since it was read: it is at step {before.seq}, "
+                f"{before.state}. Read it again (GET) before deciding."
             ),
-            headers={"ETag": etag(wo.seq)},
-            extensions={"current_seq": wo.seq, "current_state": wo.state},
+            headers={"ETag": etag(before.seq)},
+            extensions={"current_seq": before.seq, "current_state": before.state},
         )
 
 
@@ -72,22 +84,30 @@ def if_match(
         ),
     ] = None,
 ) -> IfMatch:
-    """The If-Match header(s), parsed; a malformed one is a 400 naming it."""
-    if not values:
-        return IfMatch()
-    members = [m.strip() for value in values for m in value.split(",") if m.strip()]
-    if not members:
-        raise _malformed()
-    if members == ["*"]:
-        return IfMatch(any_tag=True)
-    strong: set[str] = set()
-    for member in members:
-        found = _ENTITY_TAG.fullmatch(member)
+    return IfMatch(tuple(values or ()))
+
+
+def _parse(values: tuple[str, ...]) -> tuple[bool, frozenset[str]]:
+    """(`*` was sent, the strong tags sent); 400 naming the header when it is not a list
+    of entity tags or a lone `*`."""
+    text = ",".join(values)
+    members: list[tuple[str, bool]] = []
+    at = 0
+    while at < len(text):
+        if text[at] in ", \t":
+            at += 1
+            continue
+        found = _MEMBER.match(text, at)
         if found is None:
             raise _malformed()
-        if found.group(1) is None:  # weak tags never match (strong comparison)
-            strong.add(member)
-    return IfMatch(tags=frozenset(strong))
+        members.append((found.group(1), found.group(2) is not None))
+        at = found.end()
+    if not members or (len(members) > 1 and any(tag == "*" for tag, _ in members)):
+        raise _malformed()
+    if members[0][0] == "*":
+        return True, frozenset()
+    # Weak tags never match: If-Match compares strongly.
+    return False, frozenset(tag for tag, weak in members if not weak)
 
 
 def _malformed() -> ProblemError:

@@ -110,8 +110,7 @@ async def accept(
     body: AcceptIn | None = None,  # none, or `{}`: junk is a 400 or 422 as everywhere
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         return _out(await steps.accept(session, ctx, work_order_id))
 
 
@@ -123,8 +122,7 @@ async def reject(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         return _out(await steps.reject(session, ctx, work_order_id, body.reason))
 
 
@@ -136,8 +134,7 @@ async def progress(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         wo = await steps.progress(
             session,
             ctx,
@@ -157,8 +154,7 @@ async def resolve(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         wo = await steps.resolve(
             session,
             ctx,
@@ -178,8 +174,7 @@ async def sign_off(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HEADS),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         return _out(await steps.sign_off(session, ctx, work_order_id, body.comment))
 
 
@@ -191,8 +186,7 @@ async def feedback(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         wo = await steps.give_feedback(
             session,
             ctx,
@@ -212,8 +206,7 @@ async def follow_up(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         return _out(await steps.follow_up(session, ctx, work_order_id, body.note))
 
 
@@ -232,8 +225,7 @@ async def reassign(
             "or body.handler_id",
             detail="Name a department_code, a handler_id or both.",
         )
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         wo = await steps.reassign(
             session,
             ctx,
@@ -253,8 +245,7 @@ async def hand_over(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         wo = await steps.hand_over(
             session, ctx, work_order_id, to_staff_id=body.to_staff_id, reason=body.reason
         )
@@ -269,8 +260,7 @@ async def close(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         wo = await steps.close(
             session, ctx, work_order_id, callback_result=body.callback_result, note=body.note
         )
@@ -285,8 +275,7 @@ async def reopen(
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
-    async with transaction(request, ctx) as session:
-        await precondition.check(session, work_order_id)
+    async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
         return _out(await steps.reopen(session, ctx, work_order_id, body.reason))
 
 
