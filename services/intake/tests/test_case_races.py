@@ -308,6 +308,40 @@ async def test_a_matter_that_keeps_changing_is_a_409_not_a_500(
     assert len(rows) == 1
 
 
+async def test_moved_cases_and_deadlocks_have_budgets_of_their_own(
+    client, company, db_rows, monkeypatch
+) -> None:
+    """Two moved cases, then a deadlock: the recording still gets its tries for each kind
+    (a shared budget answered that deadlock on the third try with a 500)."""
+    import asyncpg
+
+    from intake.store import recording
+
+    case = await file(client, company, "501", "5号楼电梯坏了")
+    real = recording.count_call
+    faults: list[Exception] = [
+        recording.CaseMoved("closed meanwhile"),
+        recording.CaseMoved("closed meanwhile"),
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+    ]
+
+    async def flaky(conn, complaint_id, received_at):
+        if faults:
+            raise faults.pop(0)
+        return await real(conn, complaint_id, received_at)
+
+    monkeypatch.setattr(recording, "count_call", flaky)
+    r = await client.post(
+        "/v1/complaints",
+        json=body("501", "5号楼电梯还是坏的", "5号楼电梯"),
+        headers=company.token("intake_clerk"),
+    )
+    assert r.status_code == 200 and r.json()["case"]["kind"] == "duplicate", r.text
+    assert not faults
+    row, timeline, events = await stored(db_rows, case["id"])
+    assert row["calls"] == 2 and not inconsistencies(row, timeline, events)
+
+
 # --- races the row lock already settles --------------------------------------------------
 
 # The timeline entry (and event) each API change writes.

@@ -225,22 +225,27 @@ async def _record_with_retries(
     now = now or datetime.now(UTC)
     with tracer.start_as_current_span("record complaint") as span:
         try:
-            for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            # Each kind of retry has its own budget: moved cases must not use up the
+            # attempts a deadlock gets, nor the reverse.
+            deadlocks = moves = 0
+            while True:
                 try:
                     result = await _record_once(sessions, driver_pool, ctx, body, now, key, span)
                     break
                 except asyncpg.exceptions.DeadlockDetectedError:
                     # A group's member locks against a work-order step batch that locked
                     # the same complaints in another order: PostgreSQL aborted this side.
-                    if attempt == DEADLOCK_ATTEMPTS:
+                    deadlocks += 1
+                    if deadlocks == DEADLOCK_ATTEMPTS:
                         raise
-                    log.warning("recording deadlocked (attempt %d), retrying", attempt)
+                    log.warning("recording deadlocked (attempt %d), retrying", deadlocks)
                 except recording.CaseMoved as moved:
                     # A case of the matter was closed or invalidated (row lock, not the
                     # project's) between the matter read and its lock: read it again.
-                    if attempt == DEADLOCK_ATTEMPTS:
+                    moves += 1
+                    if moves == MOVED_ATTEMPTS:
                         raise _busy() from moved
-                    log.info("recording: %s (attempt %d), recording again", moved, attempt)
+                    log.info("recording: %s (attempt %d), recording again", moved, moves)
         except _KeyTaken:
             assert key is not None
             span.set_attribute("propdesk.idempotent_replay", True)
@@ -263,6 +268,7 @@ async def _record_with_retries(
 
 
 DEADLOCK_ATTEMPTS = 3
+MOVED_ATTEMPTS = 3
 
 
 def _busy() -> ProblemError:
