@@ -45,6 +45,7 @@ async def test_a_step_on_an_order_changed_since_it_was_read_is_412(
     )
     assert r.status_code == 200, r.text
     now = r.json()["seq"]
+    assert r.headers["etag"] == f'"{now}"'  # a step's answer carries the order's new tag
     # The supervisor's accept, for the engineer he saw: refused, nothing recorded.
     r = await client.post(f"{url}/accept", headers={**supervisor, "If-Match": as_read}, json={})
     body = _problem(r, 412, "precondition-failed")
@@ -57,6 +58,13 @@ async def test_a_step_on_an_order_changed_since_it_was_read_is_412(
     )
     assert r.status_code == 200 and r.json()["handler_id"] == str(other), r.text
     assert (await client.get(url, headers=supervisor)).headers["etag"] == f'"{now + 1}"'
+    # Step after step, each answer's tag is the next one's If-Match.
+    r = await client.post(
+        f"{url}/progress",
+        headers={**tenant.handler(other), "If-Match": r.headers["etag"]},
+        json={"note": "上门查看"},
+    )
+    assert r.status_code == 200 and r.headers["etag"] == f'"{now + 2}"', r.text
 
 
 async def test_if_match_forms(res, tenant: Tenant, client) -> None:

@@ -4,12 +4,12 @@ order as the client last read it.
 Steps on one order are serialised by its row lock, and a step that waited behind another
 applies to what the other left wherever it still may: a supervisor's accept queued behind
 a reassignment accepts for the new handler. A client that must not act on a changed order
-sends the order's entity tag, `ETag: "<seq>"` on `GET /v1/work-orders/{id}` (`seq` counts
-the order's steps and is in every work-order body): if a step has been taken since (a
-person's, or one intake's events made: a repeat call, a regrade), the answer is `412
-precondition-failed` with the order's current `seq` and state, and nothing changes.
-Without the header steps apply as before. `If-Match: *` asks only that the order exist.
-Entity tags are strong: a weak one (`W/"3"`) never matches.
+sends the order's entity tag, `ETag: "<seq>"` on `GET /v1/work-orders/{id}` and on every
+step's answer (`seq` counts the order's steps and is in every work-order body): if a step
+has been taken since (a person's, or one intake's events made: a repeat call, a regrade),
+the answer is `412 precondition-failed` with the order's current `seq` and state, and
+nothing changes. Without the header steps apply as before. `If-Match: *` asks only that
+the order exist. Entity tags are strong: a weak one (`W/"3"`) never matches.
 
 The tag is read under the order's row lock, before the step, in the step's transaction;
 it is judged after the step, so that a step refused anyway keeps its own answer (404,

@@ -57,6 +57,13 @@ def _out(wo: orders.WorkOrderRow) -> dict[str, Any]:
     return work_order_out(wo, allowed_actions=[a.value for a in allowed_actions(State(wo.state))])
 
 
+def _stepped(response: Response, wo: orders.WorkOrderRow) -> dict[str, Any]:
+    """A step's answer: the order after it, with its new ETag (what the next step's
+    If-Match names)."""
+    response.headers["ETag"] = etag(wo.seq)
+    return _out(wo)
+
+
 @router.get("/work-orders/mine")
 async def my_work_orders(
     request: Request,
@@ -105,30 +112,33 @@ async def find_work_orders(
 @router.post("/work-orders/{work_order_id}/accept")
 async def accept(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     precondition: Annotated[IfMatch, Depends(if_match)],
     body: AcceptIn | None = None,  # none, or `{}`: junk is a 400 or 422 as everywhere
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
-        return _out(await steps.accept(session, ctx, work_order_id))
+        return _stepped(response, await steps.accept(session, ctx, work_order_id))
 
 
 @router.post("/work-orders/{work_order_id}/reject")
 async def reject(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: RejectIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HANDLING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
-        return _out(await steps.reject(session, ctx, work_order_id, body.reason))
+        return _stepped(response, await steps.reject(session, ctx, work_order_id, body.reason))
 
 
 @router.post("/work-orders/{work_order_id}/progress")
 async def progress(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: ProgressIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
@@ -143,12 +153,13 @@ async def progress(
             site_visit=body.site_visit,
             photo_refs=body.photo_refs,
         )
-        return _out(wo)
+        return _stepped(response, wo)
 
 
 @router.post("/work-orders/{work_order_id}/resolve")
 async def resolve(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: ResolveIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
@@ -163,24 +174,26 @@ async def resolve(
             compensation=body.compensation.model_dump() if body.compensation else None,
             decisions=body.decisions,
         )
-        return _out(wo)
+        return _stepped(response, wo)
 
 
 @router.post("/work-orders/{work_order_id}/sign-off")
 async def sign_off(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: SignOffIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*HEADS),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
-        return _out(await steps.sign_off(session, ctx, work_order_id, body.comment))
+        return _stepped(response, await steps.sign_off(session, ctx, work_order_id, body.comment))
 
 
 @router.post("/work-orders/{work_order_id}/feedback")
 async def feedback(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: FeedbackIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
@@ -195,24 +208,26 @@ async def feedback(
             content=body.content,
             commitment=body.commitment,
         )
-        return _out(wo)
+        return _stepped(response, wo)
 
 
 @router.post("/work-orders/{work_order_id}/follow-ups")
 async def follow_up(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: FollowUpIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
-        return _out(await steps.follow_up(session, ctx, work_order_id, body.note))
+        return _stepped(response, await steps.follow_up(session, ctx, work_order_id, body.note))
 
 
 @router.post("/work-orders/{work_order_id}/reassign")
 async def reassign(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: ReassignIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
@@ -234,12 +249,13 @@ async def reassign(
             handler_id=body.handler_id,
             reason=body.reason,
         )
-        return _out(wo)
+        return _stepped(response, wo)
 
 
 @router.post("/work-orders/{work_order_id}/hand-over")
 async def hand_over(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: HandOverIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
@@ -249,12 +265,13 @@ async def hand_over(
         wo = await steps.hand_over(
             session, ctx, work_order_id, to_staff_id=body.to_staff_id, reason=body.reason
         )
-        return _out(wo)
+        return _stepped(response, wo)
 
 
 @router.post("/work-orders/{work_order_id}/close")
 async def close(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: CloseIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
@@ -264,19 +281,20 @@ async def close(
         wo = await steps.close(
             session, ctx, work_order_id, callback_result=body.callback_result, note=body.note
         )
-        return _out(wo)
+        return _stepped(response, wo)
 
 
 @router.post("/work-orders/{work_order_id}/reopen")
 async def reopen(
     request: Request,
+    response: Response,
     work_order_id: UUID,
     body: ReopenIn,
     precondition: Annotated[IfMatch, Depends(if_match)],
     ctx: TenantContext = require_staff(*ASSISTING),
 ) -> dict[str, Any]:
     async with transaction(request, ctx) as session, precondition.holds(session, work_order_id):
-        return _out(await steps.reopen(session, ctx, work_order_id, body.reason))
+        return _stepped(response, await steps.reopen(session, ctx, work_order_id, body.reason))
 
 
 # As long as a routing rule's `department` (a department's code or kind): a work order's
