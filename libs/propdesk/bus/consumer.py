@@ -22,17 +22,18 @@ A consumer may apply a fetched batch more cheaply (`Consumer.per_transaction`,
 `Consumer.lanes`): the batch is spread over lanes by `lane_key` (events with the same key
 stay in one lane, in stream order), the lanes run concurrently, each on its own
 connection, and a lane applies up to `per_transaction` events in one transaction, one
-tenant after another: for each tenant's run of events one statement sets that tenant's
-context and inserts their inbox rows, then the handler runs for each new event in order
-(or `batch_handler` once for the run); after the last run, commit, then every message of
-the transaction is acked. Every statement runs under exactly one tenant's context (the
-context of a run replaces the previous one, `set_config(..., true)`), so row-level
-security holds as in a transaction per tenant; the batch shares one BEGIN, one COMMIT and
-one WAL flush however many tenants it spans. Each event still gets its own consume span
-continuing its producer's trace. When an event's handler fails, the transaction is rolled
-back and split: the events before it are applied again together, the failing one alone
-through the one-event path (nak with backoff, dead letter), the rest together; so one bad
-event neither poisons nor delays the others' guarantees.
+tenant after another (in the order of their ids, so that replicas lock alike): for each
+tenant's run of events one statement sets that tenant's context and inserts their inbox
+rows, then the handler runs for each new event in order (or `batch_handler` once for the
+run); after the last run, commit, then every message of the transaction is acked. Every
+statement runs under exactly one tenant's context (the context of a run replaces the
+previous one, `set_config(..., true)`), so row-level security holds as in a transaction per
+tenant; the batch shares one BEGIN, one COMMIT and one WAL flush however many tenants it
+spans. Each event still gets its own consume span continuing its producer's trace. When an
+event's handler fails, the transaction is rolled back and split: the events before it are
+applied again together, the failing one alone through the one-event path (nak with
+backoff, dead letter), the rest together; so one bad event neither poisons nor delays the
+others' guarantees.
 """
 
 from __future__ import annotations
@@ -263,11 +264,16 @@ class ConsumerRunner:
                     raise r
 
     async def _apply_lane(self, deliveries: list[Delivery]) -> None:
-        # Each tenant's events together, in stream order; tenants in order of first event.
+        # Each tenant's events together, in stream order; tenants in the order of their ids,
+        # the same in every replica's transactions: a handler's writes are its tenant's rows,
+        # so two replicas' transactions over the same tenants take their locks in one order.
+        # In the order of first appearance, which differs from batch to batch, each took one
+        # tenant's row (a counter of a busy project) and waited for the other's: a deadlock,
+        # a second's stall and a batch rolled back and applied again event by event.
         by_tenant: dict[UUID, list[Delivery]] = {}
         for d in deliveries:
             by_tenant.setdefault(d.env.tenant_id, []).append(d)
-        ordered = [d for run in by_tenant.values() for d in run]
+        ordered = [d for tenant in sorted(by_tenant) for d in by_tenant[tenant]]
         size = max(1, self.consumer.per_transaction)
         for start in range(0, len(ordered), size):
             await self._apply_group(ordered[start : start + size])
