@@ -7,9 +7,12 @@ PostgreSQL looks the project's time zone up and takes the local day inside the u
 per-process cache of time zones, so a replica that did not see a project.upserted (the
 consumer's messages are shared between replicas) never counts with a stale zone.
 
-The consumer applies a fetched batch per transaction (`handle_batch`): the counted events
-between two project.upserted events go in one statement, summed per (project, day, type)
-before the upsert; one event alone goes through `handle`.
+The consumer applies a fetched batch per transaction (`handle_batch`): a tenant's counted
+events go in one statement, summed per (project, day, type) before the upsert, which takes
+the rows in key order; one event alone goes through `handle`. Two replicas' transactions
+over the same counters therefore lock them in one order (the consumer takes tenants in
+the order of their ids): counted statement by statement between project.upserted events,
+each took one counter and waited for the other's, a deadlock.
 """
 
 from __future__ import annotations
@@ -46,15 +49,18 @@ _COUNT = text(
 
 
 # The same for many events of one tenant (a run of the consumer's transaction): $1 tenant, the
-# events' projects, instants and types; summed per row first, since one upsert statement
-# may not touch a row twice.
+# events' projects, instants, types and zones (the zone a project.upserted earlier in the
+# run set, else NULL: the stored one); summed per row first, since one upsert statement may
+# not touch a row twice, and written in key order, the order every replica locks them in.
 _COUNT_MANY = (
     "INSERT INTO reporting.daily_activity AS a (tenant_id, project_id, day, event_type, count)"
     " SELECT $1::uuid, e.project_id,"
-    " CAST(e.at AT TIME ZONE coalesce(p.time_zone, $5::text) AS date), e.event_type, count(*)"
-    " FROM unnest($2::uuid[], $3::timestamptz[], $4::text[]) AS e(project_id, at, event_type)"
+    " CAST(e.at AT TIME ZONE coalesce(e.zone, p.time_zone, $6::text) AS date), e.event_type,"
+    " count(*)"
+    " FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[])"
+    " AS e(project_id, at, event_type, zone)"
     " LEFT JOIN reporting.projects p ON p.project_id = e.project_id"
-    " GROUP BY 1, 2, 3, 4"
+    " GROUP BY 1, 2, 3, 4 ORDER BY 2, 3, 4"
     " ON CONFLICT (tenant_id, project_id, day, event_type)"
     " DO UPDATE SET count = a.count + excluded.count"
 )
@@ -92,32 +98,45 @@ async def handle(session: AsyncSession, env: Envelope) -> None:
 
 
 async def handle_batch(session: AsyncSession, envs: Sequence[Envelope]) -> None:
-    """Events of one tenant in stream order: a project's zone is recorded before the counts
-    that follow it are taken."""
-    pending: list[Envelope] = []
+    """Events of one tenant in stream order, counted as one at a time would: an event after
+    its project's project.upserted counts in the zone that event set, one before it in the
+    zone stored before.
+
+    One counting statement (rows in key order), then each project's last project.upserted
+    of the run, in project order: the same rows as in stream order, locked in the order of
+    every other replica's transaction."""
+    counted: list[tuple[Envelope, str | None]] = []
+    upserted: dict[UUID, Envelope] = {}
+    zones: dict[UUID, str] = {}
     for env in envs:
         if env.type == "project.upserted":
-            await _count_many(session, pending)
-            pending = []
-            await record_project(session, env)
+            p = parse_payload(env)
+            assert isinstance(p, ProjectUpserted)
+            upserted[p.project_id] = env
+            zones[p.project_id] = p.time_zone
         elif env.project_id is None:
             raise PermanentError(f"{env.type} carries no project")
         else:
-            pending.append(env)
-    await _count_many(session, pending)
+            counted.append((env, zones.get(env.project_id)))
+    await _count_many(session, counted)
+    for project in sorted(upserted):
+        await record_project(session, upserted[project])
 
 
-async def _count_many(session: AsyncSession, envs: Sequence[Envelope]) -> None:
-    if not envs:
+async def _count_many(
+    session: AsyncSession, counted: Sequence[tuple[Envelope, str | None]]
+) -> None:
+    if not counted:
         return
     conn = await session.connection()
     await conn.exec_driver_sql(
         _COUNT_MANY,
         (
-            envs[0].tenant_id,
-            [e.project_id for e in envs],
-            [e.occurred_at for e in envs],
-            [e.type for e in envs],
+            counted[0][0].tenant_id,
+            [e.project_id for e, _ in counted],
+            [e.occurred_at for e, _ in counted],
+            [e.type for e, _ in counted],
+            [zone for _, zone in counted],
             DEFAULT_TIME_ZONE,
         ),
     )

@@ -205,3 +205,31 @@ async def test_a_complaint_of_shanghais_today_is_in_the_default_answer(res):
     shanghai_today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
     assert shanghai_today == now.date() + timedelta(days=1)
     assert [(r["day"], r["count"]) for r in rows] == [(shanghai_today.isoformat(), 1)], rows
+
+
+async def test_a_batch_counts_each_event_in_the_zone_its_project_had_at_that_point(res):
+    """One counting statement per tenant's run (rows in key order, then the projects): an
+    event before its project's project.upserted counts in the stored zone, one after it in
+    the zone it set, one after a second upsert in that one's; another project is untouched;
+    the last upsert is what is stored."""
+    tenant, project, other = uuid4(), uuid4(), uuid4()
+    late = datetime(2026, 11, 26, 17, 30, tzinfo=UTC)  # the 26th in Urumqi, 27th in Shanghai
+    await _apply(res, _project_upserted(tenant, project, "P", "甲苑", "Asia/Urumqi"))
+    batch = [
+        _complaint_event(tenant, project, late),  # stored zone: Urumqi, the 26th
+        _project_upserted(tenant, project, "P", "甲苑", "Asia/Shanghai"),
+        _complaint_event(tenant, project, late),  # Shanghai, the 27th
+        _complaint_event(tenant, other, late),  # unknown project: default zone, the 27th
+        _project_upserted(tenant, project, "P2", "甲苑二期", "Asia/Urumqi"),
+        _complaint_event(tenant, project, late),  # Urumqi again, the 26th
+    ]
+    msgs = [FetchedMessage(e) for e in batch]
+    await ConsumerRunner(ACTIVITY_CONSUMER, res.settings, res.sessions).handle_batch(msgs)  # type: ignore[arg-type]
+    assert [m.outcome for m in msgs] == [["ack"]] * len(batch)
+    token = issue_token(res.settings, tenant_id=tenant, subject="s", roles=["cs_supervisor"])
+    rows = (await _get(res, token, **{"from": "2026-11-01", "to": "2026-11-30"})).json()
+    assert {(r["project_code"], r["day"], r["count"]) for r in rows} == {
+        ("P2", "2026-11-26", 2),
+        ("P2", "2026-11-27", 1),
+        (None, "2026-11-27", 1),
+    }
