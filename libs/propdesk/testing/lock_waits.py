@@ -10,6 +10,11 @@ tuple lock), or behind whoever the holder itself waits for."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
 import asyncpg
 
 from propdesk.settings import asyncpg_dsn
@@ -42,3 +47,40 @@ async def until_waiting(database_url: str, holder: asyncpg.Connection, n: int, w
         await eventually(blocked, what, within=10)
     finally:
         await watch.close()
+
+
+@asynccontextmanager
+async def lock_holder(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the database's owner (row-level security hides no row from it) to
+    hold locks with."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def in_turn(
+    database_url: str,
+    lock_sql: str,
+    args: Sequence[Any],
+    contenders: Sequence[Callable[[], Awaitable[Any]]],
+    *,
+    release: str = "COMMIT",
+) -> list[Any]:
+    """Run the contenders while `lock_sql` (on `args`) is held by another transaction,
+    each started once the ones before it wait (so they queue in this order); end that
+    transaction with `release` once all wait, and return what each returned."""
+    async with lock_holder(database_url) as holder:
+        await holder.execute("BEGIN")
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await holder.execute(lock_sql, *args)
+            for contender in contenders:
+                tasks.append(asyncio.create_task(contender()))
+                await until_waiting(
+                    database_url, holder, len(tasks), f"{len(tasks)} contender(s) waiting"
+                )
+        finally:
+            await holder.execute(release)
+    return await asyncio.gather(*tasks)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -32,9 +30,8 @@ from dispatch.testing import Tenant, engineering_order
 from propdesk.db.session import tenant_transaction
 from propdesk.events.contracts.complaint import ComplaintOverridden, ComplaintRegraded
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import asyncpg_dsn
 from propdesk.tenancy import TenantContext
-from propdesk.testing.lock_waits import until_waiting
+from propdesk.testing.lock_waits import lock_holder, until_waiting
 
 SH = ZoneInfo("Asia/Shanghai")
 NIGHT = datetime(2026, 11, 24, 23, 0, tzinfo=SH)  # a Tuesday, after hours
@@ -132,23 +129,12 @@ def inconsistencies(row, steps, owners, events) -> list[str]:
 # --- holding an order still --------------------------------------------------------------
 
 
-@asynccontextmanager
-async def waiting_room(res: ServiceResources) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection to hold locks with, and `until_waiting` to see the others
-    blocked on them."""
-    holder = await asyncpg.connect(asyncpg_dsn(res.settings.database_url))
-    try:
-        yield holder
-    finally:
-        await holder.close()
-
-
 async def all_at_once(
     res: ServiceResources, wo_id: UUID, contenders: list[Callable[[], Awaitable[Any]]]
 ) -> list[Any]:
     """Run the contenders while the order's row is locked elsewhere; release it once every
     one of them waits for it."""
-    async with waiting_room(res) as holder:
+    async with lock_holder(res.settings.database_url) as holder:
         hold = holder.transaction()
         await hold.start()
         await holder.execute("SELECT 1 FROM dispatch.work_orders WHERE id = $1 FOR UPDATE", wo_id)
@@ -244,7 +230,7 @@ async def test_an_order_read_while_a_step_commits_agrees_with_its_history(
     wo_id = order_id(url)
     handler = TenantContext.for_tenant(tenant.tenant_id, actor=str(me), roles={"handler"})
     reader = tenant.token(uuid4(), "cs_supervisor")
-    async with waiting_room(res) as holder:
+    async with lock_holder(res.settings.database_url) as holder:
         async with tenant_transaction(res.sessions, handler) as session:
             await flows.accept(session, handler, wo_id)  # written, not yet committed
             # A lock queued behind the accept's writes: the reader's history waits behind it.
@@ -400,7 +386,7 @@ async def test_the_overnight_job_passes_over_an_order_being_accepted(
     url = f"/v1/work-orders/{wo_id}"
     leader = tenant.token(tenant.duty_leader, "duty_leader")
 
-    async with waiting_room(res) as holder:
+    async with lock_holder(res.settings.database_url) as holder:
         hold = holder.transaction()
         await hold.start()
         await holder.execute("SELECT 1 FROM dispatch.work_orders WHERE id = $1 FOR UPDATE", wo_id)

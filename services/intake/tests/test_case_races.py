@@ -11,11 +11,9 @@ test_idempotency_and_isolation.)"""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -26,8 +24,7 @@ from intake.handlers import consumers
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.events.contracts import work_order as wo
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import asyncpg_dsn
-from propdesk.testing.lock_waits import until_waiting
+from propdesk.testing import lock_waits
 
 from . import test_work_order_lifecycle as lifecycle
 from .conftest import Company, onboard
@@ -50,32 +47,13 @@ def runner(resources) -> ConsumerRunner:
 # --- holding a complaint still -----------------------------------------------------------
 
 
-@asynccontextmanager
-async def waiting_room(res: ServiceResources) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection to hold locks with (in a transaction)."""
-    holder = await asyncpg.connect(asyncpg_dsn(res.settings.database_url))
-    try:
-        async with holder.transaction():
-            yield holder
-    finally:
-        await holder.close()
-
-
 async def in_turn(
     res: ServiceResources, lock_sql: str, arg: Any, contenders: list[Callable[[], Awaitable[Any]]]
 ) -> list[Any]:
     """Run the contenders while `lock_sql` (on `arg`) is held elsewhere, each started once
     the previous one waits (so they queue in this order), and release the lock once all
     wait."""
-    async with waiting_room(res) as holder:
-        await holder.execute(lock_sql, arg)
-        tasks = []
-        for c in contenders:
-            tasks.append(asyncio.create_task(c()))
-            await until_waiting(
-                res.settings.database_url, holder, len(tasks), f"{len(tasks)} contender(s) waiting"
-            )
-    return await asyncio.gather(*tasks)
+    return await lock_waits.in_turn(res.settings.database_url, lock_sql, [arg], contenders)
 
 
 ROW_LOCK = "SELECT 1 FROM intake.complaints WHERE id = $1 FOR UPDATE"
@@ -313,7 +291,6 @@ async def test_moved_cases_and_deadlocks_have_budgets_of_their_own(
 ) -> None:
     """Two moved cases, then a deadlock: the recording still gets its tries for each kind
     (a shared budget answered that deadlock on the third try with a 500)."""
-    import asyncpg
 
     from intake.store import recording
 

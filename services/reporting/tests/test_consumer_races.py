@@ -9,23 +9,19 @@ second's stall and a batch applied again one event per transaction)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-import asyncpg
 import pytest
 
 from propdesk.bus.consumer import ConsumerRunner
 from propdesk.events.envelope import Envelope
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import asyncpg_dsn
 from propdesk.testing.fetched_message import FetchedMessage
-from propdesk.testing.lock_waits import until_waiting
+from propdesk.testing.lock_waits import in_turn, lock_holder
 from reporting.service import ACTIVITY_CONSUMER
 
 from .test_reporting_activity import _complaint_event, _project_upserted
@@ -52,16 +48,6 @@ def _same_lane_tenants() -> tuple[UUID, UUID]:
             return a, b
 
 
-@asynccontextmanager
-async def holder(res: ServiceResources) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection (row-level security does not hide the rows from it)."""
-    conn = await asyncpg.connect(asyncpg_dsn(res.settings.database_url))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def while_held(
     res: ServiceResources,
     lock_sql: str,
@@ -73,23 +59,35 @@ async def while_held(
     """Run the contenders while `lock_sql` (on `args`) holds rows elsewhere, each started
     once the previous ones wait, and end the holder's transaction (`release`) once all
     wait."""
-    async with holder(res) as conn:
-        await conn.execute("BEGIN")
-        await conn.execute(lock_sql, *args)
-        tasks = []
-        try:
-            for c in contenders:
-                tasks.append(asyncio.create_task(c()))
-                await until_waiting(
-                    res.settings.database_url, conn, len(tasks), f"{len(tasks)} waiting"
-                )
-        finally:
-            await conn.execute(release)
-    return await asyncio.gather(*tasks)
+    return await in_turn(res.settings.database_url, lock_sql, args, contenders, release=release)
+
+
+async def two_replicas(
+    res: ServiceResources,
+    one: list[FetchedMessage],
+    two: list[FetchedMessage],
+    lock_sql: str,
+    args: tuple[Any, ...],
+    *,
+    release: str = "COMMIT",
+) -> None:
+    """Two replicas' runners apply a batch each, the first queued before the second,
+    while `lock_sql` holds rows elsewhere."""
+    runners = [_runner(res), _runner(res)]
+    await while_held(
+        res,
+        lock_sql,
+        args,
+        [
+            lambda: runners[0].handle_batch(one),  # type: ignore[arg-type]
+            lambda: runners[1].handle_batch(two),  # type: ignore[arg-type]
+        ],
+        release=release,
+    )
 
 
 async def counts(res: ServiceResources, projects: list[UUID]) -> dict[UUID, int]:
-    async with holder(res) as conn:
+    async with lock_holder(res.settings.database_url) as conn:
         rows = await conn.fetch(
             "SELECT project_id, sum(count) AS n FROM reporting.daily_activity"
             " WHERE project_id = ANY($1::uuid[]) GROUP BY 1",
@@ -167,17 +165,7 @@ async def test_different_events_on_one_counter_at_once_lose_no_count(res, rollba
         )
         args = (tenant, project)
     one, two = _batch(envs[:3]), _batch(envs[3:])
-    runners = [_runner(res), _runner(res)]
-    await while_held(
-        res,
-        lock_sql,
-        args,
-        [
-            lambda: runners[0].handle_batch(one),  # type: ignore[arg-type]
-            lambda: runners[1].handle_batch(two),  # type: ignore[arg-type]
-        ],
-        release=release,
-    )
+    await two_replicas(res, one, two, lock_sql, args, release=release)
     seeded = 1 if release == "COMMIT" else 0
     assert await counts(res, [project]) == {project: seeded + len(envs)}
     assert [m.outcome for m in [*one, *two]] == [["ack"]] * len(envs)
@@ -196,16 +184,7 @@ async def test_two_replicas_batches_over_the_same_tenants_do_not_deadlock(res, r
     await _seed(res, b, pb)
     one = _batch([_complaint_event(a, pa, AT), _complaint_event(b, pb, AT)])
     two = _batch([_complaint_event(b, pb, AT), _complaint_event(a, pa, AT)])
-    runners = [_runner(res), _runner(res)]
-    await while_held(
-        res,
-        ROWS_LOCK,
-        ([pa, pb],),
-        [
-            lambda: runners[0].handle_batch(one),  # type: ignore[arg-type]
-            lambda: runners[1].handle_batch(two),  # type: ignore[arg-type]
-        ],
-    )
+    await two_replicas(res, one, two, ROWS_LOCK, ([pa, pb],))
     assert await counts(res, [pa, pb]) == {pa: 3, pb: 3}
     assert [m.outcome for m in [*one, *two]] == [["ack"]] * 4
     assert rollbacks() == []
@@ -232,16 +211,7 @@ async def test_a_project_upserted_between_counts_does_not_deadlock_two_replicas(
             _complaint_event(tenant, pa, AT),
         ]
     )
-    runners = [_runner(res), _runner(res)]
-    await while_held(
-        res,
-        ROWS_LOCK,
-        ([pa, pb],),
-        [
-            lambda: runners[0].handle_batch(one),  # type: ignore[arg-type]
-            lambda: runners[1].handle_batch(two),  # type: ignore[arg-type]
-        ],
-    )
+    await two_replicas(res, one, two, ROWS_LOCK, ([pa, pb],))
     assert await counts(res, [pa, pb]) == {pa: 3, pb: 3}
     assert [m.outcome for m in [*one, *two]] == [["ack"]] * 6
     assert rollbacks() == []
