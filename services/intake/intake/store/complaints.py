@@ -11,12 +11,15 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    column,
     func,
     select,
+    true,
     tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import FromClause, Lateral
 
 from intake.store.tables import (
     complaint_events,
@@ -93,15 +96,24 @@ def has_trigrams(q: str) -> bool:
     return _WORD.search(q) is not None
 
 
-def search_condition(q: str) -> Any:
-    pattern = _like(q)
-    if has_trigrams(q):
-        # Through the owner's function: under RLS the planner never uses an index for
-        # ILIKE (see migration 0001), so the trigram index is read there.
-        return complaints.c.id.in_(
-            select(func.intake.search_complaint_ids(pattern, type_=complaints.c.id.type))
-        )
-    return complaints.c.search_text.ilike(pattern, escape="\\")
+def searched_complaints(q: str) -> tuple[FromClause, Lateral]:
+    """The complaints whose text contains `q` (trigram search): the FROM item to select
+    from, and its subquery with the columns of `complaints`.
+
+    Under RLS the planner never uses an index for ILIKE (see migration 0001), so the
+    trigram index is read by the owner's `intake.search_complaint_ids`, and each id it
+    finds is fetched by primary key in a LATERAL subquery that OFFSET 0 keeps from being
+    flattened. That order is fixed, not a cost estimate: as `id IN (SELECT ...)`, or even
+    `id = ANY(ARRAY(...))`, the planner could choose to read every complaint of the
+    caller's projects and keep the found ones, and with many small projects beside one
+    large one it did."""
+    found = (
+        func.intake.search_complaint_ids(_like(q), type_=complaints.c.id.type)
+        .table_valued(column("id", complaints.c.id.type))
+        .render_derived("found")
+    )
+    one = select(complaints).where(complaints.c.id == found.c.id).offset(0).lateral("c")
+    return found.join(one, true()), one
 
 
 def list_statement(
@@ -118,30 +130,36 @@ def list_statement(
     limit: int = 50,
 ) -> Select:
     """Newest first; `after` is the (received_at, id) of the last row of the previous page."""
+    source: Any = complaints
+    rows: Any = complaints
     conds = []
+    if q and has_trigrams(q):
+        source, rows = searched_complaints(q)
+    elif q:
+        # No trigram to look up: the caller's rows are filtered instead.
+        conds.append(rows.c.search_text.ilike(_like(q), escape="\\"))
     if project_id is not None:
-        conds.append(complaints.c.project_id == project_id)
-    for column, value in (
-        (complaints.c.status, status),
-        (complaints.c.grade, grade),
-        (complaints.c.category, category),
-        (complaints.c.channel, channel),
+        conds.append(rows.c.project_id == project_id)
+    for name, value in (
+        ("status", status),
+        ("grade", grade),
+        ("category", category),
+        ("channel", channel),
     ):
         if value is not None:
-            conds.append(column == value)
+            conds.append(rows.c[name] == value)
     if received_from is not None:
-        conds.append(complaints.c.received_at >= received_from)
+        conds.append(rows.c.received_at >= received_from)
     if received_to is not None:
-        conds.append(complaints.c.received_at < received_to)
-    if q:
-        conds.append(search_condition(q))
+        conds.append(rows.c.received_at < received_to)
     if after is not None:
-        conds.append(tuple_(complaints.c.received_at, complaints.c.id) < tuple_(*after))
+        conds.append(tuple_(rows.c.received_at, rows.c.id) < tuple_(*after))
     return (
-        select(complaints, projects.c.code.label("project_code"))
-        .join(projects, projects.c.id == complaints.c.project_id)
+        select(rows, projects.c.code.label("project_code"))
+        .select_from(source)
+        .join(projects, projects.c.id == rows.c.project_id)
         .where(and_(True, *conds))
-        .order_by(complaints.c.received_at.desc(), complaints.c.id.desc())
+        .order_by(rows.c.received_at.desc(), rows.c.id.desc())
         .limit(limit)
     )
 
