@@ -90,6 +90,14 @@ async def raw(request: Request, limit: int = 10) -> dict[str, object]:
     return {"limit": limit, "anything": request.query_params.getlist("anything")}
 
 
+@router.get(
+    "/legacy",
+    responses={"4XX": {"description": "a list of {code, description}", "content": {}}},
+)
+async def legacy(page: int = 1) -> dict[str, int]:
+    return {"page": page}
+
+
 @router.get("/boom")
 async def boom() -> None:
     raise RuntimeError("db password is hunter2")
@@ -493,3 +501,37 @@ def test_outside_development_a_service_will_not_start_on_a_placeholder_secret() 
     with pytest.raises(RuntimeError, match="PROPDESK_TOKEN_SECRET"):
         make_app(production)
     make_app(Settings(environment="production", token_secret="q8V1f0nC3x2rJm5u7WbK9pLs4dTy6hEzAa0"))
+
+
+async def test_openapi_documents_the_problems_the_service_sends(
+    client: httpx.AsyncClient,
+) -> None:
+    """/openapi.json names one Problem schema for every error, and FastAPI's own
+    `HTTPValidationError` (a shape no propdesk service sends) nowhere; the documented
+    members are the ones a real 422 and a real 409 carry."""
+    doc = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in json.dumps(doc)
+    assert "ValidationError" not in doc["components"]["schemas"]
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    operations = [(path, op) for path, item in doc["paths"].items() for op in item.values()]
+    assert operations
+    for path, op in operations:
+        errors = {code: op["responses"][code] for code in ("4XX", "5XX")}
+        if path == "/legacy":  # declares its own error shape: kept, and no 422 beside it
+            assert errors["4XX"]["description"] == "a list of {code, description}"
+            assert "422" not in op["responses"]
+            continue
+        for code, response in errors.items():
+            assert response["content"] == {PROBLEM_CONTENT_TYPE: {"schema": problem_ref}}, code
+    item_responses = doc["paths"]["/items/{item_id}"]["post"]["responses"]
+    assert item_responses["422"]["content"][PROBLEM_CONTENT_TYPE]["schema"] == problem_ref
+
+    schemas = doc["components"]["schemas"]
+    problem, field_error_schema = schemas["Problem"], schemas["ProblemFieldError"]
+    invalid = (await client.post("/items/1", json={"content": "too long", "channel": "x"})).json()
+    refused = (await client.get("/refuse")).json()
+    for body in (invalid, refused):
+        assert set(problem["required"]) <= set(body), body
+        assert set(body) <= set(problem["properties"]), body
+        for error in body["errors"]:
+            assert set(error) == set(field_error_schema["required"]), error

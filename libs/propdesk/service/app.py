@@ -21,6 +21,7 @@ from propdesk.service.middleware import (
     HeadAsGetMiddleware,
     RequestMiddleware,
 )
+from propdesk.service.openapi_problems import install_problem_openapi
 from propdesk.service.problems import field_error, install_problem_handlers, problem_response
 from propdesk.service.query_params import READS_RAW_QUERY, checked_query
 from propdesk.service.readiness import ReadinessChecks, run_checks, verdict
@@ -79,6 +80,7 @@ def create_service_app(
     )
 
     install_problem_handlers(app)
+    install_problem_openapi(app)
     app.include_router(_operational_router(name, readiness_timeout))
     for router in routers:
         app.include_router(router)

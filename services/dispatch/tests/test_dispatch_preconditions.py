@@ -103,3 +103,25 @@ async def test_if_match_forms(res, tenant: Tenant, client) -> None:
         f"/v1/work-orders/{uuid4()}/accept", headers={**me, "If-Match": '"1"'}, json={}
     )
     _problem(r, 404, "work-order-not-found")
+
+
+async def test_openapi_documents_if_match_412_and_etag(client) -> None:
+    """A client generated from /openapi.json learns of the tag and the precondition: every
+    step route takes If-Match and may answer 412 with a problem; the order's read and each
+    step's answer carry the ETag."""
+    doc = (await client.get("/openapi.json")).json()
+    conditional = {
+        path: op
+        for path, item in doc["paths"].items()
+        for op in item.values()
+        if any(p["in"] == "header" and p["name"] == "If-Match" for p in op.get("parameters", []))
+    }
+    assert len(conditional) == 11, sorted(conditional)
+    for path, op in conditional.items():
+        assert path.startswith("/v1/work-orders/{work_order_id}/"), path
+        problem = op["responses"]["412"]["content"]["application/problem+json"]["schema"]
+        assert problem == {"$ref": "#/components/schemas/Problem"}, path
+        assert "precondition-failed" in op["responses"]["412"]["description"], path
+        assert "ETag" in op["responses"]["200"]["headers"], path
+    read = doc["paths"]["/v1/work-orders/{work_order_id}"]["get"]["responses"]["200"]
+    assert "ETag" in read["headers"]

@@ -426,3 +426,28 @@ async def test_service_request_updates_feed(client: httpx.AsyncClient, sunrise_k
     kinds = [u.findtext("external_status_code") for u in mine]
     assert kinds[:2] == ["complaint.received", "complaint.classified"]
     assert all(u.findtext("status") == "open" for u in mine)
+
+
+async def test_openapi_documents_open311_errors_and_problems_elsewhere(
+    client: httpx.AsyncClient,
+) -> None:
+    """Open311 operations document the spec's error list, which they send (a real one is
+    checked against it); the native API documents problem+json; FastAPI's own validation
+    error shape, which neither sends, is nowhere."""
+    doc = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in orjson.dumps(doc).decode()
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            errors = op["responses"]["4XX"]["content"]
+            if path.startswith(BASE):
+                assert set(errors) == {"application/json", "text/xml"}, path
+                assert "422" not in op["responses"], path
+            else:
+                assert set(errors) == {"application/problem+json"}, path
+    listed = doc["paths"][f"{BASE}/requests.{{fmt}}"]["post"]["responses"]["4XX"]
+    item = listed["content"]["application/json"]["schema"]["items"]
+    r = await client.get(f"{BASE}/services.json")  # no api_key
+    assert r.status_code == 403
+    for error in r.json():
+        assert set(error) == set(item["required"]) == set(item["properties"])
+        assert isinstance(error["code"], int) and isinstance(error["description"], str)

@@ -23,18 +23,38 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Header
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.store import work_orders as orders
+from propdesk.service.openapi_problems import problem_response
 from propdesk.service.problems import ProblemError, field_error
 
 # One member of an If-Match list (RFC 9110 §8.8.3, §13.1.1): `*`, or an entity tag
 # (optional W/, then a quoted opaque tag, which may hold a comma).
 _MEMBER = re.compile(r'(\*|(W/)?"[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:,|\Z)')
+
+
+# What the OpenAPI document says of the tag and the precondition (api/work_orders.py).
+_ETAG_HEADER: dict[str, Any] = {
+    "ETag": {
+        "description": 'The order\'s entity tag, `"<seq>"`: send it as If-Match to act '
+        "only on the order as read.",
+        "schema": {"type": "string", "examples": ['"3"']},
+    }
+}
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG_HEADER}}
+STEP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": _ETAG_HEADER},
+    412: problem_response(
+        "`precondition-failed`: a step has been taken since the order was read (If-Match). "
+        "Nothing changed; `current_seq` and `current_state` say where the order is, and the "
+        "ETag header is its tag."
+    ),
+}
 
 
 def etag(seq: int) -> str:

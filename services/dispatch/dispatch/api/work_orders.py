@@ -9,7 +9,13 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from starlette.requests import Request
 
 from dispatch.api.deps import transaction
-from dispatch.api.preconditions import IfMatch, etag, if_match
+from dispatch.api.preconditions import (
+    READ_RESPONSES,
+    STEP_RESPONSES,
+    IfMatch,
+    etag,
+    if_match,
+)
 from dispatch.api.schemas import (
     AcceptIn,
     CloseIn,
@@ -84,7 +90,7 @@ async def my_work_orders(
     return {"items": [_out(r) for r in rows], "count": len(rows)}
 
 
-@router.get("/work-orders/{work_order_id}")
+@router.get("/work-orders/{work_order_id}", responses=READ_RESPONSES)
 async def get_work_order(
     request: Request,
     response: Response,
@@ -109,7 +115,7 @@ async def find_work_orders(
     return {"items": [_out(wo)] if wo else [], "count": 1 if wo else 0}
 
 
-@router.post("/work-orders/{work_order_id}/accept")
+@router.post("/work-orders/{work_order_id}/accept", responses=STEP_RESPONSES)
 async def accept(
     request: Request,
     response: Response,
@@ -122,7 +128,7 @@ async def accept(
         return _stepped(response, await steps.accept(session, ctx, work_order_id))
 
 
-@router.post("/work-orders/{work_order_id}/reject")
+@router.post("/work-orders/{work_order_id}/reject", responses=STEP_RESPONSES)
 async def reject(
     request: Request,
     response: Response,
@@ -135,7 +141,7 @@ async def reject(
         return _stepped(response, await steps.reject(session, ctx, work_order_id, body.reason))
 
 
-@router.post("/work-orders/{work_order_id}/progress")
+@router.post("/work-orders/{work_order_id}/progress", responses=STEP_RESPONSES)
 async def progress(
     request: Request,
     response: Response,
@@ -156,7 +162,7 @@ async def progress(
         return _stepped(response, wo)
 
 
-@router.post("/work-orders/{work_order_id}/resolve")
+@router.post("/work-orders/{work_order_id}/resolve", responses=STEP_RESPONSES)
 async def resolve(
     request: Request,
     response: Response,
@@ -177,7 +183,7 @@ async def resolve(
         return _stepped(response, wo)
 
 
-@router.post("/work-orders/{work_order_id}/sign-off")
+@router.post("/work-orders/{work_order_id}/sign-off", responses=STEP_RESPONSES)
 async def sign_off(
     request: Request,
     response: Response,
@@ -190,7 +196,7 @@ async def sign_off(
         return _stepped(response, await steps.sign_off(session, ctx, work_order_id, body.comment))
 
 
-@router.post("/work-orders/{work_order_id}/feedback")
+@router.post("/work-orders/{work_order_id}/feedback", responses=STEP_RESPONSES)
 async def feedback(
     request: Request,
     response: Response,
@@ -211,7 +217,7 @@ async def feedback(
         return _stepped(response, wo)
 
 
-@router.post("/work-orders/{work_order_id}/follow-ups")
+@router.post("/work-orders/{work_order_id}/follow-ups", responses=STEP_RESPONSES)
 async def follow_up(
     request: Request,
     response: Response,
@@ -224,7 +230,7 @@ async def follow_up(
         return _stepped(response, await steps.follow_up(session, ctx, work_order_id, body.note))
 
 
-@router.post("/work-orders/{work_order_id}/reassign")
+@router.post("/work-orders/{work_order_id}/reassign", responses=STEP_RESPONSES)
 async def reassign(
     request: Request,
     response: Response,
@@ -252,7 +258,7 @@ async def reassign(
         return _stepped(response, wo)
 
 
-@router.post("/work-orders/{work_order_id}/hand-over")
+@router.post("/work-orders/{work_order_id}/hand-over", responses=STEP_RESPONSES)
 async def hand_over(
     request: Request,
     response: Response,
@@ -268,7 +274,7 @@ async def hand_over(
         return _stepped(response, wo)
 
 
-@router.post("/work-orders/{work_order_id}/close")
+@router.post("/work-orders/{work_order_id}/close", responses=STEP_RESPONSES)
 async def close(
     request: Request,
     response: Response,
@@ -284,7 +290,7 @@ async def close(
         return _stepped(response, wo)
 
 
-@router.post("/work-orders/{work_order_id}/reopen")
+@router.post("/work-orders/{work_order_id}/reopen", responses=STEP_RESPONSES)
 async def reopen(
     request: Request,
     response: Response,

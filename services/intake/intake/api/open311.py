@@ -44,7 +44,13 @@ from intake.auth import ApiKeyAuthenticator, context_for
 from intake.domain.rules import TenantRules
 from intake.flows.record_complaint import load_rules, record_complaint
 from intake.open311 import catalog, lookups
-from intake.open311.errors import Open311Error, Open311Errors, from_field_errors, open311_field
+from intake.open311.errors import (
+    OPENAPI_RESPONSE,
+    Open311Error,
+    Open311Errors,
+    from_field_errors,
+    open311_field,
+)
 from intake.open311.rendering import Format, parse_format, render, render_errors
 from intake.open311.service_requests import (
     parse_request_query,
@@ -65,7 +71,11 @@ from propdesk.tenancy import TenantContext
 
 # Every route reads more of its query than it declares (the spec's filters and a POST's
 # fields, which may come in the query): the app's unknown-parameter check leaves them be.
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+router = APIRouter(
+    prefix="/open311/v2",
+    tags=["open311"],
+    responses={"4XX": OPENAPI_RESPONSE, "5XX": OPENAPI_RESPONSE},
+)
 
 MAX_BODY_FIELDS = 100
 MAX_IDEMPOTENCY_KEY = 255

@@ -42,6 +42,36 @@ NATIVE_TO_OPEN311: dict[str, str] = {
 }
 
 
+# How the OpenAPI document describes these answers (the router's 4XX and 5XX).
+OPENAPI_RESPONSE: dict[str, Any] = {
+    "description": "Open311's error list, in the requested format: each `description` "
+    "names the field at fault by its Open311 name; `code` is the HTTP status.",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["code", "description"],
+                    "properties": {
+                        "code": {"type": "integer", "examples": [400]},
+                        "description": {
+                            "type": "string",
+                            "examples": ["service_code: is required"],
+                        },
+                    },
+                },
+            }
+        },
+        "text/xml": {
+            "schema": {"type": "string"},
+            "example": "<errors><error><code>400</code>"
+            "<description>service_code: is required</description></error></errors>",
+        },
+    },
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Open311Error:
     code: int

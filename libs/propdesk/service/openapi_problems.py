@@ -1,0 +1,149 @@
+"""What the OpenAPI documents say of errors.
+
+Every answer of 400 and up from a propdesk API is `application/problem+json`
+(`propdesk.service.problems`), yet FastAPI documents each operation's 422 as its own
+`HTTPValidationError` (`{"detail": [{"loc", "msg", "type"}]}`), which no propdesk service
+ever sends: a client generated from `/openapi.json` would parse every refusal wrong. So the
+documents name one `Problem` schema for 4XX and 5XX on every operation, and the 422 of
+input validation is that schema too.
+
+An operation that answers errors in another shape (Open311's error list) declares its own
+`4XX`; it keeps it, and FastAPI's 422 is dropped from it rather than turned into a
+problem it never sends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from propdesk.service.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
+
+PROBLEM = "Problem"
+FIELD_ERROR = "ProblemFieldError"
+_REF = "#/components/schemas/"
+_FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+FIELD_ERROR_SCHEMA: dict[str, Any] = {
+    "title": FIELD_ERROR,
+    "type": "object",
+    "required": ["field", "rule", "message"],
+    "properties": {
+        "field": {
+            "type": "string",
+            "description": "`body.<path>`, `query.<name>`, `header.<name>` or `path.<name>`",
+            "examples": ["body.channel"],
+        },
+        "rule": {
+            "type": "string",
+            "description": "the rule broken, machine-readable (pydantic's error type or "
+            "the name of the check)",
+            "examples": ["enum"],
+        },
+        "message": {"type": "string"},
+    },
+}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": PROBLEM,
+    "description": "RFC 9457 problem details. Members other than these are extensions "
+    "of the problem's code (e.g. `current_state` of a 409 or 412).",
+    "type": "object",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "format": "uri",
+            "examples": [PROBLEM_TYPE_BASE + "validation-failed"],
+        },
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {
+            "type": "string",
+            "description": "stable: what clients branch on (the last segment of `type`)",
+            "examples": ["validation-failed"],
+        },
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "the request's path"},
+        "errors": {
+            "type": "array",
+            "description": "each field at fault and the rule it broke",
+            "items": {"$ref": _REF + FIELD_ERROR},
+        },
+        "request_id": {"type": "string", "description": "as in the X-Request-ID header"},
+    },
+    "additionalProperties": True,
+}
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    """An OpenAPI response object answered with a `Problem`."""
+    return {
+        "description": description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _REF + PROBLEM}}},
+    }
+
+
+VALIDATION_FAILED = problem_response(
+    "The input broke a rule (`validation-failed`): `errors` names each field and rule."
+)
+CLIENT_ERROR = problem_response(
+    "Refused: a malformed or oversized request (400, 413, 415), a missing or unaccepted "
+    "credential (401), a role that may not (403), what does not exist or is not the "
+    "caller's tenant's (404), a conflict with the current state (409), too many requests "
+    "(429, with Retry-After)."
+)
+SERVER_ERROR = problem_response(
+    "An unexpected failure (500, detail in the logs under `request_id`), or a dependency "
+    "unavailable (503, with Retry-After)."
+)
+
+
+def _is_fastapi_validation(response: dict[str, Any]) -> bool:
+    return _REF + "HTTPValidationError" in json.dumps(response)
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` (an OpenAPI document as FastAPI builds it) with problem+json errors."""
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas[FIELD_ERROR] = FIELD_ERROR_SCHEMA
+    schemas[PROBLEM] = PROBLEM_SCHEMA
+    for item in schema.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            own_errors = "4XX" in responses
+            validation = responses.get("422")
+            if validation is not None and _is_fastapi_validation(validation):
+                if own_errors:
+                    del responses["422"]
+                else:
+                    responses["422"] = VALIDATION_FAILED
+            responses.setdefault("4XX", CLIENT_ERROR)
+            responses.setdefault("5XX", SERVER_ERROR)
+    # FastAPI's validation schemas, once no operation names them (the outer one first: it
+    # names the inner).
+    for name in _FASTAPI_VALIDATION:
+        if schema.get("components", {}).get("schemas", {}).get(name) is None:
+            continue
+        others = {k: v for k, v in schemas.items() if k != name}
+        if _REF + name not in json.dumps({"paths": schema.get("paths"), "schemas": others}):
+            del schemas[name]
+    return schema
+
+
+def install_problem_openapi(app: FastAPI) -> None:
+    """Make `app.openapi()` (and so `/openapi.json` and `/docs`) document problem+json."""
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
