@@ -594,15 +594,19 @@ class ConsumerRunner:
         transaction, run through SQLAlchemy so that its transaction has begun before any
         statement on the driver connection underneath. The ids not applied before."""
         conn = await session.connection()
+        # Rows in the order of their ids, the same in every replica: two transactions
+        # inserting the same ids in opposite orders (an event redelivered to one replica
+        # while another still holds it) each waited on a row the other had inserted.
+        ordered = sorted(envs, key=lambda e: e.id)
         rows = await conn.exec_driver_sql(
             self._inbox,
             (
                 *context_args(ctx),
                 self.consumer.name,
                 ctx.tenant_id,
-                [e.id for e in envs],
-                [e.project_id for e in envs],
-                [e.type for e in envs],
+                [e.id for e in ordered],
+                [e.project_id for e in ordered],
+                [e.type for e in ordered],
             ),
         )
         return {r[0] for r in rows}
