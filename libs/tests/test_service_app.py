@@ -535,3 +535,22 @@ async def test_openapi_documents_the_problems_the_service_sends(
         assert set(body) <= set(problem["properties"]), body
         for error in body["errors"]:
             assert set(error) == set(field_error_schema["required"]), error
+
+
+def test_openapi_keeps_up_with_routes_added_after_it_was_built(
+    pure_settings: Settings,
+) -> None:
+    app = make_app(pure_settings)
+    first = app.openapi()
+    assert app.openapi() is first  # built once while the routes stay
+
+    @app.get("/later")
+    async def later(n: int = 1) -> dict[str, int]:
+        return {"n": n}
+
+    doc = app.openapi()
+    responses = doc["paths"]["/later"]["get"]["responses"]
+    assert responses["422"]["content"][PROBLEM_CONTENT_TYPE]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+    assert "HTTPValidationError" not in json.dumps(doc)

@@ -14,6 +14,7 @@ problem it never sends.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,10 @@ FIELD_ERROR_SCHEMA: dict[str, Any] = {
     "properties": {
         "field": {
             "type": "string",
-            "description": "`body.<path>`, `query.<name>`, `header.<name>` or `path.<name>`",
+            "description": "`body.<path>`, `query.<name>`, `header.<name>` or `path.<name>`; "
+            "`body` for the body as a whole; a document's own path in an onboarding file "
+            "(`projects[0].time_zone`); `request`, `url` or `headers` for a request refused "
+            "before the app",
             "examples": ["body.channel"],
         },
         "rule": {
@@ -45,6 +49,8 @@ FIELD_ERROR_SCHEMA: dict[str, Any] = {
             "examples": ["enum"],
         },
         "message": {"type": "string"},
+        "line": {"type": "integer", "description": "onboarding files: the field's line"},
+        "column": {"type": "integer", "description": "onboarding files: its column"},
     },
 }
 
@@ -89,13 +95,16 @@ def problem_response(description: str) -> dict[str, Any]:
 
 
 VALIDATION_FAILED = problem_response(
-    "The input broke a rule (`validation-failed`): `errors` names each field and rule."
+    "The input broke a rule: `errors` names each field and rule. The code is usually "
+    "`validation-failed`; some are the endpoint's own (`idempotency-key-reused`, "
+    "`invalid-rules`, `invalid-range`, `invalid-document`)."
 )
 CLIENT_ERROR = problem_response(
-    "Refused: a malformed or oversized request (400, 413, 415), a missing or unaccepted "
-    "credential (401), a role that may not (403), what does not exist or is not the "
-    "caller's tenant's (404), a conflict with the current state (409), too many requests "
-    "(429, with Retry-After)."
+    "Refused: a malformed or oversized request (400, 413, 414, 415, 431), a missing or "
+    "unaccepted credential (401), a role that may not (403), what does not exist or is not "
+    "the caller's tenant's (404), a conflict with the current state (409), a precondition "
+    "that failed (412), input that broke a rule (422, as above; any route refuses a query "
+    "parameter it does not take), too many requests (429, with Retry-After)."
 )
 SERVER_ERROR = problem_response(
     "An unexpected failure (500, detail in the logs under `request_id`), or a dependency "
@@ -110,8 +119,9 @@ def _is_fastapi_validation(response: dict[str, Any]) -> bool:
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     """`schema` (an OpenAPI document as FastAPI builds it) with problem+json errors."""
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-    schemas[FIELD_ERROR] = FIELD_ERROR_SCHEMA
-    schemas[PROBLEM] = PROBLEM_SCHEMA
+    # Copies, here and below: one document's later edits must not reach another app's.
+    schemas[FIELD_ERROR] = copy.deepcopy(FIELD_ERROR_SCHEMA)
+    schemas[PROBLEM] = copy.deepcopy(PROBLEM_SCHEMA)
     for item in schema.get("paths", {}).values():
         for method, operation in item.items():
             if method not in _METHODS:
@@ -123,9 +133,9 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 if own_errors:
                     del responses["422"]
                 else:
-                    responses["422"] = VALIDATION_FAILED
-            responses.setdefault("4XX", CLIENT_ERROR)
-            responses.setdefault("5XX", SERVER_ERROR)
+                    responses["422"] = copy.deepcopy(VALIDATION_FAILED)
+            responses.setdefault("4XX", copy.deepcopy(CLIENT_ERROR))
+            responses.setdefault("5XX", copy.deepcopy(SERVER_ERROR))
     # FastAPI's validation schemas, once no operation names them (the outer one first: it
     # names the inner).
     for name in _FASTAPI_VALIDATION:
@@ -138,12 +148,17 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def install_problem_openapi(app: FastAPI) -> None:
-    """Make `app.openapi()` (and so `/openapi.json` and `/docs`) document problem+json."""
+    """Make `app.openapi()` (and so `/openapi.json` and `/docs`) document problem+json.
+
+    FastAPI's own `openapi()` keeps its cache, and builds again when routes were added
+    since; each document it builds is rewritten once."""
     build: Callable[[], dict[str, Any]] = app.openapi
+    rewritten: list[dict[str, Any]] = []
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document_problems(build())
-        return app.openapi_schema
+        schema = build()
+        if not rewritten or rewritten[0] is not schema:
+            rewritten[:] = [document_problems(schema)]
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

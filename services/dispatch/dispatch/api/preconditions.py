@@ -49,11 +49,14 @@ _ETAG_HEADER: dict[str, Any] = {
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"headers": _ETAG_HEADER}}
 STEP_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"headers": _ETAG_HEADER},
-    412: problem_response(
-        "`precondition-failed`: a step has been taken since the order was read (If-Match). "
-        "Nothing changed; `current_seq` and `current_state` say where the order is, and the "
-        "ETag header is its tag."
-    ),
+    412: {
+        **problem_response(
+            "`precondition-failed`: a step has been taken since the order was read "
+            "(If-Match). Nothing changed; `current_seq` and `current_state` say where the "
+            "order is, and the ETag header is its tag."
+        ),
+        "headers": _ETAG_HEADER,
+    },
 }
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.selectable import FromClause, Lateral
+from sqlalchemy.sql.selectable import FromClause, LateralFromClause
 
 from intake.store.tables import (
     complaint_events,
@@ -96,7 +96,7 @@ def has_trigrams(q: str) -> bool:
     return _WORD.search(q) is not None
 
 
-def searched_complaints(q: str) -> tuple[FromClause, Lateral]:
+def searched_complaints(q: str) -> tuple[FromClause, LateralFromClause]:
     """The complaints whose text contains `q` (trigram search): the FROM item to select
     from, and its subquery with the columns of `complaints`.
 
