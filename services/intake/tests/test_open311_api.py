@@ -442,6 +442,8 @@ async def test_openapi_documents_open311_errors_and_problems_elsewhere(
             if path.startswith(BASE):
                 assert set(errors) == {"application/json", "text/xml"}, path
                 assert "422" not in op["responses"], path
+                answered = op["responses"]["201" if "201" in op["responses"] else "200"]
+                assert set(answered["content"]) == {"application/json", "text/xml"}, path
             else:
                 assert set(errors) == {"application/problem+json"}, path
     listed = doc["paths"][f"{BASE}/requests.{{fmt}}"]["post"]["responses"]["4XX"]

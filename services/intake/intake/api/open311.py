@@ -71,10 +71,19 @@ from propdesk.tenancy import TenantContext
 
 # Every route reads more of its query than it declares (the spec's filters and a POST's
 # fields, which may come in the query): the app's unknown-parameter check leaves them be.
+# Every answer comes in the format the path names (`.json` or `.xml`).
+_IN_EITHER_FORMAT: dict[str, Any] = {
+    "application/json": {},
+    "text/xml": {"schema": {"type": "string"}},
+}
 router = APIRouter(
     prefix="/open311/v2",
     tags=["open311"],
-    responses={"4XX": OPENAPI_RESPONSE, "5XX": OPENAPI_RESPONSE},
+    responses={
+        200: {"description": "JSON or XML, as the path asks", "content": _IN_EITHER_FORMAT},
+        "4XX": OPENAPI_RESPONSE,
+        "5XX": OPENAPI_RESPONSE,
+    },
 )
 
 MAX_BODY_FIELDS = 100
@@ -366,7 +375,17 @@ def _idempotency_key(request: Request, ticket: str | None) -> str | None:
     return f"open311:{ticket}" if ticket else None
 
 
-@router.post("/requests.{fmt}", openapi_extra=READS_RAW_QUERY)
+@router.post(
+    "/requests.{fmt}",
+    openapi_extra=READS_RAW_QUERY,
+    responses={
+        201: {
+            "description": "Recorded: the new request's `service_request_id` (200: a repeat "
+            "that joined an open case, with that case's id)",
+            "content": _IN_EITHER_FORMAT,
+        }
+    },
+)
 async def create_request(request: Request, fmt: str) -> Response:
     async def handle(f: Format) -> Response:
         fields = await _submitted_fields(request)
