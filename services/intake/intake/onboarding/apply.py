@@ -154,7 +154,9 @@ async def _apply(
         changed_tenant = True
         routing_changed = bool(doc.routing)
     else:
-        row = await directory.get_tenant(s, tenant_id)
+        # Locked before it is compared: rules put through /v1/rules meanwhile would be
+        # written again after their commit and reported (and sent) as this run's change.
+        row = await directory.locked_tenant(s, tenant_id)
         diff = _differs(row, tenant_values)
         routing_changed = "routing" in diff
         changed_tenant = bool(diff.keys() - {"routing"})

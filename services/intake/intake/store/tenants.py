@@ -18,8 +18,11 @@ async def tenant_id_by_code(session: AsyncSession, code: str) -> UUID | None:
     ).scalar_one_or_none()
 
 
-async def get_tenant(session: AsyncSession, tenant_id: UUID) -> Row | None:
-    return (await session.execute(select(tenants).where(tenants.c.id == tenant_id))).first()
+async def locked_tenant(session: AsyncSession, tenant_id: UUID) -> Row | None:
+    """The tenant's row, locked until the transaction ends (`PUT /v1/rules` writes it too)
+    as its update would lock it: FOR NO KEY UPDATE, which a new project's key check passes."""
+    q = select(tenants).where(tenants.c.id == tenant_id).with_for_update(key_share=True)
+    return (await session.execute(q)).first()
 
 
 async def tenant_rules(session: AsyncSession, tenant_id: UUID) -> tuple[dict, dict]:
