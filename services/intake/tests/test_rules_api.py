@@ -7,7 +7,10 @@ from uuid import uuid4
 
 import pytest
 
-from .conftest import onboard
+from intake.onboarding.apply import apply_document
+from intake.onboarding.document import parse_document
+
+from .conftest import COMPANY, Company, onboard
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -98,3 +101,34 @@ async def test_who_may(client, company_a):
     not_object = await client.put("/v1/rules", json=[1, 2], headers=company_a.token("tenant_admin"))
     assert not_object.status_code == 422
     assert (await client.get("/v1/rules")).status_code == 401
+
+
+async def test_rules_changed_by_an_onboarding_document_are_recorded(client, resources, db_rows):
+    """A company document's rules are a change of the rules like a PUT: listed with who and
+    when, from what to what. They travel in no event (only intake classifies), so a
+    document changing only its rules sends no tenant.upserted."""
+    code = f"R{uuid4().hex[:6].upper()}"
+    first = COMPANY.format(code=code, name="规则物业").replace(
+        "settings: {}}", "settings: {}, rules: {duplicate_window_hours: 24}}"
+    )
+    report = await apply_document(resources.sessions, parse_document(first), actor="op-1")
+    second = first.replace("duplicate_window_hours: 24", "duplicate_window_hours: 12")
+    again = await apply_document(resources.sessions, parse_document(second), actor="op-2")
+    assert again.changed == [f"tenant:{code}"]
+
+    admin = Company(code, report.tenant_id, {}, resources.settings).token("tenant_admin")
+    changes = (await client.get("/v1/rules", headers=admin)).json()
+    assert [(c["actor"], c["rules"]) for c in changes["changes"]] == [
+        ("op-2", {"duplicate_window_hours": 12}),
+        ("op-1", {"duplicate_window_hours": 24}),
+    ]
+    rows = await db_rows(
+        "SELECT previous FROM intake.rules_changes WHERE tenant_id = $1 ORDER BY id",
+        report.tenant_id,
+    )
+    assert [r["previous"] for r in rows] == ["{}", '{"duplicate_window_hours": 24}']
+    events = await db_rows(
+        "SELECT event_type FROM intake.outbox WHERE tenant_id = $1 ORDER BY id",
+        report.tenant_id,
+    )
+    assert [e["event_type"] for e in events].count("tenant.upserted") == 1  # the creation

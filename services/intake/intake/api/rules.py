@@ -4,8 +4,9 @@ grade keywords, group and duplicate windows, received_at bounds, second-complain
 The stored document holds only the tenant's overrides; `effective` is what intake applies
 (defaults merged, see `intake.domain.rules`). PUT replaces the overrides as a whole, is
 refused field by field when invalid (`body.<path>`), and is recorded with who and when in
-`intake.rules_changes`. Recording reads the rules per request, so a change applies to the
-next complaint. No event: only intake classifies, so no other service needs to know.
+`intake.rules_changes`, as are the rules an onboarding document sets. Recording reads
+the rules per request, so a change applies to the next complaint. No event: only intake
+classifies, so no other service needs to know.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ async def apply_document(
         await apply_context(s, TenantContext.for_tenant(tenant_id, actor=actor))
         report = OnboardingReport(tenant_id, code)
         events: list[tuple[EventPayload, UUID, UUID | None]] = []
-        await _apply(s, doc, tenant_id, is_new, report, events)
+        await _apply(s, doc, tenant_id, is_new, report, events, actor)
         await outbox.add(
             s,
             *(
@@ -134,6 +134,7 @@ async def _apply(
     is_new: bool,
     report: OnboardingReport,
     events: list[tuple[EventPayload, UUID, UUID | None]],
+    actor: str,
 ) -> None:
     t = doc.tenant
     tenant_values = {
@@ -153,15 +154,23 @@ async def _apply(
         report.created.append(label)
         changed_tenant = True
         routing_changed = bool(doc.routing)
+        if t.rules:
+            await directory.record_rules_change(s, tenant_id, {}, t.rules, actor)
     else:
         # Locked before it is compared: rules put through /v1/rules meanwhile would be
         # written again after their commit and reported (and sent) as this run's change.
         row = await directory.locked_tenant(s, tenant_id)
         diff = _differs(row, tenant_values)
         routing_changed = "routing" in diff
-        changed_tenant = bool(diff.keys() - {"routing"})
+        # Rules travel in no event (only intake classifies); routing has its own.
+        changed_tenant = bool(diff.keys() - {"routing", "rules"})
         if diff:
             await directory.update_row(s, tenants, tenant_id, diff)
+        if "rules" in diff:
+            # Audited as a change through /v1/rules is.
+            await directory.record_rules_change(
+                s, tenant_id, dict(row.rules or {}), diff["rules"], actor
+            )
         (report.changed if diff else report.unchanged).append(label)
     if changed_tenant:
         events.append(

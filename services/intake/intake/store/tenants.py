@@ -53,6 +53,13 @@ async def replace_rules(
     await session.execute(
         update(tenants).where(tenants.c.id == tenant_id).values(rules=rules, updated_at=func.now())
     )
+    await record_rules_change(session, tenant_id, previous, rules, actor)
+
+
+async def record_rules_change(
+    session: AsyncSession, tenant_id: UUID, previous: dict, rules: dict[str, Any], actor: str
+) -> None:
+    """Who changed the tenant's rules, from what to what (`GET /v1/rules` lists them)."""
     await session.execute(
         rules_changes.insert().values(
             tenant_id=tenant_id, actor=actor, previous=previous, rules=rules
