@@ -148,7 +148,9 @@ _EVERY_PROJECT = "A routing rule for every project"
 
 
 async def _for_every_project_check(session: AsyncSession, ctx: TenantContext, rule_id: int) -> None:
-    rule = await store.get_rule(session, rule_id)
+    """Locks the rule: a change making it every project's meanwhile is waited for and seen
+    (else a credential of some projects could change it back, or be told it is gone)."""
+    rule = await store.get_rule(session, rule_id, for_update=True)
     if rule is not None and rule.project_id is None:
         require_tenant_wide(ctx, _EVERY_PROJECT)
 
@@ -168,15 +170,30 @@ async def list_rules(
     return {"items": [_out(r) for r in rules], "count": len(rules)}
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses={200: {"description": "The same rule exists already: that rule, nothing made"}},
+)
 async def create_rule(
-    request: Request, body: RoutingRuleIn, ctx: TenantContext = require_staff(*EDITORS)
+    request: Request,
+    response: Response,
+    body: RoutingRuleIn,
+    ctx: TenantContext = require_staff(*EDITORS),
 ) -> dict[str, Any]:
+    """A new rule (201); a rule saying exactly the same already made through this API is
+    that rule (200), so a retry, or two requests at once, make one rule."""
     assert ctx.tenant_id is not None
     _check_scope(ctx, body)
+    new = _rule_from(body)
     async with transaction(request, ctx) as session:
         await _check_references(session, body)
-        rule_id = await store.insert_rule(session, ctx.tenant_id, _rule_from(body), ctx.actor)
+        await store.lock_api_rules(session, ctx.tenant_id)
+        rule_id = await store.same_api_rule(session, new)
+        if rule_id is None:
+            rule_id = await store.insert_rule(session, ctx.tenant_id, new, ctx.actor)
+        else:
+            response.status_code = 200
         rule = await store.get_rule(session, rule_id)
     assert rule is not None  # written in the caller's scope (`_check_scope`), so visible
     return _out(rule)

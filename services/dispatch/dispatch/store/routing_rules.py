@@ -52,14 +52,50 @@ async def rules_for(session: AsyncSession, project_id: UUID | None = None) -> li
     return [_rule(r) for r in rows]
 
 
-async def get_rule(session: AsyncSession, rule_id: int) -> RoutingRule | None:
+async def get_rule(
+    session: AsyncSession, rule_id: int, *, for_update: bool = False
+) -> RoutingRule | None:
+    """The rule; `for_update`: locked until the transaction ends, so what a change checked
+    of it (its project) is what it changes (a change committed meanwhile is waited for and
+    read)."""
+    sql = f"SELECT {_COLUMNS} FROM dispatch.routing_rules WHERE id = :id"
     r = (
-        await session.execute(
-            text(f"SELECT {_COLUMNS} FROM dispatch.routing_rules WHERE id = :id"),
-            {"id": rule_id},
-        )
+        await session.execute(text(sql + (" FOR UPDATE" if for_update else "")), {"id": rule_id})
     ).first()
     return _rule(r) if r else None
+
+
+async def lock_api_rules(session: AsyncSession, tenant_id: UUID) -> None:
+    """Until the transaction ends, the tenant's other rule creations wait: two requests
+    for one rule at once (a retry, two supervisors) see each other (`same_api_rule`)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"dispatch.routing_rules:{tenant_id}"},
+    )
+
+
+async def same_api_rule(session: AsyncSession, rule: RoutingRule) -> int | None:
+    """The lowest id of an API rule (RLS: the tenant's, in the caller's scope) that says
+    exactly what `rule` says, or None."""
+    params = _params(rule)
+    params.pop("source")
+    return (
+        await session.execute(
+            text(
+                "SELECT id FROM dispatch.routing_rules WHERE source = 'api'"
+                " AND project_id IS NOT DISTINCT FROM :project_id"
+                " AND category IS NOT DISTINCT FROM :category"
+                " AND grade IS NOT DISTINCT FROM :grade"
+                " AND building IS NOT DISTINCT FROM :building"
+                " AND place IS NOT DISTINCT FROM :place AND department = :department"
+                " AND handler_role IS NOT DISTINCT FROM :handler_role"
+                " AND handler_staff_id IS NOT DISTINCT FROM :handler_staff_id"
+                " AND inform = CAST(:inform AS text[]) AND priority = :priority"
+                " AND note = :note ORDER BY id LIMIT 1"
+            ),
+            params,
+        )
+    ).scalar_one_or_none()
 
 
 def _params(rule: RoutingRule) -> dict:
