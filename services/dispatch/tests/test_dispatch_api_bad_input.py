@@ -13,10 +13,10 @@ from pydantic import ValidationError
 
 from dispatch.flows.dispatching import dispatch_classified
 from dispatch.store import work_orders as orders
-from dispatch.testing import Tenant, seed_tenant
+from dispatch.testing import Tenant, apply_directory, seed_tenant
 from propdesk.auth.tokens import issue_token
 from propdesk.db.session import tenant_transaction
-from propdesk.events.contracts.tenant import ProjectUpserted
+from propdesk.events.contracts.tenant import ProjectUpserted, StaffUpserted
 from propdesk.settings import asyncpg_dsn
 from propdesk.testing.admin_reads import admin_fetch
 
@@ -425,3 +425,39 @@ async def test_on_duty_at_a_time_out_of_range_is_a_422(tenant: Tenant, client, a
         params={"project_id": str(tenant.project_id), "at": at},
     )
     assert r.status_code == 422 and _fields(r) == [("query.at", "range")], r.text
+
+
+async def test_someone_who_left_is_not_on_duty(res, tenant: Tenant, client) -> None:
+    """A shift outlives its person's leaving (deactivation removes no shift); the on-duty
+    view, like the assignment, then leaves them out."""
+    head = tenant.token(tenant.head, "department_head")
+    shift = {
+        "project_id": str(tenant.project_id),
+        "staff_id": str(tenant.handler_b),
+        "starts_at": SHIFT_AT.replace(hour=8).isoformat(),
+        "ends_at": SHIFT_AT.replace(hour=20).isoformat(),
+    }
+    r = await client.post("/v1/rosters/shifts", headers=head, json=shift)
+    assert r.status_code == 201, r.text
+    params = {"project_id": str(tenant.project_id), "at": SHIFT_AT.isoformat()}
+    r = await client.get("/v1/rosters/on-duty", headers=head, params=params)
+    assert r.json()["on_duty"] == [str(tenant.handler_b)], r.text
+
+    await apply_directory(
+        res,
+        tenant,
+        [
+            StaffUpserted(
+                staff_id=tenant.handler_b,
+                project_ids=[tenant.project_id],
+                department_id=tenant.engineering,
+                name="李工",
+                roles=["handler"],
+                skills=["facility_repair"],
+                active=False,
+            )
+        ],
+    )
+    r = await client.get("/v1/rosters/on-duty", headers=head, params=params)
+    assert r.status_code == 200, r.text
+    assert r.json()["on_duty"] == []

@@ -17,19 +17,16 @@ and nothing is stored:
 
 from __future__ import annotations
 
-import asyncio
 from uuid import UUID, uuid4
 
-import asyncpg
 import pytest
 
 from dispatch.testing import Tenant, apply_directory, engineering_order
 from propdesk.auth.tokens import issue_token
 from propdesk.events.contracts.tenant import DepartmentUpserted, ProjectUpserted, StaffUpserted
 from propdesk.service.resources import ServiceResources
-from propdesk.settings import asyncpg_dsn
 from propdesk.testing.admin_reads import admin_fetch
-from propdesk.testing.waiting import eventually
+from propdesk.testing.lock_waits import in_turn
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -299,30 +296,15 @@ async def test_two_overlapping_shifts_at_once_store_one(res, tenant: Tenant, cli
     per-person lock every check would find nothing and all four would be stored."""
     admin = tenant.token(uuid4(), "tenant_admin")
     body = _shift(tenant, "2026-12-01T18:00:00+08:00", "2026-12-02T08:30:00+08:00")
-    holder = await asyncpg.connect(asyncpg_dsn(res.settings.database_url))
-    try:
-        hold = holder.transaction()
-        await hold.start()
-        await holder.execute("LOCK TABLE dispatch.roster_shifts IN SHARE MODE")
-        posts = [
-            asyncio.create_task(client.post("/v1/rosters/shifts", headers=admin, json=body))
-            for _ in range(4)
-        ]
-
-        async def all_waiting() -> bool:
-            # The statistics views are a snapshot per transaction: a fresh one each time.
-            await holder.execute("SELECT pg_stat_clear_snapshot()")
-            waiting = await holder.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return waiting >= 4
-
-        await eventually(all_waiting, "four shift requests waiting", within=10)
-        await hold.rollback()
-        answers = await asyncio.gather(*posts)
-    finally:
-        await holder.close()
+    # Counted only behind this lock: the first request's insert waits on it, the other
+    # three on the first's per-person lock.
+    answers = await in_turn(
+        res.settings.database_url,
+        "LOCK TABLE dispatch.roster_shifts IN SHARE MODE",
+        (),
+        [lambda: client.post("/v1/rosters/shifts", headers=admin, json=body)] * 4,
+        release="ROLLBACK",
+    )
     assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
 
 

@@ -138,9 +138,9 @@ async def on_duty_now(
     async with transaction(request, ctx) as session:
         if await directory.get_project(session, project_id) is None:
             raise project_not_found(project_id)
-        shifts = await directory.shifts_at(session, project_id, at)
-    return {
-        "project_id": project_id,
-        "at": at,
-        "on_duty": sorted({str(s.staff_id) for s in shifts if s.covers(at)}),
-    }
+        on_shift = {
+            s.staff_id for s in await directory.shifts_at(session, project_id, at) if s.covers(at)
+        }
+        # As the assignment sees them: someone who left is on no one's duty any more.
+        on_duty = await directory.active_staff(session, on_shift) if on_shift else set()
+    return {"project_id": project_id, "at": at, "on_duty": sorted(str(s) for s in on_duty)}

@@ -3,6 +3,7 @@ events: upserts from the consumers, lookups for routing and assignment."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -207,6 +208,15 @@ async def shifts_at(session: AsyncSession, project_id: UUID, at: datetime) -> li
         {"p": project_id, "at": at},
     )
     return [Shift(r.staff_id, r.starts_at, r.ends_at) for r in rows]
+
+
+async def active_staff(session: AsyncSession, staff_ids: Iterable[UUID]) -> set[UUID]:
+    """Those of `staff_ids` who are active: a shift outlives its person's leaving."""
+    rows = await session.execute(
+        text("SELECT id FROM dispatch.staff WHERE id = ANY(CAST(:ids AS uuid[])) AND active"),
+        {"ids": list(staff_ids)},
+    )
+    return {r.id for r in rows}
 
 
 async def mark_assigned(session: AsyncSession, staff_id: UUID, at: datetime) -> None:
